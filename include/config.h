@@ -1,0 +1,161 @@
+/* The configuration: YAML (main file plus include: globs) parsed fully into
+ * an immutable Config. Nothing reads YAML after config_load() returns.
+ *
+ * Problems are collected, not stopped at: config_load() reports every one
+ * as "FILE:LINE:COLUMN: message" (libyaml's 0-based marks printed 1-based)
+ * in a ConfigProblems list. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "listen.h"
+#include "remedyd-forward.h"
+
+typedef enum ApiVersion {
+        API_VERSION_V1BETA1,
+        API_VERSION_V1,
+        _API_VERSION_MAX,
+        _API_VERSION_INVALID = -22,
+} ApiVersion;
+
+typedef enum AuthMethod {
+        AUTH_HMAC_SHA256,
+        AUTH_BEARER,
+        AUTH_HEADER_TOKEN,
+        AUTH_BASIC,
+        AUTH_MTLS,
+        AUTH_NONE,
+        _AUTH_METHOD_MAX,
+        _AUTH_METHOD_INVALID = -22,
+} AuthMethod;
+
+typedef enum ActionKind {
+        ACTION_SUSPEND,
+        ACTION_REACTIVATE,
+        ACTION_NOTIFY,
+        _ACTION_KIND_MAX,
+        _ACTION_KIND_INVALID = -22,
+} ActionKind;
+
+/* Where a node was: for messages after load (e.g. explain). line/column
+ * are 1-based. file points into Config.files (owned by the Config). */
+typedef struct ConfigMark {
+        const char *file;
+        unsigned line;
+        unsigned column;
+} ConfigMark;
+
+struct SourceAuth {
+        AuthMethod method;
+        char *header;           /* hmac_sha256, header_token: header name */
+        char *prefix;           /* hmac_sha256: e.g. "sha256=", or NULL */
+        char *timestamp_header; /* hmac_sha256: or NULL */
+        uint64_t tolerance_usec;/* hmac_sha256 with timestamp_header; default 5m */
+        char *username;         /* basic */
+        char *subject;          /* mtls: required subject DN substring, or NULL */
+        /* The secret(s): hmac_sha256 may hold several (rotation), the
+         * others exactly one. NULL-terminated. Empty (NULL) when loaded with
+         * CONFIG_LOAD_NO_SECRETS. Registered with the log for redaction. */
+        char **secrets;
+        size_t n_secrets;
+        char *secret_file;      /* as written in the config */
+};
+
+struct Source {
+        char *name;
+        SourceAuth auth;
+        Template *event_id;       /* or NULL: dedup by body SHA-256 */
+        double rate_per_sec;      /* 0 = unlimited; "50/s", "600/m", "1000/h" */
+        unsigned rate_burst;      /* tokens in the bucket; = ceil(rate per unit) */
+        bool okta_verification;
+        ConfigMark mark;
+};
+
+struct Rule {
+        char *name;
+        char **sources;           /* NULL-terminated; NULL with any_source */
+        bool any_source;          /* source: "*" */
+        Condition *when;          /* NULL = always */
+        JPath *for_each;          /* NULL = once per event */
+        Condition *where;         /* only with for_each; NULL = every element */
+        ActionKind action;
+        Template *user;           /* required */
+        Template *reason;         /* or NULL */
+        uint64_t cooldown_usec;   /* 0 = none */
+        uint64_t for_usec;        /* 0 = permanent */
+        bool dry_run;
+        bool stop;
+        ConfigMark mark;
+};
+
+struct Config {
+        char *path;               /* the main file as given */
+        char **files;             /* every file read, main first; NULL-terminated */
+
+        struct {
+                char *webhook;    /* as written; parsed forms below */
+                char *status;     /* NULL when not configured */
+                char *control;
+                ListenAddress webhook_addr, status_addr, control_addr;
+                char *tls_cert_file, *tls_key_file, *tls_client_ca_file; /* or NULL */
+                size_t max_body_bytes;
+        } listen;
+
+        struct {
+                char *base_url;           /* no trailing slash */
+                ApiVersion api_version;
+                char *account_id;
+                char *client_id_file, *client_secret_file; /* as written */
+                char *client_id, *client_secret;           /* contents; NULL with NO_SECRETS */
+                char *user_agent;         /* default "remedyd/VERSION" */
+                uint64_t timeout_usec;    /* default 10s */
+                char *ca_file;            /* or NULL */
+                uint64_t directory_refresh_usec; /* default 10m */
+        } onepassword;
+
+        struct {
+                char *path;               /* default $STATE_DIRECTORY/state.db else /var/lib/remedyd/state.db */
+        } state;
+
+        struct {
+                bool dry_run;
+                char **protected_users;   /* NULL-terminated: emails (globs) or user ids */
+                unsigned max_suspensions; /* 0 = no cap */
+                uint64_t window_usec;     /* default 1h */
+        } safety;
+
+        Source *sources;
+        size_t n_sources;
+        Rule *rules;
+        size_t n_rules;
+
+        uint64_t loaded_usec;     /* CLOCK_REALTIME when loaded */
+};
+
+typedef struct ConfigProblems {
+        char **lines;             /* "FILE:LINE:COLUMN: message", NULL-terminated */
+        size_t n;
+} ConfigProblems;
+
+enum {
+        /* Do not read secret files (remedyctl explain). */
+        CONFIG_LOAD_NO_SECRETS = 1u << 0,
+};
+
+/* Loads and validates path (and every include). On success returns 0 and
+ * *ret (caller frees with config_free). On failure returns -EINVAL (or
+ * -ENOMEM), *ret untouched, and, if problems is non-NULL, fills it with
+ * every problem found (caller frees with config_problems_free). Reading the
+ * main file fails with its errno and one problem "FILE: message". */
+int config_load(const char *path, unsigned flags, Config **ret, ConfigProblems *problems);
+Config *config_free(Config *c);
+void config_problems_free(ConfigProblems *p);
+
+const Source *config_find_source(const Config *c, const char *name);
+
+const char *config_action_kind_to_string(ActionKind k);
+ActionKind config_action_kind_from_string(const char *s);
+const char *config_auth_method_to_string(AuthMethod m);
+const char *config_api_version_to_string(ApiVersion v);

@@ -1,0 +1,15 @@
+/* remedyctl subcommands. Each returns the process exit code. argv[0] is the
+ * subcommand name; options after it are the subcommand's own. */
+#pragma once
+
+typedef struct CtlContext {
+        const char *config_path;  /* -c, default /etc/remedyd/remedyd.yaml */
+        const char *socket_path;  /* --socket, or NULL: from the config */
+} CtlContext;
+
+/* remedyctl users list|get ... */
+int ctl_users(const CtlContext *ctx, int argc, char **argv);
+/* remedyctl explain --source NAME FILE.json: 0 some action, 1 none, 2 error */
+int ctl_explain(const CtlContext *ctx, int argc, char **argv);
+/* status, suspend, reactivate, actions, release, cancel, history */
+int ctl_admin(const CtlContext *ctx, int argc, char **argv);

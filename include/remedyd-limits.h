@@ -1,0 +1,44 @@
+/* Every input limit in one place. A limit that is hit has its own errno so
+ * that callers and tests can tell them apart:
+ *   -E2BIG     a size limit (body, document, string, file)
+ *   -ENOBUFS   a count limit (rules, sources, queue depth, connections)
+ *   -EMSGSIZE  a header or line limit
+ *   -ELOOP     a nesting limit */
+#pragma once
+
+/* config */
+#define LIMIT_CONFIG_DOCUMENT_BYTES   (4u * 1024u * 1024u)  /* one YAML file */
+#define LIMIT_CONFIG_INCLUDE_FILES    256u
+#define LIMIT_CONFIG_RULES            10000u
+#define LIMIT_CONFIG_SOURCES          256u
+#define LIMIT_CONFIG_CONDITION_DEPTH  16u
+#define LIMIT_CONFIG_CONDITION_NODES  4096u   /* per rule */
+#define LIMIT_CONFIG_STRING_BYTES     4096u   /* any scalar */
+#define LIMIT_CONFIG_LIST_ITEMS       4096u   /* in:, protected_users, ... */
+#define LIMIT_NAME_BYTES              128u    /* rule and source names */
+#define LIMIT_SECRET_FILE_BYTES       65536u
+#define LIMIT_SECRETS_PER_FILE        16u
+#define LIMIT_TEMPLATE_OUTPUT_BYTES   4096u
+#define LIMIT_REGEX_BYTES             1024u
+
+/* webhook */
+#define LIMIT_BODY_BYTES_DEFAULT      (1024u * 1024u)
+#define LIMIT_BODY_BYTES_MAX          (64u * 1024u * 1024u)
+#define LIMIT_JSON_DEPTH              64
+#define LIMIT_ACTIONS_PER_EVENT       1000u
+#define LIMIT_FOR_EACH_ITEMS          1000u
+#define LIMIT_HTTP_CONNECTIONS        4096u
+#define LIMIT_HTTP_CONNECTION_MEMORY  (64u * 1024u)
+#define LIMIT_HTTP_CONNECTION_TIMEOUT_SEC 30u
+#define LIMIT_HEADER_BYTES            8192u
+
+/* 1Password client */
+#define LIMIT_API_RESPONSE_BYTES      (16u * 1024u * 1024u)
+#define LIMIT_API_RETRIES             12u
+#define LIMIT_API_BACKOFF_MAX_USEC    (300ULL * 1000000ULL)
+#define LIMIT_DIRECTORY_USERS         1000000u
+#define LIMIT_DIRECTORY_PAGES         10000u
+
+/* queue */
+#define LIMIT_QUEUE_INFLIGHT          64u
+#define LIMIT_QUEUE_DEPTH             1000000u

@@ -1,0 +1,78 @@
+/* Rules: conditions, JSON paths and templates compiled at config load, then
+ * evaluated against an event (a json-c object) with no YAML at match time.
+ *
+ * Predicates return 1 (holds), 0 (does not) or a negative errno (aborts the
+ * evaluation; the webhook turns it into a retryable error). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <json-c/json.h>
+#include <yaml.h>
+
+#include "config.h"
+#include "remedyd-forward.h"
+
+/* One action a matching rule produces, before guardrails. */
+struct RuleHit {
+        const Rule *rule;
+        char *user;        /* rendered user template; NULL when unresolved */
+        char *reason;      /* rendered reason, or NULL */
+        char *missing;     /* the template path that was missing (unresolved) */
+};
+
+struct RuleHits {
+        RuleHit *hits;
+        size_t n;
+};
+
+/* Walks c->rules in order for an event from source_name and appends one hit
+ * per action (one per for_each element that passes where:). Stops after a
+ * matching rule with stop: true. At most LIMIT_ACTIONS_PER_EVENT hits
+ * (-ENOBUFS past it). On success returns the number of matching rules. */
+int rules_evaluate(const Config *c, const char *source_name, json_object *event, RuleHits *ret);
+void rule_hits_free(RuleHits *h);
+
+/* explain: one line per rule into out (caller frees with mem_free): the
+ * verdict, and for a miss the first failing condition with the value it
+ * saw. Returns the number of hits that would be produced. */
+int rules_explain(const Config *c, const char *source_name, json_object *event, char **ret_text);
+
+/* --- compiling (called by config.c) ------------------------------------ */
+
+/* Problem sink used while compiling: the compiler reports through it and
+ * carries on. */
+typedef void (*RulesProblemFn)(void *userdata, const yaml_mark_t *mark, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+/* Compiles a condition from a libyaml document node. Returns NULL after
+ * reporting through problem() (or on OOM). */
+Condition *rules_condition_compile(yaml_document_t *doc, yaml_node_t *node, RulesProblemFn problem, void *userdata);
+Condition *rules_condition_free(Condition *c);
+/* Evaluates a condition on a JSON value (the event or a for_each element). */
+int rules_condition_eval(const Condition *c, json_object *value);
+
+/* --- JSON paths (section 3.2) ------------------------------------------- */
+
+/* Compiles "a.b.0.c" (with literal dotted keys tried first at each level),
+ * or an RFC 6901 pointer "/a/b~1c". -EINVAL on a malformed path. */
+int jpath_compile(const char *text, JPath **ret);
+JPath *jpath_free(JPath *p);
+const char *jpath_text(const JPath *p);
+/* Finds the value; NULL when missing. Borrowed reference. A JSON null is
+ * returned as NULL too, unless found_null is non-NULL (set to true). */
+json_object *jpath_lookup(const JPath *p, json_object *root, bool *found_null);
+
+/* --- templates (section 3.3) -------------------------------------------- */
+
+/* Compiles "${PATH} text $$". -EINVAL with *error_offset set on a bad
+ * template (unclosed ${, empty path, bad path). */
+int template_compile(const char *text, Template **ret, size_t *error_offset);
+Template *template_free(Template *t);
+const char *template_text(const Template *t);
+/* Renders against value (the event, or the for_each element); ${event.X}
+ * reaches event_root. Strings as-is, numbers and booleans in JSON form.
+ * -ENOENT when a path is missing (*ret_missing = that path, caller frees),
+ * -E2BIG past LIMIT_TEMPLATE_OUTPUT_BYTES. */
+int template_render(const Template *t, json_object *value, json_object *event_root, char **ret, char **ret_missing);

@@ -1,0 +1,25 @@
+/* A growable string with an explicit maximum (curl's dynbuf). Appending past
+ * the maximum fails with -E2BIG and leaves the contents as they were. */
+#pragma once
+
+#include <stdarg.h>
+#include <stddef.h>
+
+#include "remedyd-forward.h"
+
+struct StrBuf {
+        char *data; /* always NUL-terminated once anything was appended */
+        size_t len;
+        size_t cap;
+        size_t max; /* bytes, excluding the NUL */
+};
+
+void strbuf_init(StrBuf *b, size_t max);
+void strbuf_free(StrBuf *b);
+void strbuf_reset(StrBuf *b);
+int strbuf_append(StrBuf *b, const char *s, size_t n);
+int strbuf_puts(StrBuf *b, const char *s);
+int strbuf_printf(StrBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Takes the buffer out (caller frees with mem_free); returns "" copy when
+ * empty, NULL on OOM. The StrBuf is reset. */
+char *strbuf_steal(StrBuf *b);

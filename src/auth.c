@@ -1,0 +1,1 @@
+/* placeholder: module auth is being written */

@@ -1,0 +1,1 @@
+/* placeholder: module config is being written */

@@ -1,0 +1,1 @@
+/* placeholder: module control is being written */

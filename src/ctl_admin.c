@@ -1,0 +1,1 @@
+/* placeholder: module ctl_admin is being written */

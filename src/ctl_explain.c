@@ -1,0 +1,1 @@
+/* placeholder: module ctl_explain is being written */

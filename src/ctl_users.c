@@ -1,0 +1,1 @@
+/* placeholder: module ctl_users is being written */

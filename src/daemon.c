@@ -1,0 +1,1 @@
+/* placeholder: module daemon is being written */

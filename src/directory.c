@@ -1,0 +1,1 @@
+/* placeholder: module directory is being written */

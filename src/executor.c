@@ -1,0 +1,1 @@
+/* placeholder: module executor is being written */

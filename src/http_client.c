@@ -1,0 +1,1 @@
+/* placeholder: module http_client is being written */

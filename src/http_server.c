@@ -1,0 +1,1 @@
+/* placeholder: module http_server is being written */

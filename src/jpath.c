@@ -1,0 +1,1 @@
+/* placeholder: module jpath is being written */

@@ -1,0 +1,1 @@
+/* placeholder: module metrics is being written */

@@ -1,0 +1,1 @@
+/* placeholder: module oauth is being written */

@@ -1,0 +1,1 @@
+/* placeholder: module ratelimit is being written */

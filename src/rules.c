@@ -1,0 +1,1 @@
+/* placeholder: module rules is being written */

@@ -1,0 +1,1 @@
+/* placeholder: module safety is being written */

@@ -1,0 +1,1 @@
+/* placeholder: module status is being written */

@@ -1,0 +1,1 @@
+/* placeholder: module store is being written */

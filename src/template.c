@@ -1,0 +1,1 @@
+/* placeholder: module template is being written */

@@ -1,0 +1,1 @@
+/* placeholder: module users_api is being written */

@@ -1,0 +1,1 @@
+/* placeholder: module webhook is being written */

@@ -1,0 +1,4 @@
+/* placeholder: tests for metrics are being written */
+int main(void) {
+        return 77;
+}

@@ -1,0 +1,4 @@
+/* placeholder: tests for ratelimit are being written */
+int main(void) {
+        return 77;
+}

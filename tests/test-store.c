@@ -1,0 +1,4 @@
+/* placeholder: tests for store are being written */
+int main(void) {
+        return 77;
+}

@@ -1,0 +1,41 @@
+#include "alloc.h"
+#include "harness.h"
+#include "strbuf.h"
+
+TEST(limits) {
+        StrBuf b;
+        char *s;
+
+        strbuf_init(&b, 10);
+        ASSERT_OK(strbuf_puts(&b, "hello"));
+        ASSERT_OK(strbuf_printf(&b, "%d", 1234));
+        ASSERT_STREQ(b.data, "hello1234");
+        ASSERT_ERR(strbuf_puts(&b, "xy"), E2BIG);
+        ASSERT_STREQ(b.data, "hello1234"); /* unchanged on failure */
+        ASSERT_ERR(strbuf_printf(&b, "%s", "xy"), E2BIG);
+        ASSERT_OK(strbuf_puts(&b, "z"));
+        ASSERT_EQ(b.len, 10);
+        s = strbuf_steal(&b);
+        ASSERT_STREQ(s, "hello1234z");
+        ASSERT_EQ(b.len, 0);
+        mem_free(s);
+        strbuf_free(&b);
+}
+
+TEST(growth) {
+        StrBuf b;
+
+        strbuf_init(&b, 1u << 20);
+        for (int i = 0; i < 10000; i++)
+                ASSERT_OK(strbuf_puts(&b, "0123456789"));
+        ASSERT_EQ(b.len, 100000);
+        strbuf_reset(&b);
+        ASSERT_STREQ(b.data, "");
+        strbuf_free(&b);
+}
+
+int main(void) {
+        RUN(limits);
+        RUN(growth);
+        HARNESS_DONE();
+}
