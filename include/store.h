@@ -111,3 +111,20 @@ void store_action_done(StoreAction *a); /* frees the members, not a itself */
 
 /* True while the last commit succeeded (readiness). */
 bool store_writable(Store *s);
+
+/* --- reads on the loop thread (second connection) ------------------------ */
+
+typedef struct StoreQueueCounts {
+        uint64_t queued;
+        uint64_t running;
+        uint64_t held;
+        uint64_t failed;
+        uint64_t done;
+        uint64_t cancelled;
+} StoreQueueCounts;
+
+/* Counts actions by lifecycle state. -EIO on a database error. */
+int store_queue_counts(Store *s, StoreQueueCounts *ret);
+/* Suspend actions queued/running/done created within the current cap
+ * window (ending now). */
+int store_suspensions_in_window(Store *s, uint64_t *ret);
