@@ -116,6 +116,13 @@ void users_api_token_state(UsersApi *api, UsersApiTokenState *ret);
 /* Revokes the token (clean shutdown); calls done when finished or failed. */
 int users_api_revoke(UsersApi *api, void (*done)(void *userdata), void *userdata);
 
+/* Drops every pending call started with this userdata, without calling
+ * its callback (an owner going away: directory_free(), executor stop).
+ * Returns how many were dropped. */
+size_t users_api_cancel(UsersApi *api, void *userdata);
+/* Calls started and not yet called back. */
+size_t users_api_pending(UsersApi *api);
+
 const char *users_api_operation_to_string(UsersApiOperation op);
 const char *users_api_state_to_string(OpUserState s);
 void op_user_done(OpUser *u);

@@ -828,3 +828,37 @@ int users_api_revoke(UsersApi *api, void (*done)(void *userdata), void *userdata
                 return -EINVAL;
         return oauth_revoke(api->oauth, done, userdata);
 }
+
+size_t users_api_cancel(UsersApi *api, void *userdata) {
+        size_t n = 0;
+
+        if (!api)
+                return 0;
+        for (CallList *l = &api->active; l; l = l == &api->active ? &api->done : NULL) {
+                UsersApiCall *c = l->head;
+
+                while (c) {
+                        UsersApiCall *next = c->next;
+
+                        if (c->userdata == userdata) {
+                                list_remove(l, c);
+                                call_free(c);
+                                n++;
+                        }
+                        c = next;
+                }
+        }
+        return n;
+}
+
+size_t users_api_pending(UsersApi *api) {
+        size_t n = 0;
+
+        if (!api)
+                return 0;
+        for (UsersApiCall *c = api->active.head; c; c = c->next)
+                n++;
+        for (UsersApiCall *c = api->done.head; c; c = c->next)
+                n++;
+        return n;
+}
