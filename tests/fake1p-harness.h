@@ -35,7 +35,7 @@ typedef struct Fake {
         char base_url[64];
 } Fake;
 
-static const char *fake_script(void) {
+static inline const char *fake_script(void) {
         static char path[4096];
         const char *e = getenv("REMEDYD_FAKE1P"), *root = getenv("REMEDYD_SOURCE_ROOT");
 
@@ -46,7 +46,7 @@ static const char *fake_script(void) {
 }
 
 /* Skips the whole program (exit 77) when the fake is not in the tree. */
-static void fake_require(void) {
+static inline void fake_require(void) {
         if (!fake_script()) {
                 fprintf(stderr, "fake1p.py not found (set REMEDYD_FAKE1P), skipping\n");
                 exit(77);
@@ -54,7 +54,7 @@ static void fake_require(void) {
 }
 
 /* extra: NULL-terminated extra arguments, or NULL. */
-static void fake_start(Fake *f, const char *const *extra) {
+static inline void fake_start(Fake *f, const char *const *extra) {
         char portfile[128];
         char *argv[64];
         size_t n = 0;
@@ -117,7 +117,7 @@ static void fake_start(Fake *f, const char *const *extra) {
         snprintf(f->base_url, sizeof(f->base_url), "http://127.0.0.1:%d", f->port);
 }
 
-static void fake_stop(Fake *f) {
+static inline void fake_stop(Fake *f) {
         char path[128];
         int st;
 
@@ -131,14 +131,14 @@ static void fake_stop(Fake *f) {
         (void) rmdir(f->dir);
 }
 
-static size_t fake_write(char *p, size_t size, size_t n, void *userdata) {
+static inline size_t fake_write(char *p, size_t size, size_t n, void *userdata) {
         StrBuf *b = userdata;
         return strbuf_append(b, p, size * n) < 0 ? 0 : size * n;
 }
 
 /* Blocking control request; returns the HTTP status, body in *ret_body
  * (caller frees with mem_free) if ret_body is non-NULL. */
-static long fake_http(Fake *f, const char *method, const char *path, const char *body, char **ret_body) {
+static inline long fake_http(Fake *f, const char *method, const char *path, const char *body, char **ret_body) {
         char url[512];
         StrBuf b;
         CURL *c;
@@ -169,19 +169,19 @@ static long fake_http(Fake *f, const char *method, const char *path, const char 
         return status;
 }
 
-static void fake_post(Fake *f, const char *path, const char *body) {
+static inline void fake_post(Fake *f, const char *path, const char *body) {
         long s = fake_http(f, "POST", path, body, NULL);
         if (s < 200 || s >= 300)
                 FAIL_AT("POST %s -> %ld", path, s);
 }
 
-static void fake_clear(Fake *f) {
+static inline void fake_clear(Fake *f) {
         ASSERT_EQ(fake_http(f, "DELETE", "/_fake/requests", NULL, NULL), 200);
         ASSERT_EQ(fake_http(f, "DELETE", "/_fake/faults", NULL, NULL), 200);
 }
 
 /* The recorded requests as a json array (caller puts). */
-static json_object *fake_requests(Fake *f) {
+static inline json_object *fake_requests(Fake *f) {
         char *body = NULL;
         json_object *j;
 
@@ -193,32 +193,32 @@ static json_object *fake_requests(Fake *f) {
         return j;
 }
 
-static const char *req_str(json_object *req, const char *key) {
+static inline const char *req_str(json_object *req, const char *key) {
         json_object *v;
         return json_object_object_get_ex(req, key, &v) ? json_object_get_string(v) : NULL;
 }
 
-static const char *req_header(json_object *req, const char *name) {
+static inline const char *req_header(json_object *req, const char *name) {
         json_object *h, *v;
         if (!json_object_object_get_ex(req, "headers", &h) || !json_object_object_get_ex(h, name, &v))
                 return NULL;
         return json_object_get_string(v);
 }
 
-static const char *req_query(json_object *req, const char *name) {
+static inline const char *req_query(json_object *req, const char *name) {
         json_object *h, *v;
         if (!json_object_object_get_ex(req, "query", &h) || !json_object_object_get_ex(h, name, &v))
                 return NULL;
         return json_object_get_string(v);
 }
 
-static long req_status(json_object *req) {
+static inline long req_status(json_object *req) {
         json_object *v;
         return json_object_object_get_ex(req, "status", &v) ? (long) json_object_get_int(v) : 0;
 }
 
 /* How many recorded requests have "op" == op (NULL: all). */
-static size_t fake_count(Fake *f, const char *op) {
+static inline size_t fake_count(Fake *f, const char *op) {
         json_object *j = fake_requests(f);
         size_t n = 0;
 
@@ -232,7 +232,7 @@ static size_t fake_count(Fake *f, const char *op) {
 }
 
 /* Runs the loop until *flag, failing after timeout_sec. */
-static void loop_until(sd_event *e, const bool *flag, unsigned timeout_sec) {
+static inline void loop_until(sd_event *e, const bool *flag, unsigned timeout_sec) {
         uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_sec * USEC_PER_SEC;
 
         while (!*flag) {
