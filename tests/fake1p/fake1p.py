@@ -91,7 +91,7 @@ GENERATED_EPOCH = 1704067200  # 2024-01-01T00:00:00Z
 
 
 class User:
-    __slots__ = ("id", "email", "display_name", "state", "create_time", "owner")
+    __slots__ = ("id", "email", "display_name", "state", "create_time", "owner", "index")
 
     def __init__(self, uid, email, display_name, state, create_time, owner):
         self.id = uid
@@ -106,6 +106,10 @@ class User:
                 "display_name": self.display_name, "state": self.state,
                 "create_time": self.create_time,
                 "path": "accounts/%s/users/%s" % (account, self.id)}
+
+
+def state_flag(state):
+    return {"ACTIVE": 0x41, "SUSPENDED": 0x53}.get(state, 0x55)
 
 
 class BadInput(Exception):
@@ -126,6 +130,9 @@ class State:
                        "max_page_size": args.max_page_size}
         self.users = []         # creation order
         self.by_id = {}
+        # One byte per user (A/S/U for ACTIVE/SUSPENDED/other), so that a
+        # filtered list skips over 100k users at C speed (bytearray.find).
+        self.flags = bytearray()
         self.tokens = {}        # token -> {"expires": monotonic, "revoked": bool}
         self.faults = []
         self.requests = []
@@ -151,8 +158,7 @@ class State:
         create_time = obj.get("create_time") or rfc3339(default_create_time or time.time())
         u = User(uid, email, str(display_name), state, create_time,
                  bool(obj.get("owner", False)))
-        self.users.append(u)
-        self.by_id[uid] = u
+        self.append(u)
         return u
 
     def generate_users(self, n):
@@ -160,8 +166,22 @@ class State:
             uid = user_id_for_index(i)
             u = User(uid, "user%d@example.com" % i, "User %d" % i, "ACTIVE",
                      rfc3339(GENERATED_EPOCH + i), i == 0)
-            self.users.append(u)
-            self.by_id[uid] = u
+            self.append(u)
+
+    def append(self, u):
+        u.index = len(self.users)
+        self.users.append(u)
+        self.flags.append(state_flag(u.state))
+        self.by_id[u.id] = u
+
+    def pop(self):
+        u = self.users.pop()
+        self.flags.pop()
+        del self.by_id[u.id]
+
+    def set_state(self, u, state):
+        u.state = state
+        self.flags[u.index] = state_flag(state)
 
     def active_owners(self):
         return sum(1 for u in self.users if u.owner and u.state == "ACTIVE")
@@ -521,9 +541,9 @@ class Handler(BaseHTTPRequestHandler):
             if op == "suspend" and u.state != "SUSPENDED":
                 if u.owner and u.state == "ACTIVE" and st.active_owners() <= 1:
                     raise Reply(403, grpc_error(7, "no_owner_remain"))
-                u.state = "SUSPENDED"
+                st.set_state(u, "SUSPENDED")
             elif op == "reactivate":
-                u.state = "ACTIVE"
+                st.set_state(u, "ACTIVE")
             out = u.to_json(st.account)
         answer(200, out)
 
@@ -642,16 +662,17 @@ class Handler(BaseHTTPRequestHandler):
                 results = [u.to_json(st.account) for u in page]
                 i = pos + len(page)
             else:
-                while i < n and len(results) < size:
-                    u = users[i]
-                    i += 1
-                    if u.state == want:
-                        results.append(u.to_json(st.account))
+                flags, ch = st.flags, state_flag(want)
+                while len(results) < size:
+                    j = flags.find(ch, i)
+                    if j < 0:
+                        i = n
+                        break
+                    results.append(users[j].to_json(st.account))
+                    i = j + 1
                 # Look ahead so the last page carries no token.
-                j = i
-                while j < n and users[j].state != want:
-                    j += 1
-                i = j
+                j = flags.find(ch, i)
+                i = j if j >= 0 else n
             more = i < n
         out = {"results": results}
         if more:
@@ -727,8 +748,7 @@ class Handler(BaseHTTPRequestHandler):
                         added.append(st.add_user(o))
                 except BadInput as e:
                     for u in added:
-                        st.users.pop()
-                        del st.by_id[u.id]
+                        st.pop()
                     raise Reply(400, {"error": str(e)})
                 out = [dict(u.to_json(st.account), owner=u.owner) for u in added]
             self.send(200, out)
@@ -741,9 +761,11 @@ class Handler(BaseHTTPRequestHandler):
                 u = st.by_id.get(uid)
                 if u is None:
                     raise Reply(404, {"error": "no such user"})
-                for k in ("state", "email", "display_name"):
+                for k in ("email", "display_name"):
                     if obj and k in obj:
                         setattr(u, k, str(obj[k]))
+                if obj and "state" in obj:
+                    st.set_state(u, str(obj["state"]))
                 if obj and "owner" in obj:
                     u.owner = bool(obj["owner"])
                 out = dict(u.to_json(st.account), owner=u.owner)
