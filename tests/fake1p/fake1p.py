@@ -16,7 +16,13 @@ a fake to pick):
   POST /{v1beta1|v1}/accounts/{a}/users/{u}:reactivate   reactivate
 
 Test control (no auth, JSON):
-  GET|DELETE /_fake/requests     recorded API requests / clear them
+  GET|DELETE /_fake/requests     recorded API requests / clear them: every
+                                 non-/_fake request in arrival order, as
+                                 {"method", "path" (raw, without query),
+                                 "query" {name: first value}, "query_string",
+                                 "headers" {lower-cased name: value}, "body",
+                                 "status" (null until answered, or if dropped),
+                                 "dropped", "time" (epoch s), "op"}
   GET|POST|DELETE /_fake/faults  queued faults / append a list / clear
   GET|POST /_fake/users          all users (plus "owner") / add users
   POST /_fake/users/{id}         change state/owner/email/display_name of one user
@@ -371,6 +377,12 @@ class Handler(BaseHTTPRequestHandler):
             hdrs.setdefault("content-type", ("Content-Type", "application/json"))
         if data and "content-type" not in hdrs:
             hdrs["content-type"] = ("Content-Type", "application/json")
+        rec = getattr(self, "rec", None)
+        if rec is not None:
+            # Before the answer leaves: a client reading the log right
+            # after its answer must see the status.
+            with self.server.state.lock:
+                rec["status"] = status
         self.send_response(status)
         for _, (k, v) in hdrs.items():
             if k.lower() == "content-length":
@@ -387,6 +399,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def dispatch(self):
         self.status_sent = None
+        self.rec = None
         st = self.server.state
         raw_path, _, raw_query = self.path.partition("?")
         try:
@@ -444,13 +457,14 @@ class Handler(BaseHTTPRequestHandler):
                          urllib.parse.parse_qs(raw_query, keep_blank_values=True).items()},
                "query_string": raw_query,
                "headers": {}, "body": body.decode("utf-8", "replace"),
-               "status": None, "time": time.time(), "op": op}
+               "status": None, "dropped": False, "time": time.time(), "op": op}
         for k, v in self.headers.items():
             k = k.lower()
             rec["headers"][k] = rec["headers"][k] + ", " + v if k in rec["headers"] else v
         with st.lock:
             st.requests.append(rec)
             fault = st.take_fault(op, raw_path)
+        self.rec = rec
         try:
             if fault is not None:
                 self.apply_fault(st, fault, op, version, account, uid, raw_query, body)
@@ -461,16 +475,15 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            with st.lock:
-                rec["status"] = self.status_sent
-                if self.status_sent is None:
-                    rec["dropped"] = True
+            self.rec = None
 
     def apply_fault(self, st, fault, op, version, account, uid, raw_query, body):
         delay = fault.get("delay")
         if delay:
             time.sleep(delay)
         if fault.get("drop"):
+            with st.lock:
+                self.rec["dropped"] = True
             self.close_connection = True
             try:
                 self.connection.shutdown(socket.SHUT_RDWR)
