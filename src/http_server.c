@@ -40,6 +40,7 @@ struct HttpServerRequest {
         StrBuf body;
         size_t body_limit;
         bool too_big;
+        size_t discarded;   /* body bytes dropped after too_big */
         bool suspended;
         bool queued;        /* handed to MHD */
 
@@ -206,7 +207,6 @@ static enum MHD_Result access_handler(
 
         HttpServer *s = cls;
         HttpServerRequest *req = *con_cls;
-        enum MHD_Result m;
         uint64_t length;
         int r;
 
@@ -250,25 +250,25 @@ static enum MHD_Result access_handler(
                 return queue_ready_response(req) < 0 ? MHD_NO : MHD_YES;
 
         if (*upload_data_size > 0) {
-                if (req->too_big)
+                if (req->too_big) {
+                        /* MHD takes no answer in the middle of an upload:
+                         * drop the rest and answer 413 at its end, unless
+                         * the sender keeps going for too long. */
+                        if (*upload_data_size > LIMIT_HTTP_DISCARD_BYTES - req->discarded)
+                                return MHD_NO;
+                        req->discarded += *upload_data_size;
                         goto discard;
+                }
                 r = strbuf_append(&req->body, upload_data, *upload_data_size);
                 if (r == -E2BIG) {
                         req->too_big = true;
                         strbuf_free(&req->body);
-                        /* MHD (>= 0.9.72) takes an answer in the middle of
-                         * the upload and closes after sending it. */
-                        m = queue_static(req, MHD_HTTP_CONTENT_TOO_LARGE, s->too_big_response);
-                        if (m != MHD_YES)
-                                return MHD_NO;
+                        req->discarded = *upload_data_size;
                         goto discard;
                 }
-                if (r < 0) {
-                        m = queue_static(req, MHD_HTTP_SERVICE_UNAVAILABLE, s->oom_response);
-                        if (m != MHD_YES)
-                                return MHD_NO;
-                        goto discard;
-                }
+                if (r < 0)
+                        /* Out of memory: no way to answer mid-upload. */
+                        return MHD_NO;
                 *upload_data_size = 0;
                 return MHD_YES;
         }
