@@ -35,9 +35,13 @@
 #include "metrics.h"
 #include "rules.h"
 #include "store.h"
+#include "status.h"
 #include "strbuf.h"
+#include "users_api.h"
 #include "util.h"
 #include "webhook.h"
+#include "version.h"
+
 
 #define HMAC_SECRET "hmac-secret-1"
 #define OKTA_TOKEN "okta-token-value"
@@ -227,6 +231,30 @@ int store_submit_event(Store *s, StoreEvent *ev, StoreEventCallback cb, void *us
         return 0;
 }
 
+static bool fake_writable = true;
+bool store_writable(Store *s) {
+        return fake_writable;
+}
+
+int store_queue_counts(Store *s, StoreQueueCounts *ret) {
+        *ret = (StoreQueueCounts) { .queued = 3, .running = 1, .held = 2, .failed = 4, .done = 7 };
+        return 0;
+}
+
+int store_suspensions_in_window(Store *s, uint64_t *ret) {
+        *ret = 5;
+        return 0;
+}
+
+static bool fake_token_ok;
+void users_api_token_state(UsersApi *api, UsersApiTokenState *ret) {
+        *ret = (UsersApiTokenState) { .valid = fake_token_ok, .expires_in_seconds = 1234, .last_request_ok = fake_token_ok };
+}
+
+void directory_stats(Directory *d, DirectoryStats *ret) {
+        *ret = (DirectoryStats) { .users = 42, .synced_usec = 1764210125ULL * USEC_PER_SEC };
+}
+
 /* --- the server thread ------------------------------------------------- */
 
 enum {
@@ -237,12 +265,14 @@ enum {
         CMD_STOP_ACCEPTING = 'a',
         CMD_DRY_RUN = 'd',
         CMD_RENDER_METRICS = 'm',
+        CMD_TOKEN_OK = 't',
+        CMD_STORE_READONLY = 'r',
 };
 
 static int cmd_pipe[2];
 static int ack_pipe[2];
-static int listen_fd;
-static unsigned port;
+static int listen_fd, status_fd;
+static unsigned port, status_port;
 static char metrics_text[16384];
 
 static int on_command(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
@@ -267,6 +297,12 @@ static int on_command(sd_event_source *s, int fd, uint32_t revents, void *userda
                 break;
         case CMD_DRY_RUN:
                 d->opts.dry_run = true;
+                break;
+        case CMD_TOKEN_OK:
+                fake_token_ok = true;
+                break;
+        case CMD_STORE_READONLY:
+                fake_writable = !fake_writable;
                 break;
         case CMD_RENDER_METRICS: {
                 StrBuf b;
@@ -297,13 +333,18 @@ static void *server_thread(void *arg) {
         ASSERT_NOT_NULL(d.metrics);
         fake_store.event = d.event;
 
+        d.api = (UsersApi *) &config;
+        d.started_mono_usec = now_usec(CLOCK_MONOTONIC) - 90 * USEC_PER_SEC;
+        d.started_usec = now_usec(CLOCK_REALTIME) - 90 * USEC_PER_SEC;
         ASSERT_OK(webhook_new(&d, listen_fd, &d.webhook));
+        ASSERT_OK(status_new(&d, status_fd, &d.status));
         ASSERT_OK(sd_event_add_io(d.event, &cmd_source, cmd_pipe[0], EPOLLIN, on_command, &d));
         ASSERT_EQ(write(ack_pipe[1], "r", 1), 1);
 
         ASSERT_OK(sd_event_loop(d.event));
 
         d.webhook = webhook_free(d.webhook);
+        d.status = status_free(d.status);
         sd_event_source_disable_unref(cmd_source);
         metrics_free(d.metrics);
         for (size_t i = 0; i < fake_store.n_committed; i++)
@@ -396,7 +437,10 @@ static void request_full(const char *method, const char *path, const char *const
         *ret = (Reply) {};
         c = curl_easy_init();
         ASSERT_NOT_NULL(c);
-        snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
+        if (str_startswith(path, "status:"))
+                snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", status_port, path + strlen("status:"));
+        else
+                snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
         ASSERT_EQ(curl_easy_setopt(c, CURLOPT_URL, url), CURLE_OK);
         ASSERT_EQ(curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method), CURLE_OK);
         if (body) {
@@ -750,10 +794,101 @@ TEST(shutting_down) {
         ASSERT_TRUE(strlen(r.retry_after) > 0);
 }
 
-static void setup(void) {
+TEST(status_endpoints) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        json_object *v;
+        Reply r;
+
+        request("GET", "status:/healthz", NULL, NULL, &r);
+        ASSERT_EQ(r.status, 200);
+        ASSERT_STREQ(r.body, "ok\n");
+        request("HEAD", "status:/healthz", NULL, NULL, &r);
+        ASSERT_EQ(r.status, 200);
+        ASSERT_EQ(r.len, 0);
+
+        /* Not ready until a token request succeeded; then not while the
+         * store is not writable. */
+        request("GET", "status:/readyz", NULL, NULL, &r);
+        assert_error(&r, 503, "not_ready");
+        ASSERT_CONTAINS(r.body, "token");
+        ASSERT_TRUE(strlen(r.retry_after) > 0);
+        command(CMD_TOKEN_OK);
+        request("GET", "status:/readyz", NULL, NULL, &r);
+        ASSERT_EQ(r.status, 200);
+        command(CMD_STORE_READONLY);
+        request("GET", "status:/readyz", NULL, NULL, &r);
+        assert_error(&r, 503, "not_ready");
+        ASSERT_CONTAINS(r.body, "store");
+        command(CMD_STORE_READONLY);
+
+        request("GET", "status:/status", NULL, NULL, &r);
+        ASSERT_EQ(r.status, 200);
+        o = parse_reply(&r);
+        ASSERT_STREQ(get_str(o, "version"), REMEDYD_VERSION);
+        ASSERT_TRUE(json_object_object_get_ex(o, "uptime_seconds", &v));
+        ASSERT_TRUE(json_object_get_int64(v) >= 90);
+        {
+                static const char *const want[][8] = {
+                        { "config", "loaded_at", "sources", "rules", "last_reload_error" },
+                        { "token", "valid", "expires_in_seconds" },
+                        { "directory", "users", "synced_at" },
+                        { "queue", "queued", "running", "held", "failed" },
+                        { "safety", "dry_run", "suspensions_in_window", "max_suspensions" },
+                        { "counters" },
+                };
+                for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+                        json_object *sub;
+
+                        ASSERT_TRUE(json_object_object_get_ex(o, want[i][0], &sub));
+                        ASSERT_TRUE(json_object_is_type(sub, json_type_object));
+                        for (size_t j = 1; j < 8 && want[i][j]; j++)
+                                if (!json_object_object_get_ex(sub, want[i][j], NULL))
+                                        FAIL_AT("/status lacks %s.%s", want[i][0], want[i][j]);
+                }
+        }
+        ASSERT_TRUE(json_object_object_get_ex(o, "queue", &v));
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(v, "held")), 2);
+        ASSERT_TRUE(json_object_object_get_ex(o, "directory", &v));
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(v, "users")), 42);
+        ASSERT_STREQ(json_object_get_string(json_object_object_get(v, "synced_at")), "2025-11-27T02:22:05Z");
+        ASSERT_TRUE(json_object_object_get_ex(o, "token", &v));
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(v, "expires_in_seconds")), 1234);
+        ASSERT_TRUE(json_object_object_get_ex(o, "safety", &v));
+        ASSERT_EQ(json_object_get_int64(json_object_object_get(v, "suspensions_in_window")), 5);
+        ASSERT_TRUE(json_object_object_get_ex(o, "counters", &v));
+        ASSERT_TRUE(json_object_get_int64(json_object_object_get(v, "webhooks_total")) > 10);
+
+        request("GET", "status:/metrics", NULL, NULL, &r);
+        ASSERT_EQ(r.status, 200);
+        ASSERT_CONTAINS(r.content_type, "text/plain");
+        ASSERT_CONTAINS(r.body, "remedyd_webhooks_total{source=\"hmac\",code=\"202\"}");
+        ASSERT_CONTAINS(r.body, "remedyd_queue_depth{state=\"held\"} 2\n");
+        ASSERT_CONTAINS(r.body, "remedyd_queue_depth{state=\"queued\"} 3\n");
+        ASSERT_CONTAINS(r.body, "remedyd_directory_users 42\n");
+        ASSERT_CONTAINS(r.body, "remedyd_token_valid 1\n");
+
+        request("POST", "status:/status", NULL, "{}", &r);
+        assert_error(&r, 405, "method_not_allowed");
+        ASSERT_STREQ(r.allow, "GET, HEAD");
+        request("GET", "status:/nothing", NULL, NULL, &r);
+        assert_error(&r, 404, "not_found");
+}
+
+static int open_loopback(unsigned *ret_port) {
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t l = sizeof(sa);
+        int fd;
 
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(fd >= 0);
+        ASSERT_OK(bind(fd, (struct sockaddr *) &sa, sizeof(sa)));
+        ASSERT_OK(listen(fd, 64));
+        ASSERT_OK(getsockname(fd, (struct sockaddr *) &sa, &l));
+        *ret_port = ntohs(sa.sin_port);
+        return fd;
+}
+
+static void setup(void) {
         sources[0] = (Source) {
                 .name = (char *) "hmac",
                 .auth = { .method = AUTH_HMAC_SHA256, .header = (char *) "X-Signature", .prefix = (char *) "sha256=",
@@ -775,12 +910,8 @@ static void setup(void) {
         config.n_sources = ELEMENTSOF(sources);
         config.listen.max_body_bytes = MAX_BODY;
 
-        listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        ASSERT_TRUE(listen_fd >= 0);
-        ASSERT_OK(bind(listen_fd, (struct sockaddr *) &sa, sizeof(sa)));
-        ASSERT_OK(listen(listen_fd, 64));
-        ASSERT_OK(getsockname(listen_fd, (struct sockaddr *) &sa, &l));
-        port = ntohs(sa.sin_port);
+        listen_fd = open_loopback(&port);
+        status_fd = open_loopback(&status_port);
         ASSERT_OK(pipe2(cmd_pipe, O_CLOEXEC));
         ASSERT_OK(pipe2(ack_pipe, O_CLOEXEC));
 }
@@ -809,6 +940,7 @@ int main(void) {
         RUN(store_unavailable);
         RUN(dry_run);
         RUN(metrics_counted);
+        RUN(status_endpoints);
         RUN(shutting_down);
 
         c = CMD_EXIT;
