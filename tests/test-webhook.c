@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -271,7 +272,8 @@ enum {
 
 static int cmd_pipe[2];
 static int ack_pipe[2];
-static int listen_fd, status_fd;
+static int listen_fd, status_fd, unix_fd;
+static char unix_path[108];
 static unsigned port, status_port;
 static char metrics_text[16384];
 
@@ -321,6 +323,7 @@ static int on_command(sd_event_source *s, int fd, uint32_t revents, void *userda
 }
 
 static void *server_thread(void *arg) {
+        Webhook *unix_webhook = NULL;
         Daemon d = {};
         sd_event_source *cmd_source = NULL;
 
@@ -338,6 +341,7 @@ static void *server_thread(void *arg) {
         d.started_usec = now_usec(CLOCK_REALTIME) - 90 * USEC_PER_SEC;
         ASSERT_OK(webhook_new(&d, listen_fd, &d.webhook));
         ASSERT_OK(status_new(&d, status_fd, &d.status));
+        ASSERT_OK(webhook_new(&d, unix_fd, &unix_webhook));
         ASSERT_OK(sd_event_add_io(d.event, &cmd_source, cmd_pipe[0], EPOLLIN, on_command, &d));
         ASSERT_EQ(write(ack_pipe[1], "r", 1), 1);
 
@@ -345,6 +349,7 @@ static void *server_thread(void *arg) {
 
         d.webhook = webhook_free(d.webhook);
         d.status = status_free(d.status);
+        unix_webhook = webhook_free(unix_webhook);
         sd_event_source_disable_unref(cmd_source);
         metrics_free(d.metrics);
         for (size_t i = 0; i < fake_store.n_committed; i++)
@@ -437,7 +442,10 @@ static void request_full(const char *method, const char *path, const char *const
         *ret = (Reply) {};
         c = curl_easy_init();
         ASSERT_NOT_NULL(c);
-        if (str_startswith(path, "status:"))
+        if (str_startswith(path, "unix:")) {
+                ASSERT_EQ(curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_path), CURLE_OK);
+                snprintf(url, sizeof(url), "http://localhost%s", path + strlen("unix:"));
+        } else if (str_startswith(path, "status:"))
                 snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", status_port, path + strlen("status:"));
         else
                 snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
@@ -888,7 +896,19 @@ static int open_loopback(unsigned *ret_port) {
         return fd;
 }
 
+TEST(unix_socket) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        Reply r;
+
+        request("POST", "unix:/hooks/open", NULL, "{\"via\": \"unix\"}", &r);
+        ASSERT_EQ(r.status, 202);
+        o = parse_reply(&r);
+        ASSERT_STREQ(get_str(o, "duplicate"), "false");
+}
+
 static void setup(void) {
+        struct sockaddr_un su = { .sun_family = AF_UNIX };
+
         sources[0] = (Source) {
                 .name = (char *) "hmac",
                 .auth = { .method = AUTH_HMAC_SHA256, .header = (char *) "X-Signature", .prefix = (char *) "sha256=",
@@ -912,6 +932,14 @@ static void setup(void) {
 
         listen_fd = open_loopback(&port);
         status_fd = open_loopback(&status_port);
+
+        snprintf(unix_path, sizeof(unix_path), "/tmp/test-webhook-%d.sock", (int) getpid());
+        (void) unlink(unix_path);
+        memcpy(su.sun_path, unix_path, strlen(unix_path) + 1);
+        unix_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        ASSERT_TRUE(unix_fd >= 0);
+        ASSERT_OK(bind(unix_fd, (struct sockaddr *) &su, sizeof(su)));
+        ASSERT_OK(listen(unix_fd, 64));
         ASSERT_OK(pipe2(cmd_pipe, O_CLOEXEC));
         ASSERT_OK(pipe2(ack_pipe, O_CLOEXEC));
 }
@@ -941,6 +969,7 @@ int main(void) {
         RUN(dry_run);
         RUN(metrics_counted);
         RUN(status_endpoints);
+        RUN(unix_socket);
         RUN(shutting_down);
 
         c = CMD_EXIT;
@@ -950,6 +979,7 @@ int main(void) {
         close(cmd_pipe[1]);
         close(ack_pipe[0]);
         close(ack_pipe[1]);
+        (void) unlink(unix_path);
         curl_global_cleanup();
         HARNESS_DONE();
 }
