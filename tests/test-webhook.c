@@ -51,7 +51,12 @@
 /* --- fakes of the modules around the webhook (TEST ONLY) ----------------- */
 
 static Config config;
-static Source sources[3];
+static Source sources[4];
+static Config tls_config;
+static char tls_dir[64];
+static bool have_tls;
+static unsigned tls_port;
+static int tls_fd = -1;
 static Rule rule_suspend = { .name = (char *) "suspend-users", .action = ACTION_SUSPEND, .cooldown_usec = 60 * USEC_PER_SEC };
 static char *hmac_secrets[] = { (char *) "old-hmac-secret", (char *) HMAC_SECRET, NULL };
 static char *okta_secrets[] = { (char *) OKTA_TOKEN, NULL };
@@ -323,8 +328,8 @@ static int on_command(sd_event_source *s, int fd, uint32_t revents, void *userda
 }
 
 static void *server_thread(void *arg) {
-        Webhook *unix_webhook = NULL;
-        Daemon d = {};
+        Webhook *unix_webhook = NULL, *tls_webhook = NULL;
+        Daemon d = {}, tls_daemon;
         sd_event_source *cmd_source = NULL;
 
         ASSERT_OK(sd_event_new(&d.event));
@@ -342,6 +347,11 @@ static void *server_thread(void *arg) {
         ASSERT_OK(webhook_new(&d, listen_fd, &d.webhook));
         ASSERT_OK(status_new(&d, status_fd, &d.status));
         ASSERT_OK(webhook_new(&d, unix_fd, &unix_webhook));
+        if (have_tls) {
+                tls_daemon = d;
+                tls_daemon.config = &tls_config;
+                ASSERT_OK(webhook_new(&tls_daemon, tls_fd, &tls_webhook));
+        }
         ASSERT_OK(sd_event_add_io(d.event, &cmd_source, cmd_pipe[0], EPOLLIN, on_command, &d));
         ASSERT_EQ(write(ack_pipe[1], "r", 1), 1);
 
@@ -350,6 +360,7 @@ static void *server_thread(void *arg) {
         d.webhook = webhook_free(d.webhook);
         d.status = status_free(d.status);
         unix_webhook = webhook_free(unix_webhook);
+        tls_webhook = webhook_free(tls_webhook);
         sd_event_source_disable_unref(cmd_source);
         metrics_free(d.metrics);
         for (size_t i = 0; i < fake_store.n_committed; i++)
@@ -442,7 +453,19 @@ static void request_full(const char *method, const char *path, const char *const
         *ret = (Reply) {};
         c = curl_easy_init();
         ASSERT_NOT_NULL(c);
-        if (str_startswith(path, "unix:")) {
+        if (str_startswith(path, "tls:") || str_startswith(path, "mtls:")) {
+                char f[128];
+
+                snprintf(url, sizeof(url), "https://localhost:%u%s", tls_port, strchr(path, ':') + 1);
+                snprintf(f, sizeof(f), "%s/ca.pem", tls_dir);
+                ASSERT_EQ(curl_easy_setopt(c, CURLOPT_CAINFO, f), CURLE_OK);
+                if (str_startswith(path, "mtls:")) {
+                        snprintf(f, sizeof(f), "%s/client.pem", tls_dir);
+                        ASSERT_EQ(curl_easy_setopt(c, CURLOPT_SSLCERT, f), CURLE_OK);
+                        snprintf(f, sizeof(f), "%s/client.key", tls_dir);
+                        ASSERT_EQ(curl_easy_setopt(c, CURLOPT_SSLKEY, f), CURLE_OK);
+                }
+        } else if (str_startswith(path, "unix:")) {
                 ASSERT_EQ(curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_path), CURLE_OK);
                 snprintf(url, sizeof(url), "http://localhost%s", path + strlen("unix:"));
         } else if (str_startswith(path, "status:"))
@@ -896,6 +919,64 @@ static int open_loopback(unsigned *ret_port) {
         return fd;
 }
 
+TEST(tls_and_mtls) {
+        Reply r;
+
+        if (!have_tls) {
+                fprintf(stderr, "openssl not available, skipped\n");
+                return;
+        }
+        /* TLS with a hook that needs no client certificate. */
+        request("POST", "tls:/hooks/open", NULL, "{\"via\": \"tls\"}", &r);
+        ASSERT_TRUE(r.status == 202 || r.status == 429);
+        /* mtls source: refused without a certificate, accepted with one
+         * whose subject holds the configured substring. */
+        request("POST", "tls:/hooks/mtls", NULL, "{\"via\": \"mtls\"}", &r);
+        assert_error(&r, 401, "unauthorized");
+        request("POST", "mtls:/hooks/mtls", NULL, "{\"via\": \"mtls\"}", &r);
+        ASSERT_EQ(r.status, 202);
+}
+
+static void setup_tls(void) {
+        char cmd[2048];
+
+        snprintf(tls_dir, sizeof(tls_dir), "/tmp/test-webhook-tls-XXXXXX");
+        ASSERT_NOT_NULL(mkdtemp(tls_dir));
+        snprintf(cmd, sizeof(cmd),
+                 "cd %s && exec >/dev/null 2>&1 && "
+                 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+                 "  -subj /CN=test-ca -keyout ca.key -out ca.pem && "
+                 "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost "
+                 "  -keyout server.key -out server.csr && "
+                 "printf 'subjectAltName=DNS:localhost\n' > server.ext && "
+                 "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+                 "  -extfile server.ext -out server.pem && "
+                 "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /O=Example/CN=siem.example.com "
+                 "  -keyout client.key -out client.csr && "
+                 "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out client.pem",
+                 tls_dir);
+        if (system(cmd) != 0)
+                return;
+        have_tls = true;
+        tls_config = config;
+        ASSERT_TRUE(asprintf(&tls_config.listen.tls_cert_file, "%s/server.pem", tls_dir) > 0);
+        ASSERT_TRUE(asprintf(&tls_config.listen.tls_key_file, "%s/server.key", tls_dir) > 0);
+        ASSERT_TRUE(asprintf(&tls_config.listen.tls_client_ca_file, "%s/ca.pem", tls_dir) > 0);
+        tls_fd = open_loopback(&tls_port);
+}
+
+static void cleanup_tls(void) {
+        char cmd[256];
+
+        if (!tls_dir[0])
+                return;
+        free(tls_config.listen.tls_cert_file);
+        free(tls_config.listen.tls_key_file);
+        free(tls_config.listen.tls_client_ca_file);
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", tls_dir);
+        ASSERT_EQ(system(cmd), 0);
+}
+
 TEST(unix_socket) {
         _cleanup_(json_object_putp) json_object *o = NULL;
         Reply r;
@@ -920,6 +1001,10 @@ static void setup(void) {
                 .rate_per_sec = 1,
                 .rate_burst = 1,
         };
+        sources[3] = (Source) {
+                .name = (char *) "mtls",
+                .auth = { .method = AUTH_MTLS, .subject = (char *) "CN=siem.example.com" },
+        };
         sources[2] = (Source) {
                 .name = (char *) "okta",
                 .auth = { .method = AUTH_HEADER_TOKEN, .header = (char *) "Authorization",
@@ -940,6 +1025,7 @@ static void setup(void) {
         ASSERT_TRUE(unix_fd >= 0);
         ASSERT_OK(bind(unix_fd, (struct sockaddr *) &su, sizeof(su)));
         ASSERT_OK(listen(unix_fd, 64));
+        setup_tls();
         ASSERT_OK(pipe2(cmd_pipe, O_CLOEXEC));
         ASSERT_OK(pipe2(ack_pipe, O_CLOEXEC));
 }
@@ -970,6 +1056,7 @@ int main(void) {
         RUN(metrics_counted);
         RUN(status_endpoints);
         RUN(unix_socket);
+        RUN(tls_and_mtls);
         RUN(shutting_down);
 
         c = CMD_EXIT;
@@ -980,6 +1067,7 @@ int main(void) {
         close(ack_pipe[0]);
         close(ack_pipe[1]);
         (void) unlink(unix_path);
+        cleanup_tls();
         curl_global_cleanup();
         HARNESS_DONE();
 }
