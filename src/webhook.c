@@ -548,12 +548,12 @@ static void on_committed(Store *s, int r, const StoreEvent *ev, bool duplicate, 
         if (r < 0) {
                 if (w)
                         log_error_errno(r, "state store failed to record an event, answering 503: %m");
-                if (req && http_server_request_add_header(req, MHD_HTTP_HEADER_RETRY_AFTER, STORE_RETRY_AFTER) >= 0)
+                if (req) {
+                        /* Without the header the server still says 1. */
+                        (void) http_server_request_add_header(req, MHD_HTTP_HEADER_RETRY_AFTER, STORE_RETRY_AFTER);
                         (void) respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "store_unavailable",
                                              "The event could not be recorded, try again later.");
-                else if (req)
-                        (void) respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "store_unavailable",
-                                             "The event could not be recorded, try again later.");
+                }
                 return;
         }
 
