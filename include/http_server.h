@@ -81,6 +81,8 @@ const char *http_server_request_method(const HttpServerRequest *req);
 const char *http_server_request_path(const HttpServerRequest *req);
 /* A request header by case-insensitive name, or NULL. */
 const char *http_server_request_header(const HttpServerRequest *req, const char *name);
+/* A query-string argument by name (decoded), or NULL. */
+const char *http_server_request_query(const HttpServerRequest *req, const char *name);
 /* Declared Content-Length: 0 and *ret, -ENODATA when absent (chunked or
  * no body), -EINVAL when malformed. */
 int http_server_request_content_length(const HttpServerRequest *req, uint64_t *ret);

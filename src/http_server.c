@@ -545,6 +545,10 @@ const char *http_server_request_header(const HttpServerRequest *req, const char 
         return MHD_lookup_connection_value(req->connection, MHD_HEADER_KIND, name);
 }
 
+const char *http_server_request_query(const HttpServerRequest *req, const char *name) {
+        return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, name);
+}
+
 int http_server_request_content_length(const HttpServerRequest *req, uint64_t *ret) {
         const char *v;
         char *end;
