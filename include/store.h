@@ -108,8 +108,11 @@ Store *store_close(Store *s);
 void store_set_options(Store *s, const StoreOptions *opts);
 
 /* Takes ownership of ev always (freed on failure too). Returns 0 once
- * queued for the next commit, -ESHUTDOWN while closing, -ENOBUFS past the
- * pending limit, -EIO once the store has failed. */
+ * queued for the next commit (the callback then runs exactly once, on the
+ * loop, or inside store_close()), -ESHUTDOWN while closing, -ENOBUFS past
+ * LIMIT_STORE_PENDING outstanding operations, -EINVAL, -ENOMEM. A failed
+ * commit is reported to the callback (r < 0) and does not stop later
+ * batches from being tried. */
 int store_submit_event(Store *s, StoreEvent *ev, StoreEventCallback cb, void *userdata);
 
 StoreEvent *store_event_free(StoreEvent *ev);
