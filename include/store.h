@@ -175,7 +175,8 @@ void store_audit_free(StoreAuditEntry *e, size_t n);
  * -EROFS ...). Every transition writes an audit row. */
 
 typedef void (*StoreDoneCallback)(Store *s, int r, void *userdata);
-/* actions are borrowed for the callback; next_due_usec is the earliest
+/* actions are borrowed for the callback (the callee may take an element's
+ * members, leaving zeroes behind; the store frees what is left); next_due_usec is the earliest
  * not_before of what is still queued after the claim (0 = due now,
  * USEC_INFINITY = nothing queued). */
 typedef void (*StoreClaimCallback)(Store *s, int r, StoreAction *actions, size_t n,

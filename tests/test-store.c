@@ -107,6 +107,8 @@ static StoreEvent *ev_new(const char *source, const char *dedup) {
         ev->source = mem_strdup(source);
         ev->dedup_key = dedup ? mem_strdup(dedup) : NULL;
         ev->body = mem_strdup("{\"x\":1}");
+        ASSERT_NOT_NULL(ev->source);
+        ASSERT_NOT_NULL(ev->body);
         ev->body_len = strlen(ev->body);
         ev->received_usec = now_usec(CLOCK_REALTIME);
         ev->received_mono_usec = now_usec(CLOCK_MONOTONIC);
