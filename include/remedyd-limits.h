@@ -45,3 +45,7 @@
 /* queue */
 #define LIMIT_QUEUE_INFLIGHT          64u
 #define LIMIT_QUEUE_DEPTH             1000000u
+
+/* state store */
+#define LIMIT_STORE_PENDING           262144u  /* submitted, not yet committed */
+#define LIMIT_STORE_READ_ROWS         10000u   /* list/history answers */
