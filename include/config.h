@@ -159,3 +159,11 @@ const char *config_action_kind_to_string(ActionKind k);
 ActionKind config_action_kind_from_string(const char *s);
 const char *config_auth_method_to_string(AuthMethod m);
 const char *config_api_version_to_string(ApiVersion v);
+
+/* --- helpers shared with rules.c ---------------------------------------- */
+
+/* "did you mean": the candidate within edit distance 2 of word (the
+ * closest, first on ties), or NULL. */
+const char *config_suggest(const char *word, const char *const *candidates, size_t n);
+/* true/false/yes/no (any case) -> 0 and *ret; -EINVAL otherwise. */
+int config_parse_bool(const char *s, bool *ret);

@@ -42,3 +42,9 @@
 /* queue */
 #define LIMIT_QUEUE_INFLIGHT          64u
 #define LIMIT_QUEUE_DEPTH             1000000u
+
+/* rules: JSON paths and conditions */
+#define LIMIT_JPATH_BYTES             1024u   /* one path or pointer */
+#define LIMIT_JPATH_SEGMENTS          64u
+#define LIMIT_JPATH_LOOKUP_STEPS      4096u   /* literal-dotted-key backtracking per lookup */
+#define LIMIT_CONFIG_PROBLEMS         1000u   /* problems reported per load */
