@@ -61,6 +61,7 @@ typedef struct Loader {
         size_t n_includes;
 
         bool have_onepassword;
+        bool main_unparsed;  /* syntax error in the main file: nothing else to check */
 } Loader;
 
 typedef struct Field Field;
@@ -544,7 +545,7 @@ static int p_listen(Loader *l, yaml_node_t *v, void *dst, const Field *f, const 
         ListenAddress a;
         const char *s;
 
-        if (f->min && node_is_null(v)) {
+        if (f->min && (node_is_null(v) || (v->type == YAML_SCALAR_NODE && v->data.scalar.length == 0))) {
                 /* status/control may be switched off with an empty value */
                 mem_free(*(char **) dst);
                 *(char **) dst = NULL;
@@ -793,7 +794,7 @@ static const Field onepassword_fields[_OP_FIELDS] = {
 };
 
 static const Field state_fields[] = {
-        { "path", p_path, offsetof(Config, state.path) },
+        { "path", p_string, offsetof(Config, state.path) }, /* as written: relative to the working directory */
 };
 
 static const Field max_suspensions_fields[] = {
@@ -937,6 +938,7 @@ static int parse_auth_method(Loader *l, AuthMethod m, yaml_node_t *k, yaml_node_
 static int p_auth(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         SourceAuth *a = dst;
         yaml_node_t *first = NULL;
+        bool unknown = false;
         int r;
 
         if (v->type != YAML_MAPPING_NODE) {
@@ -954,6 +956,7 @@ static int p_auth(Loader *l, yaml_node_t *v, void *dst, const Field *f, const ch
                         continue;
                 m = table_lookup(auth_method_table, _AUTH_METHOD_MAX, key);
                 if (m < 0) {
+                        unknown = true;
                         const char *dym = config_suggest(key, auth_method_table, _AUTH_METHOD_MAX);
 
                         if (dym)
@@ -973,7 +976,7 @@ static int p_auth(Loader *l, yaml_node_t *v, void *dst, const Field *f, const ch
                 if (r < 0)
                         return r;
         }
-        if (!first)
+        if (!first && !unknown)
                 problem(l, &v->start_mark, "'%s' needs exactly one method (hmac_sha256, bearer, header_token, basic, "
                         "mtls, none), found none", name);
         return 0;
@@ -1411,6 +1414,8 @@ static int load_file(Loader *l, const char *path, bool main_file, const ConfigMa
                 r = parser.error == YAML_MEMORY_ERROR ? -ENOMEM : 0;
                 if (r == 0)
                         yaml_error(l, &parser);
+                if (main_file)
+                        l->main_unparsed = true;
                 yaml_parser_delete(&parser);
                 return r;
         }
@@ -1441,6 +1446,12 @@ static int load_file(Loader *l, const char *path, bool main_file, const ConfigMa
         return r;
 }
 
+/* A directory that does not exist matches nothing; one that cannot be
+ * read is a problem. */
+static int glob_error(const char *path, int error) {
+        return error != ENOENT && error != ENOTDIR;
+}
+
 static int load_includes(Loader *l) {
         unsigned n_files = 0;
         int r;
@@ -1449,7 +1460,8 @@ static int load_includes(Loader *l) {
                 glob_t g = {};
                 int k;
 
-                k = glob(l->includes[i].glob, GLOB_ERR, NULL, &g);
+                errno = 0;
+                k = glob(l->includes[i].glob, 0, glob_error, &g);
                 if (k == GLOB_NOMATCH) {
                         globfree(&g);
                         continue;
@@ -1696,8 +1708,8 @@ int config_load(const char *path, unsigned flags, Config **ret, ConfigProblems *
                 return -ENOMEM;
         if (r < 0)
                 goto fail;
-        if (!c->files) {
-                r = -EINVAL; /* main file too big: reported */
+        if (!c->files || l.main_unparsed) {
+                r = -EINVAL; /* main file too big or not YAML: reported */
                 goto fail;
         }
         r = load_includes(&l);
