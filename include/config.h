@@ -162,8 +162,9 @@ const char *config_api_version_to_string(ApiVersion v);
 
 /* --- helpers shared with rules.c ---------------------------------------- */
 
-/* "did you mean": the candidate within edit distance 2 of word (the
- * closest, first on ties), or NULL. */
+/* "did you mean": the candidate within edit distance 2 of word, and
+ * fewer edits than word has characters (the closest, first on ties), or
+ * NULL. */
 const char *config_suggest(const char *word, const char *const *candidates, size_t n);
 /* true/false/yes/no (any case) -> 0 and *ret; -EINVAL otherwise. */
 int config_parse_bool(const char *s, bool *ret);

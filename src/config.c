@@ -187,7 +187,8 @@ const char *config_suggest(const char *word, const char *const *candidates, size
         for (size_t i = 0; i < n; i++) {
                 unsigned d = edit_distance(word, candidates[i]);
 
-                if (d < best_d) {
+                /* two edits turn any two-letter word into any other */
+                if (d < best_d && d < strlen(word)) {
                         best_d = d;
                         best = candidates[i];
                 }

@@ -368,8 +368,8 @@ TEST(problems) {
                        "t.yaml:10:5: duplicate rule name 'r' (first defined at <TMP>/t.yaml:9:5)");
         expect_problem(HEAD SRC_OK "rules:\n  - { name: r, source: [s, splnk], action: suspend, user: x }\n",
                        "t.yaml:9:28: unknown source 'splnk'");
-        expect_problem(HEAD SRC_OK "rules:\n  - { name: r, source: t, action: suspend, user: x }\n",
-                       "t.yaml:9:24: unknown source 't', did you mean 's'?");
+        expect_problem(HEAD SRC_OK "rules:\n  - { name: r, source: ss, action: suspend, user: x }\n",
+                       "t.yaml:9:24: unknown source 'ss', did you mean 's'?");
         expect_problem(HEAD SRC_OK "rules:\n  - name: r\n    source: s\n    action: suspend\n    user: x\n"
                        "    where: { field: kind, equals: Account }\n",
                        "t.yaml:13:5: rule 'r': 'where' needs 'for_each'");
