@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -15,6 +16,7 @@
 #include "alloc.h"
 #include "cleanup.h"
 #include "config.h"
+#include "ctl.h"
 #include "harness.h"
 #include "log.h"
 #include "remedyd-limits.h"
@@ -589,6 +591,117 @@ TEST(explain) {
         config_free(c);
 }
 
+/* Runs ctl_explain with stdout and stderr captured. */
+static int run_explain(const char *config, char **argv, int argc, char **ret_out, char **ret_err) {
+        _cleanup_free_ char *o = NULL, *e = NULL;
+        CtlContext ctx = { .config_path = config };
+        int so, se, fo, fe, r;
+
+        ASSERT_TRUE(asprintf(&o, "%s/out", tmpdir) > 0);
+        ASSERT_TRUE(asprintf(&e, "%s/err", tmpdir) > 0);
+        fflush(stdout);
+        fflush(stderr);
+        so = dup(1);
+        se = dup(2);
+        fo = open(o, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        fe = open(e, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        ASSERT_TRUE(so >= 0 && se >= 0 && fo >= 0 && fe >= 0);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        r = ctl_explain(&ctx, argc, argv);
+        fflush(stdout);
+        fflush(stderr);
+        dup2(so, 1);
+        dup2(se, 2);
+        close(so);
+        close(se);
+        close(fo);
+        close(fe);
+        ASSERT_OK(read_file_limited(o, 1u << 20, ret_out, NULL));
+        ASSERT_OK(read_file_limited(e, 1u << 20, ret_err, NULL));
+        unlink(o);
+        unlink(e);
+        return r;
+}
+
+static void write_tmp(const char *name, const char *text, char **ret_path) {
+        FILE *f;
+
+        ASSERT_TRUE(asprintf(ret_path, "%s/%s", tmpdir, name) > 0);
+        f = fopen(*ret_path, "we");
+        ASSERT_NOT_NULL(f);
+        fputs(text, f);
+        fclose(f);
+}
+
+TEST(ctl_explain) {
+        _cleanup_free_ char *conf = NULL, *hit = NULL, *miss = NULL, *bad = NULL, *broken = NULL;
+        char *out = NULL, *err = NULL;
+        char *argv[6];
+
+        /* secret files do not exist: explain must not need them */
+        write_tmp("explain.yaml",
+                  "listen: { webhook: \"127.0.0.1:0\" }\n"
+                  "onepassword: { account_id: XLQMR47VZPBKJHSGWNCYFDE3T9, client_id_file: /nonexistent/id, "
+                  "client_secret_file: /nonexistent/secret }\n"
+                  "sources:\n  - { name: splunk, auth: { bearer: { token_file: /nonexistent/token } } }\n"
+                  "rules:\n  - { name: r, source: splunk, when: { field: level, gte: 5 }, action: suspend, user: \"${user}\" }\n",
+                  &conf);
+        write_tmp("hit.json", "{\"level\": 7, \"user\": \"alice@example.com\"}\n", &hit);
+        write_tmp("miss.json", "{\"level\": \"2\", \"user\": \"alice@example.com\"}", &miss);
+        write_tmp("bad.json", "[1, 2]", &bad);
+        write_tmp("broken.yaml", "onepassword: {\n", &broken);
+
+        argv[0] = (char *) "explain";
+        argv[1] = (char *) "--source";
+        argv[2] = (char *) "splunk";
+        argv[3] = hit;
+        ASSERT_EQ(run_explain(conf, argv, 4, &out, &err), 0);
+        ASSERT_STREQ(out, "rule r: match: suspend: would act on user alice@example.com\n1 action would be taken\n");
+        ASSERT_STREQ(err, "");
+        mem_free(out);
+        mem_free(err);
+
+        argv[3] = miss;
+        ASSERT_EQ(run_explain(conf, argv, 4, &out, &err), 1);
+        ASSERT_STREQ(out, "rule r: no match: level gte 5 failed: value \"2\"\nno action would be taken\n");
+        mem_free(out);
+        mem_free(err);
+
+        argv[3] = bad;
+        ASSERT_EQ(run_explain(conf, argv, 4, &out, &err), 2);
+        ASSERT_CONTAINS(err, "bad.json is not a JSON object");
+        mem_free(out);
+        mem_free(err);
+
+        argv[2] = (char *) "okta";
+        argv[3] = hit;
+        ASSERT_EQ(run_explain(conf, argv, 4, &out, &err), 2);
+        ASSERT_CONTAINS(err, "no source 'okta' in ");
+        ASSERT_CONTAINS(err, "(sources: splunk)");
+        mem_free(out);
+        mem_free(err);
+
+        argv[1] = hit;
+        ASSERT_EQ(run_explain(conf, argv, 2, &out, &err), 2);
+        ASSERT_CONTAINS(err, "Usage: remedyctl explain --source NAME FILE.json");
+        mem_free(out);
+        mem_free(err);
+
+        argv[1] = (char *) "--source=splunk";
+        argv[2] = hit;
+        ASSERT_EQ(run_explain(broken, argv, 3, &out, &err), 2);
+        ASSERT_CONTAINS(err, "broken.yaml:2:1: YAML syntax error: ");
+        mem_free(out);
+        mem_free(err);
+
+        unlink(conf);
+        unlink(hit);
+        unlink(miss);
+        unlink(bad);
+        unlink(broken);
+}
+
 /* Every allocation failure gives -ENOMEM and no leak. */
 TEST(out_of_memory) {
         Config *c = load(RULES);
@@ -628,6 +741,7 @@ int main(void) {
         RUN(evaluate);
         RUN(for_each_limits);
         RUN(explain);
+        RUN(ctl_explain);
         log_set_trace(TRACE_RULES);
         log_set_max_level(LOG_WARNING); /* the trace path runs, quietly */
         RUN(evaluate);
