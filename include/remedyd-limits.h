@@ -31,6 +31,9 @@
 #define LIMIT_HTTP_CONNECTION_MEMORY  (64u * 1024u)
 #define LIMIT_HTTP_CONNECTION_TIMEOUT_SEC 30u
 #define LIMIT_HEADER_BYTES            8192u
+/* A chunked body past its limit is read and dropped up to this much more
+ * so that the sender sees the 413; beyond it the connection is closed. */
+#define LIMIT_HTTP_DISCARD_BYTES      (4u * 1024u * 1024u)
 
 /* 1Password client */
 #define LIMIT_API_RESPONSE_BYTES      (16u * 1024u * 1024u)

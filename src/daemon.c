@@ -316,9 +316,8 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
                         r = fd;
                         goto fail;
                 }
-                r = control_new(d, fd, &d->control);
+                r = control_new(d, fd, &d->control); /* takes fd always */
                 if (r < 0) {
-                        close(fd);
                         log_error_errno(r, "cannot start the control listener: %m");
                         goto fail;
                 }
