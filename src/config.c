@@ -542,6 +542,23 @@ static int p_condition(Loader *l, yaml_node_t *v, void *dst, const Field *f, con
 
 /* --- specific parsers ---------------------------------------------------- */
 
+/* listen_parse(), but "unix:relative/path" is taken relative to the working
+ * directory (like state.path), as the demo does. */
+static int parse_listen(const char *s, ListenAddress *ret) {
+        char cwd[PATH_MAX], *abs;
+        int r;
+
+        if (!str_startswith(s, "unix:") || s[5] == '/' || s[5] == 0)
+                return listen_parse(s, ret);
+        if (!getcwd(cwd, sizeof(cwd)))
+                return -errno;
+        if (asprintf(&abs, "unix:%s/%s", cwd, s + 5) < 0)
+                return -ENOMEM;
+        r = listen_parse(abs, ret);
+        free(abs);
+        return r;
+}
+
 static int p_listen(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         ListenAddress a;
         const char *s;
@@ -555,7 +572,7 @@ static int p_listen(Loader *l, yaml_node_t *v, void *dst, const Field *f, const 
         s = get_nonempty(l, v, name);
         if (!s)
                 return 0;
-        if (listen_parse(s, &a) < 0) {
+        if (parse_listen(s, &a) < 0) {
                 problem(l, &v->start_mark,
                         "'%s': invalid address '%s' (use HOST:PORT, [V6]:PORT, unix:/path or systemd:NAME)", name, s);
                 return 0;
@@ -1717,11 +1734,11 @@ int config_load(const char *path, unsigned flags, Config **ret, ConfigProblems *
         if (r < 0)
                 return r;
 
-        (void) listen_parse(c->listen.webhook, &c->listen.webhook_addr);
+        (void) parse_listen(c->listen.webhook, &c->listen.webhook_addr);
         if (c->listen.status)
-                (void) listen_parse(c->listen.status, &c->listen.status_addr);
+                (void) parse_listen(c->listen.status, &c->listen.status_addr);
         if (c->listen.control)
-                (void) listen_parse(c->listen.control, &c->listen.control_addr);
+                (void) parse_listen(c->listen.control, &c->listen.control_addr);
 
         r = check_config(&l);
         if (r < 0)

@@ -276,6 +276,19 @@ TEST(defaults) {
         ASSERT_EQ(c->n_rules, 0);
         config_free(c);
 
+        /* a relative unix socket is relative to the working directory */
+        ASSERT_OK(load_text(HEAD "listen:\n  control: unix:run/c.sock\n", 0, &c, NULL));
+        {
+                char cwd[4096], want[4200];
+
+                ASSERT_NOT_NULL(getcwd(cwd, sizeof(cwd)));
+                snprintf(want, sizeof(want), "%s/run/c.sock", cwd);
+                ASSERT_STREQ(c->listen.control, "unix:run/c.sock");
+                ASSERT_EQ(c->listen.control_addr.kind, LISTEN_UNIX);
+                ASSERT_STREQ(c->listen.control_addr.path, want);
+        }
+        config_free(c);
+
         setenv("STATE_DIRECTORY", "/var/lib/remedyd-x:/other", 1);
         ASSERT_OK(load_text(HEAD "listen:\n  status: \"\"\n  control: ~\n", 0, &c, NULL));
         ASSERT_STREQ(c->state.path, "/var/lib/remedyd-x/state.db");
