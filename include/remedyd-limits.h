@@ -49,3 +49,9 @@
 /* state store */
 #define LIMIT_STORE_PENDING           262144u  /* submitted, not yet committed */
 #define LIMIT_STORE_READ_ROWS         10000u   /* list/history answers */
+
+/* rules: JSON paths and conditions */
+#define LIMIT_JPATH_BYTES             1024u   /* one path or pointer */
+#define LIMIT_JPATH_SEGMENTS          64u
+#define LIMIT_JPATH_LOOKUP_STEPS      4096u   /* literal-dotted-key backtracking per lookup */
+#define LIMIT_CONFIG_PROBLEMS         1000u   /* problems reported per load */
