@@ -60,7 +60,8 @@ struct SourceAuth {
          * CONFIG_LOAD_NO_SECRETS. Registered with the log for redaction. */
         char **secrets;
         size_t n_secrets;
-        char *secret_file;      /* as written in the config */
+        char *secret_file;      /* secret_file/token_file/password_file: a relative path made
+                                 * relative to the naming file's directory; credential:NAME as is */
 };
 
 struct Source {
@@ -96,7 +97,7 @@ struct Config {
 
         struct {
                 char *webhook;    /* as written; parsed forms below */
-                char *status;     /* NULL when not configured */
+                char *status;     /* NULL when set empty (disabled); same for control */
                 char *control;
                 ListenAddress webhook_addr, status_addr, control_addr;
                 char *tls_cert_file, *tls_key_file, *tls_client_ca_file; /* or NULL */
@@ -107,7 +108,8 @@ struct Config {
                 char *base_url;           /* no trailing slash */
                 ApiVersion api_version;
                 char *account_id;
-                char *client_id_file, *client_secret_file; /* as written */
+                char *client_id_file, *client_secret_file; /* relative paths resolved against the
+                                                            * file's directory; credential:NAME as is */
                 char *client_id, *client_secret;           /* contents; NULL with NO_SECRETS */
                 char *user_agent;         /* default "remedyd/VERSION" */
                 uint64_t timeout_usec;    /* default 10s */
@@ -159,3 +161,12 @@ const char *config_action_kind_to_string(ActionKind k);
 ActionKind config_action_kind_from_string(const char *s);
 const char *config_auth_method_to_string(AuthMethod m);
 const char *config_api_version_to_string(ApiVersion v);
+
+/* --- helpers shared with rules.c ---------------------------------------- */
+
+/* "did you mean": the candidate within edit distance 2 of word, and
+ * fewer edits than word has characters (the closest, first on ties), or
+ * NULL. */
+const char *config_suggest(const char *word, const char *const *candidates, size_t n);
+/* true/false/yes/no (any case) -> 0 and *ret; -EINVAL otherwise. */
+int config_parse_bool(const char *s, bool *ret);

@@ -31,6 +31,9 @@
 #define LIMIT_HTTP_CONNECTION_MEMORY  (64u * 1024u)
 #define LIMIT_HTTP_CONNECTION_TIMEOUT_SEC 30u
 #define LIMIT_HEADER_BYTES            8192u
+/* A chunked body past its limit is read and dropped up to this much more
+ * so that the sender sees the 413; beyond it the connection is closed. */
+#define LIMIT_HTTP_DISCARD_BYTES      (4u * 1024u * 1024u)
 
 /* 1Password client */
 #define LIMIT_API_RESPONSE_BYTES      (16u * 1024u * 1024u)
@@ -42,3 +45,13 @@
 /* queue */
 #define LIMIT_QUEUE_INFLIGHT          64u
 #define LIMIT_QUEUE_DEPTH             1000000u
+
+/* state store */
+#define LIMIT_STORE_PENDING           262144u  /* submitted, not yet committed */
+#define LIMIT_STORE_READ_ROWS         10000u   /* list/history answers */
+
+/* rules: JSON paths and conditions */
+#define LIMIT_JPATH_BYTES             1024u   /* one path or pointer */
+#define LIMIT_JPATH_SEGMENTS          64u
+#define LIMIT_JPATH_LOOKUP_STEPS      4096u   /* literal-dotted-key backtracking per lookup */
+#define LIMIT_CONFIG_PROBLEMS         1000u   /* problems reported per load */

@@ -29,14 +29,24 @@ struct RuleHits {
 
 /* Walks c->rules in order for an event from source_name and appends one hit
  * per action (one per for_each element that passes where:). Stops after a
- * matching rule with stop: true. At most LIMIT_ACTIONS_PER_EVENT hits
- * (-ENOBUFS past it). On success returns the number of matching rules. */
+ * matching rule with stop: true. At most LIMIT_ACTIONS_PER_EVENT hits, and
+ * for_each arrays of at most LIMIT_FOR_EACH_ITEMS (-ENOBUFS past either;
+ * deterministic, so not worth a retry). A hit is unresolved (user NULL,
+ * missing = the path) when any path of its user or reason template is
+ * missing or null, or the rendering is over LIMIT_TEMPLATE_OUTPUT_BYTES
+ * (missing = the template text then). On success returns the number of
+ * matching rules; on failure *ret is untouched. -ENOMEM on OOM. */
 int rules_evaluate(const Config *c, const char *source_name, json_object *event, RuleHits *ret);
 void rule_hits_free(RuleHits *h);
 
-/* explain: one line per rule into out (caller frees with mem_free): the
- * verdict, and for a miss the first failing condition with the value it
- * saw. Returns the number of hits that would be produced. */
+/* explain: one line per rule (one per hit for matches) into *ret_text
+ * (caller frees with mem_free): "rule NAME: match: ACTION: would act on
+ * user X" (or "dry_run: ...", "protected: ...", "unresolved: missing
+ * PATH"), "rule NAME: no match: CONDITION failed: value V", "skipped" for
+ * other sources, "not evaluated" after stop. The same lines go to
+ * TRACE_RULES from rules_evaluate(). Returns the number of hits that would
+ * act (resolved and not protected), or a negative errno as
+ * rules_evaluate(). */
 int rules_explain(const Config *c, const char *source_name, json_object *event, char **ret_text);
 
 /* --- compiling (called by config.c) ------------------------------------ */

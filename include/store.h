@@ -56,6 +56,12 @@ struct StoreAction {
         unsigned attempts;
         char *event_id;          /* owning event, or NULL for manual actions */
         uint64_t received_mono_usec; /* webhook arrival (CLOCK_MONOTONIC), for time-to-contain */
+        /* out only (reads and claims): */
+        uint64_t updated_usec;   /* last transition, CLOCK_REALTIME */
+        uint64_t received_usec;  /* owning event's arrival (CLOCK_REALTIME), else created_usec */
+        char *parent_id;         /* timed reactivation: the suspend it ends, else NULL */
+        char *api_code;          /* from a failed API call, or NULL */
+        char *api_message;
 };
 
 struct StoreEvent {
@@ -102,8 +108,11 @@ Store *store_close(Store *s);
 void store_set_options(Store *s, const StoreOptions *opts);
 
 /* Takes ownership of ev always (freed on failure too). Returns 0 once
- * queued for the next commit, -ESHUTDOWN while closing, -ENOBUFS past the
- * pending limit, -EIO once the store has failed. */
+ * queued for the next commit (the callback then runs exactly once, on the
+ * loop, or inside store_close()), -ESHUTDOWN while closing, -ENOBUFS past
+ * LIMIT_STORE_PENDING outstanding operations, -EINVAL, -ENOMEM. A failed
+ * commit is reported to the callback (r < 0) and does not stop later
+ * batches from being tried. */
 int store_submit_event(Store *s, StoreEvent *ev, StoreEventCallback cb, void *userdata);
 
 StoreEvent *store_event_free(StoreEvent *ev);
@@ -128,3 +137,95 @@ int store_queue_counts(Store *s, StoreQueueCounts *ret);
 /* Suspend actions queued/running/done created within the current cap
  * window (ending now). */
 int store_suspensions_in_window(Store *s, uint64_t *ret);
+
+/* Actions, newest first (created, then insertion order). status < 0 = any
+ * state; limit 0 = LIMIT_STORE_READ_ROWS. *ret is an array the caller frees
+ * with store_actions_free(). -EIO (or the mapped SQLite errno) on error. */
+int store_list_actions(Store *s, int status, unsigned limit, StoreAction **ret, size_t *ret_n);
+/* One action by id into *ret (caller frees with store_actions_free(a, 1)).
+ * -ENOENT if there is no such action. */
+int store_get_action(Store *s, const char *id, StoreAction **ret);
+void store_actions_free(StoreAction *a, size_t n);
+
+typedef struct StoreAuditEntry {
+        uint64_t seq;
+        uint64_t time_usec;     /* CLOCK_REALTIME */
+        char *kind;             /* "event", "decision", "manual", "transition" */
+        char *event_id, *action_id, *rule, *user, *from_status, *to_status, *detail; /* each may be NULL */
+} StoreAuditEntry;
+
+/* The audit trail, newest first. user: NULL = everyone, else an email
+ * (case-insensitive) or a user id: rows whose user key (user id when known,
+ * else the lower-cased user) or user string matches. since_usec: rows at or
+ * after this CLOCK_REALTIME time (0 = all). limit 0 = LIMIT_STORE_READ_ROWS.
+ * Caller frees with store_audit_free(). */
+int store_history(Store *s, const char *user, uint64_t since_usec, unsigned limit,
+                  StoreAuditEntry **ret, size_t *ret_n);
+void store_audit_free(StoreAuditEntry *e, size_t n);
+
+/* --- asynchronous writer operations --------------------------------------
+ *
+ * Each is queued like an event and committed in the next group commit; the
+ * callback runs on the loop thread afterwards (or during store_close()).
+ * The submit functions return 0 once queued, -ESHUTDOWN while closing,
+ * -ENOBUFS past LIMIT_STORE_PENDING, -ENOMEM, -EINVAL on bad arguments; then
+ * the callback is always called exactly once. In the callback r < 0 means
+ * nothing was changed: -ENOENT (no such action), -EBUSY (the action is not in
+ * a state that allows the transition), or the commit's error (-ENOSPC, -EIO,
+ * -EROFS ...). Every transition writes an audit row. */
+
+typedef void (*StoreDoneCallback)(Store *s, int r, void *userdata);
+/* actions are borrowed for the callback (the callee may take an element's
+ * members, leaving zeroes behind; the store frees what is left); next_due_usec is the earliest
+ * not_before of what is still queued after the claim (0 = due now,
+ * USEC_INFINITY = nothing queued). */
+typedef void (*StoreClaimCallback)(Store *s, int r, StoreAction *actions, size_t n,
+                                   uint64_t next_due_usec, void *userdata);
+/* a is borrowed for the callback. */
+typedef void (*StoreActionCallback)(Store *s, int r, const StoreAction *a, void *userdata);
+
+/* queued with not_before <= now_usec -> running, at most max (1..LIMIT_QUEUE_INFLIGHT),
+ * earliest first. */
+int store_claim_due(Store *s, uint64_t now_usec, unsigned max, StoreClaimCallback cb, void *userdata);
+
+/* running -> done (success) or failed. api_code/api_message/detail may be
+ * NULL. A done suspend with for_usec > 0 also inserts its timed reactivation
+ * (queued, not_before = now + for_usec, same rule, parent_id = id, reason
+ * "timed suspension ended") unless a later suspension of the same user
+ * outlasts it. */
+int store_finish_action(Store *s, const char *id, bool success, const char *api_code,
+                        const char *api_message, const char *detail, StoreDoneCallback cb, void *userdata);
+/* running -> queued with attempts + 1 and the given next attempt time. */
+int store_retry_action(Store *s, const char *id, uint64_t not_before_usec, const char *detail,
+                       StoreDoneCallback cb, void *userdata);
+/* Records the user id found by late resolution (any non-terminal state). */
+int store_set_user_id(Store *s, const char *id, const char *user_id, StoreDoneCallback cb, void *userdata);
+/* running|queued -> a terminal resolution status (UNKNOWN_USER,
+ * AMBIGUOUS_USER, UNRESOLVED, PROTECTED) found at execution time. */
+int store_resolve_action(Store *s, const char *id, ActionStatus status, const char *detail,
+                         StoreDoneCallback cb, void *userdata);
+/* held -> queued (release) and held|queued -> cancelled (cancel); by is the
+ * operator's note for the audit row (may be NULL). */
+int store_release_action(Store *s, const char *id, const char *by, StoreDoneCallback cb, void *userdata);
+int store_cancel_action(Store *s, const char *id, const char *by, StoreDoneCallback cb, void *userdata);
+/* A manual action (remedyctl suspend/reactivate): a->rule is forced to
+ * "manual", the pre-status contract and guardrails are those of
+ * store_submit_event(), and an audit row of kind "manual" names
+ * a->reason. Takes ownership of a always (a is heap-allocated, freed with
+ * store_actions_free(a, 1)). The callback gets the committed action. */
+int store_submit_manual(Store *s, StoreAction *a, StoreActionCallback cb, void *userdata);
+
+/* --- statistics and tests ------------------------------------------------ */
+
+typedef struct StoreStats {
+        uint64_t commits;        /* successful transactions (= fsync groups) */
+        uint64_t failed_commits;
+        uint64_t ops;            /* operations committed */
+        uint64_t pending;        /* submitted, not yet committed */
+        int last_error;          /* errno of the last failed commit, 0 after a success */
+} StoreStats;
+void store_stats(Store *s, StoreStats *ret);
+
+/* Tests only: sets the writer's PRAGMA max_page_count (0 = restore the
+ * default), a real way to make commits fail with SQLITE_FULL (-ENOSPC). */
+int store_debug_set_max_pages(Store *s, uint64_t pages, StoreDoneCallback cb, void *userdata);

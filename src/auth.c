@@ -1,1 +1,309 @@
-/* placeholder: module auth is being written */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/evp.h>
+
+#include "alloc.h"
+#include "auth.h"
+#include "cleanup.h"
+#include "config.h"
+#include "util.h"
+
+#define SHA256_LEN 32
+/* Timestamps above this are taken as milliseconds (year 5138 in seconds). */
+#define TIMESTAMP_MS_THRESHOLD 100000000000ULL
+#define AUTH_VALUE_MAX 8192u
+
+static const char *skip_ws(const char *s) {
+        while (*s == ' ' || *s == '\t')
+                s++;
+        return s;
+}
+
+/* Length of s without trailing blanks. */
+static size_t trimmed_len(const char *s) {
+        size_t n = strlen(s);
+
+        while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+                n--;
+        return n;
+}
+
+static int hmac_sha256(const char *key, const char *timestamp, const void *body, size_t body_len,
+                       uint8_t out[static SHA256_LEN]) {
+        EVP_PKEY *pkey = NULL;
+        EVP_MD_CTX *ctx = NULL;
+        size_t n = SHA256_LEN;
+        int r = -EIO;
+
+        pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_HMAC, NULL, (const unsigned char *) key, strlen(key));
+        ctx = EVP_MD_CTX_new();
+        if (!pkey || !ctx) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if (EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, pkey) != 1)
+                goto out;
+        if (timestamp &&
+            (EVP_DigestSignUpdate(ctx, timestamp, strlen(timestamp)) != 1 ||
+             EVP_DigestSignUpdate(ctx, ".", 1) != 1))
+                goto out;
+        if (body_len > 0 && EVP_DigestSignUpdate(ctx, body, body_len) != 1)
+                goto out;
+        if (EVP_DigestSignFinal(ctx, out, &n) != 1 || n != SHA256_LEN)
+                goto out;
+        r = 0;
+out:
+        EVP_MD_CTX_free(ctx);
+        EVP_PKEY_free(pkey);
+        return r;
+}
+
+int auth_hmac_sha256_hex(const char *key, const char *timestamp, const void *body, size_t body_len,
+                         char ret[static 65]) {
+        uint8_t mac[SHA256_LEN];
+        int r;
+
+        r = hmac_sha256(key, timestamp, body, body_len, mac);
+        if (r < 0)
+                return r;
+        hex_encode(mac, sizeof(mac), ret);
+        return 0;
+}
+
+/* Parses a Unix timestamp in seconds (or milliseconds) into usec. */
+static int parse_timestamp(const char *s, size_t n, uint64_t *ret) {
+        uint64_t v = 0;
+
+        if (n == 0 || n > 19)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return -EINVAL;
+                v = v * 10 + (uint64_t) (s[i] - '0');
+        }
+        if (v >= TIMESTAMP_MS_THRESHOLD)
+                *ret = v * USEC_PER_MSEC;
+        else
+                *ret = v * USEC_PER_SEC;
+        return 0;
+}
+
+static int check_hmac(const SourceAuth *a, const AuthRequest *req) {
+        _cleanup_free_ char *ts = NULL;
+        const char *v, *t = NULL;
+        uint8_t want[SHA256_LEN];
+        size_t n, prefix_len;
+        bool ok = false;
+        int r;
+
+        v = req->header(req->userdata, a->header);
+        if (!v)
+                return -EACCES;
+        v = skip_ws(v);
+        prefix_len = a->prefix ? strlen(a->prefix) : 0;
+        if (prefix_len > 0 && strncasecmp(v, a->prefix, prefix_len) == 0)
+                v += prefix_len;
+        n = trimmed_len(v);
+        if (n != 2 * SHA256_LEN)
+                return -EACCES;
+        {
+                char hex[2 * SHA256_LEN + 1];
+
+                memcpy(hex, v, n);
+                hex[n] = 0;
+                if (hex_decode(hex, want, SHA256_LEN) < 0)
+                        return -EACCES;
+        }
+
+        if (a->timestamp_header) {
+                uint64_t when, tolerance, delta;
+
+                t = req->header(req->userdata, a->timestamp_header);
+                if (!t)
+                        return -EACCES;
+                t = skip_ws(t);
+                n = trimmed_len(t);
+                if (parse_timestamp(t, n, &when) < 0)
+                        return -EACCES;
+                tolerance = a->tolerance_usec > 0 ? a->tolerance_usec : 300 * USEC_PER_SEC;
+                delta = when > req->now_usec ? when - req->now_usec : req->now_usec - when;
+                if (delta > tolerance)
+                        return -EACCES;
+                ts = mem_strndup(t, n);
+                if (!ts)
+                        return -ENOMEM;
+        }
+
+        for (size_t i = 0; i < a->n_secrets; i++) {
+                uint8_t mac[SHA256_LEN];
+
+                r = hmac_sha256(a->secrets[i], ts, req->body, req->body_len, mac);
+                if (r < 0)
+                        return r;
+                ok |= memeq_secret(mac, sizeof(mac), want, sizeof(want));
+        }
+        return ok ? 0 : -EACCES;
+}
+
+/* True if the n bytes at v equal one of the secrets. */
+static bool secret_matches(const SourceAuth *a, const char *v, size_t n) {
+        bool ok = false;
+
+        for (size_t i = 0; i < a->n_secrets; i++)
+                ok |= memeq_secret(v, n, a->secrets[i], strlen(a->secrets[i]));
+        return ok;
+}
+
+/* "Scheme credentials": returns the credentials when the scheme matches
+ * (case-insensitively), else NULL. */
+static const char *auth_scheme(const char *v, const char *scheme) {
+        size_t n = strlen(scheme);
+
+        v = skip_ws(v);
+        if (strncasecmp(v, scheme, n) != 0 || (v[n] != ' ' && v[n] != '\t'))
+                return NULL;
+        return skip_ws(v + n);
+}
+
+static int check_bearer(const SourceAuth *a, const AuthRequest *req) {
+        const char *v;
+
+        v = req->header(req->userdata, "Authorization");
+        if (!v)
+                return -EACCES;
+        v = auth_scheme(v, "Bearer");
+        if (!v)
+                return -EACCES;
+        return secret_matches(a, v, trimmed_len(v)) ? 0 : -EACCES;
+}
+
+static int check_header_token(const SourceAuth *a, const AuthRequest *req) {
+        const char *v;
+
+        v = req->header(req->userdata, a->header);
+        if (!v)
+                return -EACCES;
+        v = skip_ws(v);
+        return secret_matches(a, v, trimmed_len(v)) ? 0 : -EACCES;
+}
+
+static int base64_value(char c) {
+        if (c >= 'A' && c <= 'Z')
+                return c - 'A';
+        if (c >= 'a' && c <= 'z')
+                return c - 'a' + 26;
+        if (c >= '0' && c <= '9')
+                return c - '0' + 52;
+        if (c == '+')
+                return 62;
+        if (c == '/')
+                return 63;
+        return -1;
+}
+
+/* Strict RFC 4648 base64 (padding optional); out holds n*3/4+1 bytes. */
+static int base64_decode(const char *in, size_t n, uint8_t *out, size_t *ret_len) {
+        uint32_t acc = 0;
+        size_t len = 0, bits = 0;
+
+        while (n > 0 && in[n - 1] == '=')
+                n--;
+        for (size_t i = 0; i < n; i++) {
+                int v = base64_value(in[i]);
+
+                if (v < 0)
+                        return -EINVAL;
+                acc = (acc << 6) | (uint32_t) v;
+                bits += 6;
+                if (bits >= 8) {
+                        bits -= 8;
+                        out[len++] = (uint8_t) (acc >> bits);
+                }
+        }
+        if (bits >= 6)
+                return -EINVAL;
+        *ret_len = len;
+        return 0;
+}
+
+static int check_basic(const SourceAuth *a, const AuthRequest *req) {
+        _cleanup_free_ uint8_t *decoded = NULL;
+        const char *v;
+        const uint8_t *colon;
+        size_t n, len;
+        bool user_ok, pass_ok;
+
+        v = req->header(req->userdata, "Authorization");
+        if (!v)
+                return -EACCES;
+        v = auth_scheme(v, "Basic");
+        if (!v)
+                return -EACCES;
+        n = trimmed_len(v);
+        if (n > AUTH_VALUE_MAX)
+                return -EACCES;
+        decoded = mem_malloc(n * 3 / 4 + 1);
+        if (!decoded)
+                return -ENOMEM;
+        if (base64_decode(v, n, decoded, &len) < 0)
+                return -EACCES;
+        colon = memchr(decoded, ':', len);
+        if (!colon || !a->username)
+                return -EACCES;
+
+        /* Both halves are compared whatever the first one gave. */
+        user_ok = memeq_secret(decoded, (size_t) (colon - decoded), a->username, strlen(a->username));
+        pass_ok = secret_matches(a, (const char *) colon + 1, len - (size_t) (colon - decoded) - 1);
+        explicit_bzero(decoded, len);
+        return user_ok & pass_ok ? 0 : -EACCES;
+}
+
+static int check_mtls(const SourceAuth *a, const AuthRequest *req) {
+        if (!req->client_cert_verified)
+                return -EACCES;
+        if (a->subject && (!req->client_cert_subject || !strstr(req->client_cert_subject, a->subject)))
+                return -EACCES;
+        return 0;
+}
+
+int auth_check(const SourceAuth *a, const AuthRequest *req) {
+        if (!a || !req || !req->header)
+                return -EINVAL;
+
+        switch (a->method) {
+        case AUTH_HMAC_SHA256:
+        case AUTH_BEARER:
+        case AUTH_HEADER_TOKEN:
+        case AUTH_BASIC:
+                if (a->n_secrets == 0 || !a->secrets)
+                        return -EINVAL;
+                break;
+        default:
+                break;
+        }
+
+        switch (a->method) {
+        case AUTH_HMAC_SHA256:
+                if (!a->header)
+                        return -EINVAL;
+                return check_hmac(a, req);
+        case AUTH_BEARER:
+                return check_bearer(a, req);
+        case AUTH_HEADER_TOKEN:
+                if (!a->header)
+                        return -EINVAL;
+                return check_header_token(a, req);
+        case AUTH_BASIC:
+                return check_basic(a, req);
+        case AUTH_MTLS:
+                return check_mtls(a, req);
+        case AUTH_NONE:
+                return 0;
+        default:
+                return -EINVAL;
+        }
+}

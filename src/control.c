@@ -1,1 +1,409 @@
-/* placeholder: module control is being written */
+/* The control socket: admin endpoints for remedyctl, HTTP/1.1 with JSON
+ * bodies on a unix socket of mode 0660 (who may act = who is in its group).
+ *
+ *   GET  /v1/status                      the /status document
+ *   GET  /v1/actions?state=S&limit=N     actions, newest first
+ *   POST /v1/actions                     {"action": "suspend"|"reactivate", "user": U, "reason": R}
+ *   POST /v1/actions/ID/release          held -> queued
+ *   POST /v1/actions/ID/cancel           held|queued -> cancelled
+ *   GET  /v1/history?user=U&since_seconds=N&limit=N
+ *
+ * Manual actions go through the same resolution and guardrails as rule
+ * actions (protected, cooldown, dry-run, the cap) and are audited. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "alloc.h"
+#include "cleanup.h"
+#include "config.h"
+#include "control.h"
+#include "daemon.h"
+#include "directory.h"
+#include "executor.h"
+#include "http_server.h"
+#include "log.h"
+#include "remedyd-limits.h"
+#include "safety.h"
+#include "status.h"
+#include "store.h"
+#include "util.h"
+
+#define CONTROL_BODY_MAX 65536u
+#define CONTROL_REASON_MAX 1024u
+
+struct Control {
+        Daemon *daemon;
+        HttpServer *server;
+};
+
+/* A suspended request waiting for the store. The request may be gone by
+ * the time the store answers (peer closed, shutdown): on_complete clears
+ * req through the context. */
+typedef struct Pending {
+        Control *control;
+        HttpServerRequest *req;
+        char id[64];
+        bool release;
+} Pending;
+
+static void pending_free(void *p) {
+        Pending *x = p;
+
+        if (x)
+                x->req = NULL; /* the store callback still owns x */
+}
+
+static int add_str(json_object *o, const char *k, const char *v) {
+        return json_object_object_add(o, k, v ? json_object_new_string(v) : json_object_new_null());
+}
+
+static json_object *action_json(const StoreAction *a) {
+        json_object *o = json_object_new_object();
+        char t[40];
+
+        if (!o)
+                return NULL;
+        format_rfc3339(a->created_usec, t, sizeof(t));
+        if (add_str(o, "id", a->id) < 0 || add_str(o, "event_id", a->event_id) < 0 ||
+            add_str(o, "rule", a->rule) < 0 ||
+            add_str(o, "action", config_action_kind_to_string(a->action)) < 0 ||
+            add_str(o, "user", a->user) < 0 || add_str(o, "user_id", a->user_id) < 0 ||
+            add_str(o, "reason", a->reason) < 0 ||
+            add_str(o, "status", store_action_status_to_string(a->status)) < 0 ||
+            add_str(o, "detail", a->detail) < 0 || add_str(o, "created_at", t) < 0 ||
+            json_object_object_add(o, "attempts", json_object_new_int64(a->attempts)) < 0) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}
+
+static int respond_action(HttpServerRequest *req, unsigned status, const StoreAction *a) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        json_object *j = action_json(a);
+
+        if (!o || !j || json_object_object_add(o, "action", j) < 0) {
+                json_object_put(j);
+                return -ENOMEM;
+        }
+        return http_server_respond_json(req, status, o);
+}
+
+static int handle_status(Control *c, HttpServerRequest *req) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        int r;
+
+        r = status_build_json(c->daemon, &o);
+        if (r < 0)
+                return r;
+        return http_server_respond_json(req, 200, o);
+}
+
+static int handle_list(Control *c, HttpServerRequest *req) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        const char *state = http_server_request_query(req, "state");
+        const char *limit = http_server_request_query(req, "limit");
+        StoreAction *a = NULL;
+        json_object *arr;
+        size_t n = 0;
+        int status = -1, r;
+        unsigned lim = 0;
+
+        if (state && *state) {
+                status = store_action_status_from_string(state);
+                if (status < 0)
+                        return http_server_respond_json_error(req, 400, "bad_state",
+                                                              "Unknown action state: use queued, held, running, done, failed, cancelled, dry_run, cooldown, protected, unknown_user, ambiguous_user or unresolved.");
+        }
+        if (limit)
+                lim = (unsigned) strtoul(limit, NULL, 10);
+        r = store_list_actions(c->daemon->store, status, lim, &a, &n);
+        if (r < 0)
+                return http_server_respond_json_error(req, 503, "store_unavailable", "The state store cannot be read right now.");
+        arr = json_object_new_array();
+        if (!o || !arr || json_object_object_add(o, "actions", arr) < 0) {
+                json_object_put(arr);
+                store_actions_free(a, n);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_object *j = action_json(&a[i]);
+                if (!j || json_object_array_add(arr, j) < 0) {
+                        json_object_put(j);
+                        store_actions_free(a, n);
+                        return -ENOMEM;
+                }
+        }
+        store_actions_free(a, n);
+        return http_server_respond_json(req, 200, o);
+}
+
+static int handle_history(Control *c, HttpServerRequest *req) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        const char *user = http_server_request_query(req, "user");
+        const char *since = http_server_request_query(req, "since_seconds");
+        const char *limit = http_server_request_query(req, "limit");
+        StoreAuditEntry *e = NULL;
+        uint64_t since_usec = 0, now = now_usec(CLOCK_REALTIME);
+        json_object *arr;
+        size_t n = 0;
+        int r;
+
+        if (since && *since) {
+                uint64_t s = strtoull(since, NULL, 10);
+                if (s > 0 && s * USEC_PER_SEC < now)
+                        since_usec = now - s * USEC_PER_SEC;
+        }
+        r = store_history(c->daemon->store, user && *user ? user : NULL, since_usec,
+                          limit ? (unsigned) strtoul(limit, NULL, 10) : 0, &e, &n);
+        if (r < 0)
+                return http_server_respond_json_error(req, 503, "store_unavailable", "The state store cannot be read right now.");
+        arr = json_object_new_array();
+        if (!o || !arr || json_object_object_add(o, "entries", arr) < 0) {
+                json_object_put(arr);
+                store_audit_free(e, n);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_object *j = json_object_new_object();
+                char t[40];
+
+                format_rfc3339(e[i].time_usec, t, sizeof(t));
+                if (!j || add_str(j, "time", t) < 0 || add_str(j, "kind", e[i].kind) < 0 ||
+                    add_str(j, "event_id", e[i].event_id) < 0 || add_str(j, "action_id", e[i].action_id) < 0 ||
+                    add_str(j, "rule", e[i].rule) < 0 || add_str(j, "user", e[i].user) < 0 ||
+                    add_str(j, "from", e[i].from_status) < 0 || add_str(j, "to", e[i].to_status) < 0 ||
+                    add_str(j, "detail", e[i].detail) < 0 || json_object_array_add(arr, j) < 0) {
+                        json_object_put(j);
+                        store_audit_free(e, n);
+                        return -ENOMEM;
+                }
+        }
+        store_audit_free(e, n);
+        return http_server_respond_json(req, 200, o);
+}
+
+static void on_manual_done(Store *s, int r, const StoreAction *a, void *userdata) {
+        Pending *p = userdata;
+        HttpServerRequest *req = p->req;
+
+        if (req) {
+                /* Detach first: replacing the context runs pending_free(). */
+                http_server_request_set_context(req, NULL, NULL);
+                if (r < 0)
+                        (void) http_server_respond_json_error(req, 503, "store_unavailable",
+                                                              "The action could not be recorded; nothing was done.");
+                else
+                        (void) respond_action(req, 202, a);
+        }
+        if (r >= 0) {
+                LogContext ctx = { .action_id = a->id, .rule = "manual", .user = a->user };
+                log_full(LOG_NOTICE, 0, &ctx, "manual %s of %s recorded as %s", config_action_kind_to_string(a->action),
+                         a->user, store_action_status_to_string(a->status));
+                if (a->status == ACTION_STATUS_QUEUED)
+                        executor_kick(p->control->daemon->executor);
+        }
+        mem_free(p);
+}
+
+static int handle_manual(Control *c, HttpServerRequest *req) {
+        _cleanup_(json_object_putp) json_object *body = NULL;
+        const Config *cfg = c->daemon->config;
+        const char *raw, *act, *user, *reason, *user_id = NULL;
+        json_object *v;
+        DirectoryResult lookup = DIRECTORY_FOUND;
+        StoreAction *a;
+        Pending *p;
+        ActionKind kind;
+        size_t size;
+        int r;
+
+        raw = http_server_request_body(req, &size);
+        body = json_tokener_parse(raw);
+        if (!body || !json_object_is_type(body, json_type_object))
+                return http_server_respond_json_error(req, 400, "bad_json", "The request body is not a JSON object.");
+        act = json_object_object_get_ex(body, "action", &v) ? json_object_get_string(v) : NULL;
+        user = json_object_object_get_ex(body, "user", &v) ? json_object_get_string(v) : NULL;
+        reason = json_object_object_get_ex(body, "reason", &v) ? json_object_get_string(v) : NULL;
+        kind = act ? config_action_kind_from_string(act) : _ACTION_KIND_INVALID;
+        if (kind != ACTION_SUSPEND && kind != ACTION_REACTIVATE)
+                return http_server_respond_json_error(req, 400, "bad_action", "The action must be suspend or reactivate.");
+        if (!user || !*user || strlen(user) > LIMIT_CONFIG_STRING_BYTES)
+                return http_server_respond_json_error(req, 400, "bad_user", "Name the user by email or 1Password user id.");
+        if (!reason || !*reason || strlen(reason) > CONTROL_REASON_MAX)
+                return http_server_respond_json_error(req, 400, "bad_reason", "Give a reason (at most 1024 bytes).");
+
+        if (is_user_id(user))
+                user_id = user;
+        else
+                lookup = directory_lookup(c->daemon->directory, user, &user_id);
+
+        a = mem_calloc(1, sizeof(StoreAction));
+        if (!a)
+                return -ENOMEM;
+        a->action = kind;
+        a->user = mem_strdup(user);
+        a->reason = mem_strdup(reason);
+        a->rule = mem_strdup("manual");
+        a->user_id = user_id ? mem_strdup(user_id) : NULL;
+        a->status = safety_pre_status(cfg, user, lookup, user_id);
+        a->dry_run = daemon_dry_run(c->daemon);
+        a->created_usec = now_usec(CLOCK_REALTIME);
+        a->received_mono_usec = http_server_request_started_mono(req);
+        if (!a->user || !a->reason || !a->rule || (user_id && !a->user_id)) {
+                store_actions_free(a, 1);
+                return -ENOMEM;
+        }
+        p = mem_calloc(1, sizeof(Pending));
+        if (!p) {
+                store_actions_free(a, 1);
+                return -ENOMEM;
+        }
+        p->control = c;
+        p->req = req;
+        r = http_server_request_suspend(req);
+        if (r < 0) {
+                store_actions_free(a, 1);
+                mem_free(p);
+                return r;
+        }
+        http_server_request_set_context(req, p, pending_free);
+        r = store_submit_manual(c->daemon->store, a, on_manual_done, p);
+        if (r < 0) {
+                http_server_request_set_context(req, NULL, NULL);
+                mem_free(p);
+                return http_server_respond_json_error(req, 503, "store_unavailable",
+                                                      "The action could not be recorded; nothing was done.");
+        }
+        return 0;
+}
+
+static void on_transition_done(Store *s, int r, void *userdata) {
+        Pending *p = userdata;
+        HttpServerRequest *req = p->req;
+        StoreAction *a = NULL;
+
+        if (r >= 0 && p->release)
+                executor_kick(p->control->daemon->executor);
+        if (req) {
+                http_server_request_set_context(req, NULL, NULL);
+                if (r == -ENOENT)
+                        (void) http_server_respond_json_error(req, 404, "no_such_action", "There is no action with that id.");
+                else if (r == -EBUSY)
+                        (void) http_server_respond_json_error(req, 409, "wrong_state",
+                                                              p->release ? "Only a held action can be released."
+                                                                         : "Only a held or queued action can be cancelled.");
+                else if (r < 0)
+                        (void) http_server_respond_json_error(req, 503, "store_unavailable", "The state store cannot be written right now.");
+                else if (store_get_action(s, p->id, &a) >= 0) {
+                        (void) respond_action(req, 200, a);
+                        store_actions_free(a, 1);
+                } else
+                        (void) http_server_respond_json_error(req, 500, "internal_error", "The action changed but cannot be read back.");
+        }
+        if (r >= 0)
+                log_notice("action %s %s by an operator", p->id, p->release ? "released" : "cancelled");
+        mem_free(p);
+}
+
+static int handle_transition(Control *c, HttpServerRequest *req, const char *id, size_t id_len, bool release) {
+        Pending *p;
+        int r;
+
+        if (id_len == 0 || id_len >= sizeof(p->id))
+                return http_server_respond_json_error(req, 404, "no_such_action", "There is no action with that id.");
+        p = mem_calloc(1, sizeof(Pending));
+        if (!p)
+                return -ENOMEM;
+        p->control = c;
+        p->req = req;
+        p->release = release;
+        memcpy(p->id, id, id_len);
+        r = http_server_request_suspend(req);
+        if (r < 0) {
+                mem_free(p);
+                return r;
+        }
+        http_server_request_set_context(req, p, pending_free);
+        r = (release ? store_release_action : store_cancel_action)(c->daemon->store, p->id, "remedyctl",
+                                                                    on_transition_done, p);
+        if (r < 0) {
+                http_server_request_set_context(req, NULL, NULL);
+                mem_free(p);
+                return http_server_respond_json_error(req, 503, "store_unavailable", "The state store cannot be written right now.");
+        }
+        return 0;
+}
+
+static int on_headers(HttpServerRequest *req, void *userdata) {
+        const char *m = http_server_request_method(req);
+
+        if (strcmp(m, "GET") != 0 && strcmp(m, "POST") != 0) {
+                (void) http_server_request_add_header(req, "Allow", "GET, POST");
+                return http_server_respond_json_error(req, 405, "method_not_allowed", "Use GET or POST.");
+        }
+        return 0;
+}
+
+static int on_request(HttpServerRequest *req, void *userdata) {
+        Control *c = userdata;
+        const char *m = http_server_request_method(req), *path = http_server_request_path(req);
+        bool get = strcmp(m, "GET") == 0;
+
+        if (strcmp(path, "/v1/status") == 0 && get)
+                return handle_status(c, req);
+        if (strcmp(path, "/v1/actions") == 0)
+                return get ? handle_list(c, req) : handle_manual(c, req);
+        if (strcmp(path, "/v1/history") == 0 && get)
+                return handle_history(c, req);
+        if (str_startswith(path, "/v1/actions/") && !get) {
+                const char *id = path + strlen("/v1/actions/"), *slash = strchr(id, '/');
+
+                if (slash && strcmp(slash, "/release") == 0)
+                        return handle_transition(c, req, id, (size_t) (slash - id), true);
+                if (slash && strcmp(slash, "/cancel") == 0)
+                        return handle_transition(c, req, id, (size_t) (slash - id), false);
+        }
+        return http_server_respond_json_error(req, 404, "not_found", "No such control endpoint.");
+}
+
+int control_new(Daemon *d, int listen_fd, Control **ret) {
+        HttpServerOptions o = {
+                .listen_fd = listen_fd,
+                .max_body_bytes = CONTROL_BODY_MAX,
+                .on_headers = on_headers,
+                .on_request = on_request,
+                .name = "control",
+        };
+        Control *c;
+        int r;
+
+        c = mem_calloc(1, sizeof(Control));
+        if (!c) {
+                close(listen_fd);
+                return -ENOMEM;
+        }
+        c->daemon = d;
+        o.userdata = c;
+        r = http_server_new(d->event, &o, &c->server);
+        if (r < 0) {
+                close(listen_fd);
+                mem_free(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+Control *control_free(Control *c) {
+        if (!c)
+                return NULL;
+        http_server_free(c->server);
+        mem_free(c);
+        return NULL;
+}

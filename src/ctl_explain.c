@@ -1,1 +1,145 @@
-/* placeholder: module ctl_explain is being written */
+/* remedyctl explain --source NAME FILE.json: offline, with no secrets, what
+ * every rule would do with this event and why. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "alloc.h"
+#include "cleanup.h"
+#include "config.h"
+#include "ctl.h"
+#include "remedyd-limits.h"
+#include "rules.h"
+#include "util.h"
+
+enum {
+        EXPLAIN_ACTS = 0,
+        EXPLAIN_NONE = 1,
+        EXPLAIN_ERROR = 2,
+};
+
+static void help(void) {
+        printf("Usage: remedyctl [-c CONFIG] explain --source NAME FILE.json\n\n"
+               "Shows, offline and without reading any secret, which rules would match the\n"
+               "event in FILE.json (\"-\" for stdin) posted by source NAME, which condition\n"
+               "failed and on what value, and which users would be acted on.\n\n"
+               "Exit status: 0 some action would be taken, 1 none, 2 error.\n");
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_free, config_freep)
+
+/* Parses a whole JSON document (nothing but whitespace after it), at most
+ * LIMIT_JSON_DEPTH deep. */
+static int parse_event(const char *text, size_t size, json_object **ret) {
+        struct json_tokener *tok;
+        json_object *o;
+        size_t end;
+
+        tok = json_tokener_new_ex(LIMIT_JSON_DEPTH);
+        if (!tok)
+                return -ENOMEM;
+        o = json_tokener_parse_ex(tok, text, (int) size);
+        end = json_tokener_get_parse_end(tok);
+        if (!o || json_tokener_get_error(tok) != json_tokener_success) {
+                json_tokener_free(tok);
+                json_object_put(o);
+                return -EBADMSG;
+        }
+        json_tokener_free(tok);
+        for (; end < size; end++)
+                if (!strchr(" \t\r\n", text[end])) {
+                        json_object_put(o);
+                        return -EBADMSG;
+                }
+        if (!json_object_is_type(o, json_type_object)) {
+                json_object_put(o);
+                return -EBADMSG;
+        }
+        *ret = o;
+        return 0;
+}
+
+int ctl_explain(const CtlContext *ctx, int argc, char **argv) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_(json_object_putp) json_object *event = NULL;
+        _cleanup_free_ char *body = NULL, *text = NULL;
+        ConfigProblems problems = {};
+        const char *source = NULL, *file = NULL;
+        size_t size = 0;
+        int r;
+
+        for (int i = 1; i < argc; i++) {
+                if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+                        help();
+                        return EXPLAIN_ACTS;
+                }
+                if (strcmp(argv[i], "--source") == 0 && i + 1 < argc)
+                        source = argv[++i];
+                else if (str_startswith(argv[i], "--source="))
+                        source = argv[i] + strlen("--source=");
+                else if (argv[i][0] == '-' && argv[i][1] != 0) {
+                        fprintf(stderr, "remedyctl explain: unknown option '%s'\n", argv[i]);
+                        return EXPLAIN_ERROR;
+                } else if (!file)
+                        file = argv[i];
+                else {
+                        fprintf(stderr, "remedyctl explain: one event file only\n");
+                        return EXPLAIN_ERROR;
+                }
+        }
+        if (!source || !*source || !file) {
+                fprintf(stderr, "Usage: remedyctl explain --source NAME FILE.json\n");
+                return EXPLAIN_ERROR;
+        }
+
+        r = config_load(ctx->config_path, CONFIG_LOAD_NO_SECRETS, &c, &problems);
+        if (r < 0) {
+                for (size_t i = 0; i < problems.n; i++)
+                        fprintf(stderr, "%s\n", problems.lines[i]);
+                if (problems.n == 0)
+                        fprintf(stderr, "%s: %s\n", ctx->config_path, strerror(-r));
+                config_problems_free(&problems);
+                return EXPLAIN_ERROR;
+        }
+
+        if (!config_find_source(c, source)) {
+                fprintf(stderr, "remedyctl explain: no source '%s' in %s (sources:", source, ctx->config_path);
+                for (size_t i = 0; i < c->n_sources; i++)
+                        fprintf(stderr, " %s", c->sources[i].name);
+                fprintf(stderr, "%s)\n", c->n_sources == 0 ? " none" : "");
+                return EXPLAIN_ERROR;
+        }
+
+        r = read_file_limited(strcmp(file, "-") == 0 ? "/dev/stdin" : file, LIMIT_BODY_BYTES_MAX, &body, &size);
+        if (r < 0) {
+                fprintf(stderr, "remedyctl explain: cannot read %s: %s\n", file, strerror(-r));
+                return EXPLAIN_ERROR;
+        }
+        r = parse_event(body, size, &event);
+        if (r == -ENOMEM) {
+                fprintf(stderr, "remedyctl explain: out of memory\n");
+                return EXPLAIN_ERROR;
+        }
+        if (r < 0) {
+                fprintf(stderr, "remedyctl explain: %s is not a JSON object\n", file);
+                return EXPLAIN_ERROR;
+        }
+
+        r = rules_explain(c, source, event, &text);
+        if (r < 0) {
+                fprintf(stderr, "remedyctl explain: %s\n",
+                        r == -ENOBUFS ? "the event produces more actions than LIMIT_ACTIONS_PER_EVENT or "
+                                        "LIMIT_FOR_EACH_ITEMS allow (the daemon would refuse it)"
+                                      : strerror(-r));
+                return EXPLAIN_ERROR;
+        }
+        fputs(text, stdout);
+        if (r > 0)
+                printf("%d action%s would be taken\n", r, r == 1 ? "" : "s");
+        else
+                printf("no action would be taken\n");
+        fflush(stdout);
+        return r > 0 ? EXPLAIN_ACTS : EXPLAIN_NONE;
+}

@@ -175,6 +175,7 @@ int daemon_reload(Daemon *d) {
         directory_set_refresh(d->directory, c->onepassword.directory_refresh_usec);
         store_options_from_config(c, &so);
         store_set_options(d->store, &so);
+        executor_set_config(d->executor, c);
         if (d->webhook)
                 (void) webhook_reconfigure(d->webhook);
         config_free(old);
@@ -285,6 +286,7 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
         r = executor_new(d->event, d->store, d->api, d->directory, d->metrics, &d->executor);
         if (r < 0)
                 goto fail;
+        executor_set_config(d->executor, d->config);
 
         fd = open_listener("webhook", &d->config->listen.webhook_addr, 0666);
         if (fd < 0) {
@@ -316,9 +318,8 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
                         r = fd;
                         goto fail;
                 }
-                r = control_new(d, fd, &d->control);
+                r = control_new(d, fd, &d->control); /* takes fd always */
                 if (r < 0) {
-                        close(fd);
                         log_error_errno(r, "cannot start the control listener: %m");
                         goto fail;
                 }
@@ -372,10 +373,12 @@ Daemon *daemon_free(Daemon *d) {
         d->control = control_free(d->control);
         d->status = status_free(d->status);
         d->webhook = webhook_free(d->webhook);
+        /* store_close() runs the callbacks still due: the executor, the
+         * directory and the client must be alive for them. */
+        d->store = store_close(d->store);
         d->executor = executor_free(d->executor);
         d->directory = directory_free(d->directory);
         d->api = users_api_free(d->api);
-        d->store = store_close(d->store);
         d->metrics = metrics_free(d->metrics);
         d->watchdog_source = sd_event_source_unref(d->watchdog_source);
         d->notify_source = sd_event_source_unref(d->notify_source);

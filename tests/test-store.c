@@ -1,4 +1,929 @@
-/* placeholder: tests for store are being written */
-int main(void) {
-        return 77;
+/* Unit tests for the state store (no network). Run with --bench N [--concurrency K]
+ * to measure group-commit throughput instead. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <systemd/sd-event.h>
+
+#include "alloc.h"
+#include "cleanup.h"
+#include "harness.h"
+#include "safety.h"
+#include "store.h"
+#include "util.h"
+
+#define HOUR (3600ULL * USEC_PER_SEC)
+
+static char dir[] = "/tmp/test-store-XXXXXX";
+static char dbpath[256];
+static unsigned db_counter;
+
+static void new_db_path(void) {
+        (void) snprintf(dbpath, sizeof(dbpath), "%s/state-%u.db", dir, ++db_counter);
+}
+
+typedef struct Result {
+        unsigned calls;
+        int r;
+        bool duplicate;
+        char event_id[33];
+        size_t n;
+        char ids[16][33];
+        ActionStatus status[16];
+} Result;
+
+static void on_event(Store *s, int r, const StoreEvent *ev, bool duplicate, void *userdata) {
+        Result *res = userdata;
+
+        res->calls++;
+        res->r = r;
+        if (r < 0)
+                return;
+        res->duplicate = duplicate;
+        strcpy(res->event_id, ev->id);
+        res->n = ev->n_actions;
+        for (size_t i = 0; i < ev->n_actions && i < 16; i++) {
+                strcpy(res->ids[i], ev->actions[i].id);
+                res->status[i] = ev->actions[i].status;
+        }
+}
+
+static void on_done(Store *s, int r, void *userdata) {
+        Result *res = userdata;
+        res->calls++;
+        res->r = r;
+}
+
+static void on_action(Store *s, int r, const StoreAction *a, void *userdata) {
+        Result *res = userdata;
+        res->calls++;
+        res->r = r;
+        if (r >= 0) {
+                res->n = 1;
+                strcpy(res->ids[0], a->id);
+                res->status[0] = a->status;
+        }
+}
+
+typedef struct Claimed {
+        unsigned calls;
+        int r;
+        size_t n;
+        char ids[64][33];
+        ActionKind kind[64];
+        uint64_t next_due;
+        uint64_t not_before[64];
+} Claimed;
+
+static void on_claim(Store *s, int r, StoreAction *actions, size_t n, uint64_t next_due, void *userdata) {
+        Claimed *c = userdata;
+        c->calls++;
+        c->r = r;
+        c->n = n;
+        c->next_due = next_due;
+        for (size_t i = 0; i < n && i < 64; i++) {
+                strcpy(c->ids[i], actions[i].id);
+                c->kind[i] = actions[i].action;
+                ASSERT_EQ(actions[i].status, ACTION_STATUS_RUNNING);
+        }
+}
+
+/* Runs the loop until *counter reaches want, bounded by 60 s. */
+static void wait_for(sd_event *e, const unsigned *counter, unsigned want) {
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC;
+
+        while (*counter < want) {
+                ASSERT_TRUE(now_usec(CLOCK_MONOTONIC) < deadline);
+                ASSERT_OK(sd_event_run(e, 100 * USEC_PER_MSEC));
+        }
+}
+
+static StoreEvent *ev_new(const char *source, const char *dedup) {
+        StoreEvent *ev = mem_calloc(1, sizeof(*ev));
+        ASSERT_NOT_NULL(ev);
+        ev->source = mem_strdup(source);
+        ev->dedup_key = dedup ? mem_strdup(dedup) : NULL;
+        ev->body = mem_strdup("{\"x\":1}");
+        ASSERT_NOT_NULL(ev->source);
+        ASSERT_NOT_NULL(ev->body);
+        ev->body_len = strlen(ev->body);
+        ev->received_usec = now_usec(CLOCK_REALTIME);
+        ev->received_mono_usec = now_usec(CLOCK_MONOTONIC);
+        return ev;
+}
+
+typedef struct ActSpec {
+        const char *rule;
+        ActionKind kind;
+        const char *user;
+        const char *user_id;
+        ActionStatus pre;
+        uint64_t cooldown;
+        uint64_t for_usec;
+        bool dry_run;
+} ActSpec;
+
+static void ev_add(StoreEvent *ev, ActSpec spec) {
+        StoreAction *a;
+
+        ev->actions = mem_reallocarray(ev->actions, ev->n_actions + 1, sizeof(StoreAction));
+        ASSERT_NOT_NULL(ev->actions);
+        a = &ev->actions[ev->n_actions++];
+        *a = (StoreAction) {
+                .rule = mem_strdup(spec.rule),
+                .action = spec.kind,
+                .user = spec.user ? mem_strdup(spec.user) : NULL,
+                .user_id = spec.user_id ? mem_strdup(spec.user_id) : NULL,
+                .reason = mem_strdup("test reason"),
+                .status = spec.pre,
+                .cooldown_usec = spec.cooldown,
+                .for_usec = spec.for_usec,
+                .dry_run = spec.dry_run,
+        };
+}
+
+static Store *open_store(sd_event *e, unsigned cap, uint64_t window) {
+        StoreOptions o = { .max_suspensions = cap, .window_usec = window, .dedup_window_usec = 24 * HOUR };
+        Store *s = NULL;
+
+        ASSERT_OK(store_open(dbpath, e, &o, &s));
+        return s;
+}
+
+/* Submits one event with one action and waits for its commit. */
+static void submit1(sd_event *e, Store *s, const char *dedup, ActSpec spec, Result *res) {
+        StoreEvent *ev = ev_new("splunk", dedup);
+
+        *res = (Result) {};
+        ev_add(ev, spec);
+        ASSERT_OK(store_submit_event(s, ev, on_event, res));
+        wait_for(e, &res->calls, 1);
+        ASSERT_OK(res->r);
+}
+
+static void wait_done(sd_event *e, int r, Result *res) {
+        ASSERT_OK(r);
+        wait_for(e, &res->calls, 1);
+}
+
+static ActionStatus status_of(Store *s, const char *id) {
+        StoreAction *a = NULL;
+        ActionStatus st;
+
+        ASSERT_OK(store_get_action(s, id, &a));
+        st = a->status;
+        store_actions_free(a, 1);
+        return st;
+}
+
+TEST(commit_and_read) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        StoreQueueCounts q;
+        StoreAction *a = NULL, *list = NULL;
+        StoreAuditEntry *h = NULL;
+        size_t n = 0;
+        Result res = {};
+        Store *s;
+        StoreEvent *ev;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 0, HOUR);
+
+        ev = ev_new("splunk", "id:1");
+        ev_add(ev, (ActSpec) { "r1", ACTION_SUSPEND, "Alice@Example.com", NULL, ACTION_STATUS_QUEUED });
+        ev_add(ev, (ActSpec) { "r2", ACTION_NOTIFY, "alice@example.com", NULL, ACTION_STATUS_QUEUED });
+        ev_add(ev, (ActSpec) { "r3", ACTION_SUSPEND, NULL, NULL, ACTION_STATUS_UNRESOLVED });
+        ASSERT_OK(store_submit_event(s, ev, on_event, &res));
+        ASSERT_EQ(res.calls, 0u);
+        wait_for(e, &res.calls, 1);
+        ASSERT_OK(res.r);
+        ASSERT_FALSE(res.duplicate);
+        ASSERT_EQ(strlen(res.event_id), 32u);
+        ASSERT_EQ(res.n, 3u);
+        ASSERT_EQ(res.status[0], ACTION_STATUS_QUEUED);
+        ASSERT_EQ(res.status[1], ACTION_STATUS_QUEUED);
+        ASSERT_EQ(res.status[2], ACTION_STATUS_UNRESOLVED);
+        ASSERT_TRUE(store_writable(s));
+
+        ASSERT_OK(store_get_action(s, res.ids[0], &a));
+        ASSERT_STREQ(a->rule, "r1");
+        ASSERT_STREQ(a->user, "Alice@Example.com");
+        ASSERT_STREQ(a->event_id, res.event_id);
+        ASSERT_EQ(a->action, ACTION_SUSPEND);
+        ASSERT_EQ(a->status, ACTION_STATUS_QUEUED);
+        ASSERT_TRUE(a->received_usec > 0);
+        store_actions_free(a, 1);
+        ASSERT_ERR(store_get_action(s, "0123456789abcdef0123456789abcdef", &a), ENOENT);
+
+        ASSERT_OK(store_queue_counts(s, &q));
+        ASSERT_EQ(q.queued, 2u);
+        ASSERT_EQ(q.held, 0u);
+
+        ASSERT_OK(store_list_actions(s, -1, 0, &list, &n));
+        ASSERT_EQ(n, 3u);
+        ASSERT_STREQ(list[0].id, res.ids[2]); /* newest first */
+        store_actions_free(list, n);
+        ASSERT_OK(store_list_actions(s, ACTION_STATUS_UNRESOLVED, 10, &list, &n));
+        ASSERT_EQ(n, 1u);
+        store_actions_free(list, n);
+
+        /* history by email, case-insensitively: the two decisions for alice */
+        ASSERT_OK(store_history(s, "ALICE@example.com", 0, 0, &h, &n));
+        ASSERT_EQ(n, 2u);
+        ASSERT_STREQ(h[0].kind, "decision");
+        ASSERT_STREQ(h[0].to_status, "queued");
+        store_audit_free(h, n);
+        /* everything: one event row and three decisions */
+        ASSERT_OK(store_history(s, NULL, 0, 0, &h, &n));
+        ASSERT_EQ(n, 4u);
+        ASSERT_STREQ(h[3].kind, "event");
+        ASSERT_STREQ(h[3].detail, "splunk");
+        store_audit_free(h, n);
+        ASSERT_OK(store_history(s, NULL, now_usec(CLOCK_REALTIME) + HOUR, 0, &h, &n));
+        ASSERT_EQ(n, 0u);
+        store_audit_free(h, n);
+
+        store_close(s);
+}
+
+TEST(dedup) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Result r1 = {}, r2 = {}, r3 = {}, r4 = {};
+        StoreQueueCounts q;
+        StoreEvent *ev;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 0, HOUR);
+
+        submit1(e, s, "id:abc", (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &r1);
+        ASSERT_FALSE(r1.duplicate);
+
+        /* a redelivery, with different (later) actions: the original ones come back */
+        ev = ev_new("splunk", "id:abc");
+        ev_add(ev, (ActSpec) { "r9", ACTION_NOTIFY, "b@example.com", NULL, ACTION_STATUS_QUEUED });
+        ev_add(ev, (ActSpec) { "r9", ACTION_NOTIFY, "c@example.com", NULL, ACTION_STATUS_QUEUED });
+        ASSERT_OK(store_submit_event(s, ev, on_event, &r2));
+        /* and two copies of a new one in the same batch */
+        ev = ev_new("splunk", "id:def");
+        ev_add(ev, (ActSpec) { "r1", ACTION_NOTIFY, "d@example.com", NULL, ACTION_STATUS_QUEUED });
+        ASSERT_OK(store_submit_event(s, ev, on_event, &r3));
+        ev = ev_new("splunk", "id:def");
+        ev_add(ev, (ActSpec) { "r1", ACTION_NOTIFY, "d@example.com", NULL, ACTION_STATUS_QUEUED });
+        ASSERT_OK(store_submit_event(s, ev, on_event, &r4));
+        wait_for(e, &r4.calls, 1);
+        wait_for(e, &r2.calls, 1);
+        ASSERT_OK(r2.r);
+        ASSERT_TRUE(r2.duplicate);
+        ASSERT_STREQ(r2.event_id, r1.event_id);
+        ASSERT_EQ(r2.n, 1u);
+        ASSERT_STREQ(r2.ids[0], r1.ids[0]);
+        ASSERT_EQ(r2.status[0], ACTION_STATUS_QUEUED);
+        ASSERT_FALSE(r3.duplicate);
+        ASSERT_TRUE(r4.duplicate);
+        ASSERT_STREQ(r4.event_id, r3.event_id);
+        ASSERT_STREQ(r4.ids[0], r3.ids[0]);
+
+        /* same key, other source: not a duplicate */
+        ev = ev_new("okta", "id:abc");
+        r2 = (Result) {};
+        ASSERT_OK(store_submit_event(s, ev, on_event, &r2));
+        wait_for(e, &r2.calls, 1);
+        ASSERT_FALSE(r2.duplicate);
+
+        /* outside the window: not a duplicate */
+        ev = ev_new("splunk", "id:abc");
+        ev->received_usec += 25 * HOUR;
+        r2 = (Result) {};
+        ASSERT_OK(store_submit_event(s, ev, on_event, &r2));
+        wait_for(e, &r2.calls, 1);
+        ASSERT_FALSE(r2.duplicate);
+        ASSERT_TRUE(strcmp(r2.event_id, r1.event_id) != 0);
+
+        ASSERT_OK(store_queue_counts(s, &q));
+        ASSERT_EQ(q.queued, 2u); /* r1's suspend and the def notify: nothing from duplicates */
+        store_close(s);
+}
+
+TEST(cooldown_and_dry_run) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        const char *uid = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        Result r = {};
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 0, HOUR);
+
+        submit1(e, s, NULL, (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED, HOUR }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_QUEUED);
+        /* same rule, same user (other case): cooldown */
+        submit1(e, s, NULL, (ActSpec) { "r1", ACTION_SUSPEND, "A@EXAMPLE.COM", NULL, ACTION_STATUS_QUEUED, HOUR }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_COOLDOWN);
+        /* a cooldown record does not extend itself, but the first still holds */
+        submit1(e, s, NULL, (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED, HOUR }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_COOLDOWN);
+        /* other rule: no cooldown; no cooldown configured: none */
+        submit1(e, s, NULL, (ActSpec) { "r2", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED, HOUR }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_QUEUED);
+        submit1(e, s, NULL, (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED, 0 }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_QUEUED);
+        /* by user id */
+        submit1(e, s, NULL, (ActSpec) { "r3", ACTION_SUSPEND, "x@example.com", uid, ACTION_STATUS_QUEUED, HOUR }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_QUEUED);
+        submit1(e, s, NULL, (ActSpec) { "r3", ACTION_SUSPEND, uid, uid, ACTION_STATUS_QUEUED, HOUR }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_COOLDOWN);
+        /* a loop-side status is kept as is */
+        submit1(e, s, NULL, (ActSpec) { "r3", ACTION_SUSPEND, uid, uid, ACTION_STATUS_PROTECTED, HOUR }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_PROTECTED);
+
+        /* dry run: recorded, and a dry run also starts a cooldown */
+        submit1(e, s, NULL,
+                (ActSpec) { "r4", ACTION_SUSPEND, "d@example.com", NULL, ACTION_STATUS_QUEUED, HOUR, 0, true }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_DRY_RUN);
+        submit1(e, s, NULL,
+                (ActSpec) { "r4", ACTION_SUSPEND, "d@example.com", NULL, ACTION_STATUS_QUEUED, HOUR, 0, true }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_COOLDOWN);
+        store_close(s);
+}
+
+TEST(cap) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Result res[6] = {}, r = {};
+        uint64_t n = 0;
+        StoreEvent *ev;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 3, HOUR);
+
+        /* one earlier commit, then five in one batch across rules */
+        submit1(e, s, NULL, (ActSpec) { "r0", ACTION_SUSPEND, "u0@example.com", NULL, ACTION_STATUS_QUEUED }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_QUEUED);
+        for (unsigned i = 0; i < 5; i++) {
+                char user[32], rule[8];
+                (void) snprintf(user, sizeof(user), "u%u@example.com", i + 1);
+                (void) snprintf(rule, sizeof(rule), "r%u", i % 2);
+                ev = ev_new("splunk", NULL);
+                ev_add(ev, (ActSpec) { rule, ACTION_SUSPEND, user, NULL, ACTION_STATUS_QUEUED });
+                if (i == 0) {
+                        /* neither notify, reactivate nor a dry run counts */
+                        ev_add(ev, (ActSpec) { "n", ACTION_NOTIFY, user, NULL, ACTION_STATUS_QUEUED });
+                        ev_add(ev, (ActSpec) { "n", ACTION_REACTIVATE, user, NULL, ACTION_STATUS_QUEUED });
+                        ev_add(ev, (ActSpec) { "n", ACTION_SUSPEND, user, NULL, ACTION_STATUS_QUEUED, 0, 0, true });
+                }
+                ASSERT_OK(store_submit_event(s, ev, on_event, &res[i]));
+        }
+        wait_for(e, &res[4].calls, 1);
+        ASSERT_EQ(res[0].status[0], ACTION_STATUS_QUEUED);
+        ASSERT_EQ(res[0].status[1], ACTION_STATUS_QUEUED);
+        ASSERT_EQ(res[0].status[2], ACTION_STATUS_QUEUED);
+        ASSERT_EQ(res[0].status[3], ACTION_STATUS_DRY_RUN);
+        ASSERT_EQ(res[1].status[0], ACTION_STATUS_QUEUED);
+        ASSERT_EQ(res[2].status[0], ACTION_STATUS_HELD);
+        ASSERT_EQ(res[3].status[0], ACTION_STATUS_HELD);
+        ASSERT_EQ(res[4].status[0], ACTION_STATUS_HELD);
+        ASSERT_OK(store_suspensions_in_window(s, &n));
+        ASSERT_EQ(n, 3u);
+
+        /* survives a restart */
+        store_close(s);
+        s = open_store(e, 3, HOUR);
+        submit1(e, s, NULL, (ActSpec) { "r5", ACTION_SUSPEND, "u9@example.com", NULL, ACTION_STATUS_QUEUED }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_HELD);
+        /* manual actions pass the same cap */
+        {
+                StoreAction *a = mem_calloc(1, sizeof(*a));
+                ASSERT_NOT_NULL(a);
+                a->action = ACTION_SUSPEND;
+                a->user = mem_strdup("m@example.com");
+                a->reason = mem_strdup("operator: lost laptop");
+                a->status = ACTION_STATUS_QUEUED;
+                r = (Result) {};
+                ASSERT_OK(store_submit_manual(s, a, on_action, &r));
+                wait_for(e, &r.calls, 1);
+                ASSERT_OK(r.r);
+                ASSERT_EQ(r.status[0], ACTION_STATUS_HELD);
+        }
+        /* a raised cap lets new ones through */
+        store_set_options(s, &(StoreOptions) { .max_suspensions = 10, .window_usec = HOUR });
+        submit1(e, s, NULL, (ActSpec) { "r5", ACTION_SUSPEND, "u10@example.com", NULL, ACTION_STATUS_QUEUED }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_QUEUED);
+        store_close(s);
+}
+
+TEST(release_and_cancel) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Result a = {}, b = {}, c = {}, r = {};
+        StoreQueueCounts q;
+        StoreAuditEntry *h = NULL;
+        size_t n = 0;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 1, HOUR);
+        submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &a);
+        submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "b@example.com", NULL, ACTION_STATUS_QUEUED }, &b);
+        submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "c@example.com", NULL, ACTION_STATUS_QUEUED }, &c);
+        ASSERT_EQ(a.status[0], ACTION_STATUS_QUEUED);
+        ASSERT_EQ(b.status[0], ACTION_STATUS_HELD);
+        ASSERT_EQ(c.status[0], ACTION_STATUS_HELD);
+
+        wait_done(e, store_release_action(s, b.ids[0], "operator alice", on_done, &r), &r);
+        ASSERT_OK(r.r);
+        ASSERT_EQ(status_of(s, b.ids[0]), ACTION_STATUS_QUEUED);
+        r = (Result) {};
+        wait_done(e, store_cancel_action(s, c.ids[0], "false positive", on_done, &r), &r);
+        ASSERT_OK(r.r);
+        ASSERT_EQ(status_of(s, c.ids[0]), ACTION_STATUS_CANCELLED);
+
+        /* wrong state and unknown id */
+        r = (Result) {};
+        wait_done(e, store_release_action(s, a.ids[0], NULL, on_done, &r), &r);
+        ASSERT_EQ(r.r, -EBUSY);
+        r = (Result) {};
+        wait_done(e, store_release_action(s, c.ids[0], NULL, on_done, &r), &r);
+        ASSERT_EQ(r.r, -EBUSY);
+        r = (Result) {};
+        wait_done(e, store_cancel_action(s, "00000000000000000000000000000000", NULL, on_done, &r), &r);
+        ASSERT_EQ(r.r, -ENOENT);
+        ASSERT_ERR(store_cancel_action(s, "", NULL, on_done, &r), EINVAL);
+        /* a queued one can be cancelled too */
+        r = (Result) {};
+        wait_done(e, store_cancel_action(s, a.ids[0], NULL, on_done, &r), &r);
+        ASSERT_OK(r.r);
+
+        ASSERT_OK(store_queue_counts(s, &q));
+        ASSERT_EQ(q.queued, 1u);
+        ASSERT_EQ(q.held, 0u);
+        ASSERT_EQ(q.cancelled, 2u);
+
+        ASSERT_OK(store_history(s, "b@example.com", 0, 0, &h, &n));
+        ASSERT_EQ(n, 2u);
+        ASSERT_STREQ(h[0].kind, "transition");
+        ASSERT_STREQ(h[0].from_status, "held");
+        ASSERT_STREQ(h[0].to_status, "queued");
+        ASSERT_STREQ(h[0].detail, "operator alice");
+        store_audit_free(h, n);
+        store_close(s);
+}
+
+TEST(lifecycle) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        const char *uid = "ABCDEFGHIJKLMNOPQRSTUVWXY1";
+        Result a = {}, b = {}, r = {};
+        Claimed c = {};
+        StoreAction *x = NULL;
+        StoreAuditEntry *h = NULL;
+        size_t n = 0;
+        uint64_t now;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 0, HOUR);
+        submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &a);
+        submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "b@example.com", NULL, ACTION_STATUS_QUEUED }, &b);
+
+        ASSERT_ERR(store_claim_due(s, 0, 0, on_claim, &c), EINVAL);
+        ASSERT_OK(store_claim_due(s, 0, 1, on_claim, &c));
+        wait_for(e, &c.calls, 1);
+        ASSERT_OK(c.r);
+        ASSERT_EQ(c.n, 1u);
+        ASSERT_STREQ(c.ids[0], a.ids[0]);
+        ASSERT_EQ(c.next_due, 0u); /* b is due */
+        ASSERT_EQ(status_of(s, a.ids[0]), ACTION_STATUS_RUNNING);
+
+        /* late resolution, then done */
+        wait_done(e, store_set_user_id(s, a.ids[0], uid, on_done, &r), &r);
+        ASSERT_OK(r.r);
+        r = (Result) {};
+        wait_done(e, store_finish_action(s, a.ids[0], true, NULL, NULL, NULL, on_done, &r), &r);
+        ASSERT_OK(r.r);
+        ASSERT_OK(store_get_action(s, a.ids[0], &x));
+        ASSERT_EQ(x->status, ACTION_STATUS_DONE);
+        ASSERT_STREQ(x->user_id, uid);
+        store_actions_free(x, 1);
+        /* done is final */
+        r = (Result) {};
+        wait_done(e, store_finish_action(s, a.ids[0], true, NULL, NULL, NULL, on_done, &r), &r);
+        ASSERT_EQ(r.r, -EBUSY);
+
+        /* b: claim, transient failure -> retry later, then permanent failure */
+        c = (Claimed) {};
+        ASSERT_OK(store_claim_due(s, 0, 8, on_claim, &c));
+        wait_for(e, &c.calls, 1);
+        ASSERT_EQ(c.n, 1u);
+        ASSERT_EQ(c.next_due, USEC_INFINITY);
+        now = now_usec(CLOCK_REALTIME);
+        r = (Result) {};
+        wait_done(e, store_retry_action(s, b.ids[0], now + HOUR, "HTTP 503", on_done, &r), &r);
+        ASSERT_OK(r.r);
+        ASSERT_OK(store_get_action(s, b.ids[0], &x));
+        ASSERT_EQ(x->status, ACTION_STATUS_QUEUED);
+        ASSERT_EQ(x->attempts, 1u);
+        ASSERT_EQ(x->not_before_usec, now + HOUR);
+        store_actions_free(x, 1);
+        c = (Claimed) {};
+        ASSERT_OK(store_claim_due(s, 0, 8, on_claim, &c));
+        wait_for(e, &c.calls, 1);
+        ASSERT_EQ(c.n, 0u);
+        ASSERT_EQ(c.next_due, now + HOUR);
+        c = (Claimed) {};
+        ASSERT_OK(store_claim_due(s, now + 2 * HOUR, 8, on_claim, &c));
+        wait_for(e, &c.calls, 1);
+        ASSERT_EQ(c.n, 1u);
+        r = (Result) {};
+        wait_done(e, store_finish_action(s, b.ids[0], false, "7", "no_owner_remain", "HTTP 403", on_done, &r), &r);
+        ASSERT_OK(r.r);
+        ASSERT_OK(store_get_action(s, b.ids[0], &x));
+        ASSERT_EQ(x->status, ACTION_STATUS_FAILED);
+        ASSERT_STREQ(x->api_code, "7");
+        ASSERT_STREQ(x->api_message, "no_owner_remain");
+        store_actions_free(x, 1);
+
+        ASSERT_OK(store_history(s, "b@example.com", 0, 0, &h, &n));
+        ASSERT_EQ(n, 5u); /* decision, running, queued, running, failed */
+        ASSERT_STREQ(h[0].to_status, "failed");
+        ASSERT_CONTAINS(h[0].detail, "no_owner_remain");
+        ASSERT_STREQ(h[1].to_status, "running");
+        ASSERT_STREQ(h[2].to_status, "queued");
+        ASSERT_CONTAINS(h[2].detail, "HTTP 503");
+        ASSERT_STREQ(h[3].to_status, "running");
+        ASSERT_STREQ(h[4].kind, "decision");
+        store_audit_free(h, n);
+        /* history by the id resolved late finds a's later rows */
+        ASSERT_OK(store_history(s, uid, 0, 0, &h, &n));
+        ASSERT_EQ(n, 2u);
+        ASSERT_STREQ(h[0].to_status, "done");
+        store_audit_free(h, n);
+
+        /* execution-time resolution */
+        submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "zz@example.com", NULL, ACTION_STATUS_QUEUED }, &a);
+        r = (Result) {};
+        ASSERT_ERR(store_resolve_action(s, a.ids[0], ACTION_STATUS_DONE, NULL, on_done, &r), EINVAL);
+        wait_done(e, store_resolve_action(s, a.ids[0], ACTION_STATUS_UNKNOWN_USER, "no such user", on_done, &r), &r);
+        ASSERT_OK(r.r);
+        ASSERT_EQ(status_of(s, a.ids[0]), ACTION_STATUS_UNKNOWN_USER);
+        store_close(s);
+}
+
+TEST(crash_recovery) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Result a = {};
+        Claimed c = {};
+        StoreQueueCounts q;
+        StoreAuditEntry *h = NULL;
+        size_t n = 0;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 0, HOUR);
+        submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &a);
+        ASSERT_OK(store_claim_due(s, 0, 8, on_claim, &c));
+        wait_for(e, &c.calls, 1);
+        ASSERT_EQ(c.n, 1u);
+        ASSERT_OK(store_queue_counts(s, &q));
+        ASSERT_EQ(q.running, 1u);
+        store_close(s);
+
+        s = open_store(e, 0, HOUR);
+        ASSERT_OK(store_queue_counts(s, &q));
+        ASSERT_EQ(q.running, 0u);
+        ASSERT_EQ(q.queued, 1u);
+        ASSERT_OK(store_history(s, "a@example.com", 0, 1, &h, &n));
+        ASSERT_EQ(n, 1u);
+        ASSERT_STREQ(h[0].from_status, "running");
+        ASSERT_STREQ(h[0].to_status, "queued");
+        ASSERT_CONTAINS(h[0].detail, "recovered");
+        store_audit_free(h, n);
+        store_close(s);
+}
+
+static void claim_all(sd_event *e, Store *s, uint64_t when, Claimed *c) {
+        *c = (Claimed) {};
+        ASSERT_OK(store_claim_due(s, when, 64, on_claim, c));
+        wait_for(e, &c->calls, 1);
+        ASSERT_OK(c->r);
+}
+
+TEST(timed_reactivation) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Result a = {}, b = {}, r = {};
+        Claimed c = {};
+        StoreAction *list = NULL;
+        size_t n = 0;
+        uint64_t t0;
+        Store *s;
+        char re1[33];
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 0, HOUR);
+
+        t0 = now_usec(CLOCK_REALTIME);
+        submit1(e, s, NULL,
+                (ActSpec) { "travel", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED, 0, 4 * HOUR }, &a);
+        claim_all(e, s, 0, &c);
+        ASSERT_EQ(c.n, 1u);
+        wait_done(e, store_finish_action(s, a.ids[0], true, NULL, NULL, NULL, on_done, &r), &r);
+        ASSERT_OK(r.r);
+
+        /* a queued reactivation with parent_id, due in 4h */
+        ASSERT_OK(store_list_actions(s, ACTION_STATUS_QUEUED, 0, &list, &n));
+        ASSERT_EQ(n, 1u);
+        ASSERT_EQ(list[0].action, ACTION_REACTIVATE);
+        ASSERT_STREQ(list[0].parent_id, a.ids[0]);
+        ASSERT_STREQ(list[0].rule, "travel");
+        ASSERT_STREQ(list[0].reason, "timed suspension ended");
+        ASSERT_TRUE(list[0].not_before_usec >= t0 + 4 * HOUR);
+        ASSERT_TRUE(list[0].not_before_usec <= now_usec(CLOCK_REALTIME) + 4 * HOUR);
+        strcpy(re1, list[0].id);
+        store_actions_free(list, n);
+        claim_all(e, s, 0, &c);
+        ASSERT_EQ(c.n, 0u);
+        ASSERT_TRUE(c.next_due >= t0 + 4 * HOUR);
+
+        /* a later, shorter suspension leaves it alone */
+        submit1(e, s, NULL,
+                (ActSpec) { "other", ACTION_SUSPEND, "A@example.com", NULL, ACTION_STATUS_QUEUED, 0, HOUR }, &b);
+        ASSERT_EQ(status_of(s, re1), ACTION_STATUS_QUEUED);
+        /* a permanent one cancels it */
+        submit1(e, s, NULL, (ActSpec) { "perm", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &b);
+        ASSERT_EQ(status_of(s, re1), ACTION_STATUS_CANCELLED);
+
+        /* when the earlier suspension finishes after a permanent one was
+         * queued, no reactivation is scheduled at all */
+        claim_all(e, s, 0, &c);
+        ASSERT_EQ(c.n, 2u);
+        for (size_t i = 0; i < c.n; i++) {
+                r = (Result) {};
+                wait_done(e, store_finish_action(s, c.ids[i], true, NULL, NULL, NULL, on_done, &r), &r);
+                ASSERT_OK(r.r);
+        }
+        ASSERT_OK(store_list_actions(s, ACTION_STATUS_QUEUED, 0, &list, &n));
+        ASSERT_EQ(n, 0u);
+        store_actions_free(list, n);
+
+        /* the reactivation fires when due: claimed with a clock 5h on */
+        submit1(e, s, NULL,
+                (ActSpec) { "t", ACTION_SUSPEND, "z@example.com", NULL, ACTION_STATUS_QUEUED, 0, 4 * HOUR }, &a);
+        claim_all(e, s, 0, &c);
+        ASSERT_EQ(c.n, 1u);
+        r = (Result) {};
+        wait_done(e, store_finish_action(s, a.ids[0], true, NULL, NULL, NULL, on_done, &r), &r);
+        claim_all(e, s, now_usec(CLOCK_REALTIME) + 5 * HOUR, &c);
+        ASSERT_EQ(c.n, 1u);
+        ASSERT_EQ(c.kind[0], ACTION_REACTIVATE);
+        store_close(s);
+}
+
+TEST(failing_commit) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Result ok = {}, r = {}, bad[20] = {};
+        StoreStats st;
+        StoreQueueCounts q;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 0, HOUR);
+        submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &ok);
+
+        /* the database may not grow any more: a full disk */
+        wait_done(e, store_debug_set_max_pages(s, 1, on_done, &r), &r);
+        ASSERT_OK(r.r);
+        for (unsigned i = 0; i < 20; i++) {
+                StoreEvent *ev = ev_new("splunk", NULL);
+                mem_free(ev->body);
+                ev->body_len = 64 * 1024;
+                ev->body = mem_malloc(ev->body_len + 1);
+                ASSERT_NOT_NULL(ev->body);
+                memset(ev->body, 'x', ev->body_len);
+                ev->body[ev->body_len] = 0;
+                ev_add(ev, (ActSpec) { "r", ACTION_NOTIFY, "b@example.com", NULL, ACTION_STATUS_QUEUED });
+                ASSERT_OK(store_submit_event(s, ev, on_event, &bad[i]));
+        }
+        wait_for(e, &bad[19].calls, 1);
+        for (unsigned i = 0; i < 20; i++)
+                ASSERT_EQ(bad[i].r, -ENOSPC);
+        ASSERT_FALSE(store_writable(s));
+        store_stats(s, &st);
+        ASSERT_TRUE(st.failed_commits >= 1);
+        ASSERT_EQ(st.last_error, ENOSPC);
+
+        /* space returns: service resumes, nothing accepted earlier is lost */
+        r = (Result) {};
+        wait_done(e, store_debug_set_max_pages(s, 0, on_done, &r), &r);
+        submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "c@example.com", NULL, ACTION_STATUS_QUEUED }, &r);
+        ASSERT_TRUE(store_writable(s));
+        ASSERT_EQ(status_of(s, ok.ids[0]), ACTION_STATUS_QUEUED);
+        ASSERT_OK(store_queue_counts(s, &q));
+        ASSERT_EQ(q.queued, 2u);
+        store_close(s);
+}
+
+TEST(open_errors) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Store *s = NULL;
+        char path[300];
+
+        ASSERT_OK(sd_event_new(&e));
+        (void) snprintf(path, sizeof(path), "%s/missing-dir/state.db", dir);
+        ASSERT_TRUE(store_open(path, e, NULL, &s) < 0);
+        ASSERT_NULL(s);
+        /* not a database */
+        (void) snprintf(path, sizeof(path), "%s/garbage.db", dir);
+        {
+                FILE *f = fopen(path, "w");
+                ASSERT_NOT_NULL(f);
+                for (unsigned i = 0; i < 512; i++)
+                        fputs("this is not an SQLite database ", f);
+                fclose(f);
+        }
+        ASSERT_ERR(store_open(path, e, NULL, &s), EBADMSG);
+}
+
+typedef struct Bench {
+        Store *s;
+        unsigned submitted, completed, total, failed;
+} Bench;
+
+static void bench_submit(Bench *b);
+
+static void on_bench(Store *s, int r, const StoreEvent *ev, bool duplicate, void *userdata) {
+        Bench *b = userdata;
+        b->completed++;
+        if (r < 0)
+                b->failed++;
+        bench_submit(b);
+}
+
+static void bench_submit_one(Bench *b) {
+        char key[64];
+        StoreEvent *ev;
+
+        (void) snprintf(key, sizeof(key), "id:%u", b->submitted);
+        ev = ev_new("bench", key);
+        ev_add(ev, (ActSpec) { "rule", ACTION_NOTIFY, "user@example.com", NULL, ACTION_STATUS_QUEUED });
+        ASSERT_OK(store_submit_event(b->s, ev, on_bench, b));
+        b->submitted++;
+}
+
+static void bench_submit(Bench *b) {
+        if (b->submitted < b->total)
+                bench_submit_one(b);
+}
+
+/* Keeps `concurrency` events in flight, like that many webhook connections
+ * waiting for their 202, until total were committed. */
+static void run_bench(unsigned total, unsigned concurrency, bool print) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Bench b = { .total = total };
+        StoreStats st;
+        uint64_t t0, t1;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        b.s = open_store(e, 0, HOUR);
+        t0 = now_usec(CLOCK_MONOTONIC);
+        for (unsigned i = 0; i < concurrency && i < total; i++)
+                bench_submit_one(&b);
+        wait_for(e, &b.completed, total);
+        t1 = now_usec(CLOCK_MONOTONIC);
+        store_stats(b.s, &st);
+        ASSERT_EQ(b.failed, 0u);
+        ASSERT_EQ(st.ops, total);
+        if (print)
+                printf("%u events (1 action each), %u in flight: %.3f s, %.0f events/s, %" PRIu64
+                       " commits (fsync groups), %.1f events/commit, %.0f commits/s\n",
+                       total, concurrency, (double) (t1 - t0) / 1e6,
+                       (double) total * 1e6 / (double) (t1 - t0), st.commits, (double) total / (double) st.commits,
+                       (double) st.commits * 1e6 / (double) (t1 - t0));
+        /* group commit: far fewer transactions than events */
+        ASSERT_TRUE(st.commits * 10 <= total);
+        store_close(b.s);
+}
+
+TEST(group_commit) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        static Result res[10000];
+        StoreStats st;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 0, HOUR);
+        for (unsigned i = 0; i < 10000; i++) {
+                StoreEvent *ev = ev_new("splunk", NULL);
+                ev_add(ev, (ActSpec) { "r", ACTION_NOTIFY, "a@example.com", NULL, ACTION_STATUS_QUEUED });
+                ASSERT_OK(store_submit_event(s, ev, on_event, &res[i]));
+        }
+        wait_for(e, &res[9999].calls, 1);
+        for (unsigned i = 0; i < 10000; i++) {
+                ASSERT_EQ(res[i].calls, 1u);
+                ASSERT_OK(res[i].r);
+        }
+        store_stats(s, &st);
+        fprintf(stderr, "10000 submissions before the loop ran: %" PRIu64 " commits\n", st.commits);
+        ASSERT_TRUE(st.commits <= 10);
+        ASSERT_EQ(st.ops, 10000u);
+        store_close(s);
+
+        run_bench(20000, 2048, true);
+}
+
+TEST(close_commits_pending) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Result r = {};
+        StoreQueueCounts q;
+        StoreEvent *ev;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 0, HOUR);
+        ev = ev_new("splunk", NULL);
+        ev_add(ev, (ActSpec) { "r", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED });
+        ASSERT_OK(store_submit_event(s, ev, on_event, &r));
+        store_close(s); /* commits, and runs the callback before returning */
+        ASSERT_EQ(r.calls, 1u);
+        ASSERT_OK(r.r);
+        s = open_store(e, 0, HOUR);
+        ASSERT_OK(store_queue_counts(s, &q));
+        ASSERT_EQ(q.queued, 1u);
+        store_close(s);
+}
+
+/* safety.c has no test file of its own in tests/meson.build: it lives here. */
+TEST(safety) {
+        char *prot[] = { "breakglass@example.com", "*@secops.example.com", "ABCDEFGHIJKLMNOPQRSTUVWXY2", NULL };
+        Config c = { .safety.protected_users = prot };
+        const char *id = "ABCDEFGHIJKLMNOPQRSTUVWXY2", *other = "ABCDEFGHIJKLMNOPQRSTUVWXY3";
+
+        ASSERT_TRUE(safety_is_protected(&c, "breakglass@example.com", NULL));
+        ASSERT_TRUE(safety_is_protected(&c, "  BreakGlass@Example.COM\n", NULL));
+        ASSERT_TRUE(safety_is_protected(&c, "eve@SecOps.example.com", NULL));
+        ASSERT_FALSE(safety_is_protected(&c, "eve@secops.example.com.evil", NULL));
+        ASSERT_FALSE(safety_is_protected(&c, "alice@example.com", NULL));
+        ASSERT_TRUE(safety_is_protected(&c, "alice@example.com", id));
+        ASSERT_TRUE(safety_is_protected(&c, id, NULL));
+        ASSERT_FALSE(safety_is_protected(&c, other, other));
+        ASSERT_FALSE(safety_is_protected(&c, "abcdefghijklmnopqrstuvwxy2", NULL)); /* ids are exact */
+        ASSERT_FALSE(safety_is_protected(NULL, "breakglass@example.com", NULL));
+        ASSERT_FALSE(safety_is_protected(&c, NULL, NULL));
+
+        /* the contract's order: resolution first, then protected */
+        ASSERT_EQ(safety_pre_status(&c, NULL, DIRECTORY_FOUND, NULL), ACTION_STATUS_UNRESOLVED);
+        ASSERT_EQ(safety_pre_status(&c, "breakglass@example.com", DIRECTORY_UNKNOWN, NULL), ACTION_STATUS_UNKNOWN_USER);
+        ASSERT_EQ(safety_pre_status(&c, "x@example.com", DIRECTORY_AMBIGUOUS, NULL), ACTION_STATUS_AMBIGUOUS_USER);
+        ASSERT_EQ(safety_pre_status(&c, "breakglass@example.com", DIRECTORY_FOUND, other), ACTION_STATUS_PROTECTED);
+        ASSERT_EQ(safety_pre_status(&c, "alice@example.com", DIRECTORY_FOUND, id), ACTION_STATUS_PROTECTED);
+        ASSERT_EQ(safety_pre_status(&c, "breakglass@example.com", DIRECTORY_PENDING, NULL), ACTION_STATUS_PROTECTED);
+        ASSERT_EQ(safety_pre_status(&c, "alice@example.com", DIRECTORY_PENDING, NULL), ACTION_STATUS_QUEUED);
+        ASSERT_EQ(safety_pre_status(&c, "alice@example.com", DIRECTORY_FOUND, other), ACTION_STATUS_QUEUED);
+        ASSERT_EQ(safety_pre_status(&c, other, DIRECTORY_UNKNOWN, NULL), ACTION_STATUS_QUEUED); /* an id needs no lookup */
+        ASSERT_EQ(safety_pre_status(&c, id, DIRECTORY_UNKNOWN, NULL), ACTION_STATUS_PROTECTED);
+}
+
+static void cleanup_dir(void) {
+        char cmd[300];
+        (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        (void) system(cmd);
+}
+
+int main(int argc, char **argv) {
+        ASSERT_NOT_NULL(mkdtemp(dir));
+        atexit(cleanup_dir);
+
+        if (argc >= 3 && strcmp(argv[1], "--bench") == 0) {
+                unsigned total = (unsigned) strtoul(argv[2], NULL, 10);
+                unsigned conc = argc >= 5 && strcmp(argv[3], "--concurrency") == 0
+                                        ? (unsigned) strtoul(argv[4], NULL, 10) : 4096;
+                run_bench(total, conc, true);
+                return 0;
+        }
+
+        RUN(safety);
+        RUN(commit_and_read);
+        RUN(dedup);
+        RUN(cooldown_and_dry_run);
+        RUN(cap);
+        RUN(release_and_cancel);
+        RUN(lifecycle);
+        RUN(crash_recovery);
+        RUN(timed_reactivation);
+        RUN(failing_commit);
+        RUN(open_errors);
+        RUN(group_commit);
+        RUN(close_commits_pending);
+        HARNESS_DONE();
 }

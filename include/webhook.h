@@ -1,0 +1,34 @@
+/* The webhook listener (contract section 4): POST /hooks/{source}.
+ *
+ * Each request walks a rejection ladder (method, path, content type,
+ * declared length, authentication on the raw bytes, rate limit, JSON),
+ * then the rules produce actions whose pre-status is settled on the loop
+ * (resolution through the directory, protected users, dry-run), and the
+ * event is handed to the store. The connection stays suspended until the
+ * store has committed it: 202 (or 200 for a duplicate delivery) only then,
+ * 503 if the store failed. See docs/internals/webhook.md. */
+#pragma once
+
+#include <stdint.h>
+
+#include "remedyd-forward.h"
+
+/* Serves the webhook on listen_fd with d's loop, config, store, directory,
+ * executor and metrics (read through d at each request, so a reload takes
+ * effect for the next request). On success the listener owns listen_fd;
+ * on failure the caller still does. -ENOMEM, or http_server_new() errors
+ * (TLS files from d->config->listen.tls_*). */
+int webhook_new(Daemon *d, int listen_fd, Webhook **ret);
+/* Answers suspended requests with 503, closes the listener. Events
+ * already handed to the store still complete there; their callbacks find
+ * the webhook gone and only free their bookkeeping. NULL-safe. */
+Webhook *webhook_free(Webhook *w);
+/* After a reload: rebuilds the per-source rate limiters from d->config
+ * (keeping the tokens of sources that stay) and applies max_body_bytes.
+ * Returns 0 or -ENOMEM (the old limiters then stay). */
+int webhook_reconfigure(Webhook *w);
+/* Shutdown: every new request gets 503 shutting_down; requests waiting
+ * for the store still get their answer. */
+void webhook_stop_accepting(Webhook *w);
+/* Events handed to the store whose commit has not been reported yet. */
+unsigned webhook_pending(Webhook *w);
