@@ -489,7 +489,7 @@ static int settings_copy(OAuth *o, const OAuthSettings *s) {
                 return -ENOMEM;
         }
         if (secret)
-                (void) log_register_secret(secret);
+                (void) log_register_secret_pinned(secret);
 
         mem_free(o->base_url);
         o->base_url = TAKE_PTR(base);
