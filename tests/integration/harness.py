@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -35,6 +36,11 @@ FAKE1P = os.path.join(SOURCE_ROOT, "tests", "fake1p", "fake1p.py")
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 REMEDYD_BIN = os.environ.get("REMEDYD_BIN") or os.path.join(BUILD_ROOT, "src", "remedyd")
 REMEDYCTL_BIN = os.environ.get("REMEDYCTL_BIN") or os.path.join(BUILD_ROOT, "src", "remedyctl")
+# A command line the daemon is started under, e.g. "valgrind --error-exitcode=99"
+# (scripts/valgrind). Split like a shell would; empty = run the daemon directly.
+REMEDYD_WRAPPER = shlex.split(os.environ.get("REMEDYD_WRAPPER", ""))
+# Slow wrappers stretch startup: multiply the startup and readiness bound.
+TIMEOUT_SCALE = float(os.environ.get("REMEDYD_TIMEOUT_SCALE", "1") or "1")
 
 DEFAULT_ACCOUNT = "XLQMR47VZPBKJHSGWNCYFDE3T9"
 DEFAULT_CLIENT_ID = "test-client-id"
@@ -371,7 +377,7 @@ class Remedyd:
         self.fake = fake
         self.args = list(args)
         self.extra_env = dict(env or {})
-        self.ready_timeout = ready_timeout
+        self.ready_timeout = ready_timeout * TIMEOUT_SCALE
         self.config_path = os.path.join(self.dir, "remedyd.yaml")
         self.log_path = os.path.join(self.dir, "remedyd.log")
         self.stdout_path = os.path.join(self.dir, "remedyd.stdout")
@@ -452,7 +458,8 @@ class Remedyd:
         self.addresses = {}
         self.returncode = None
         with open(self.stdout_path, "ab") as out:
-            self.proc = subprocess.Popen([self.binary, "-c", self.config_path] + self.args,
+            self.proc = subprocess.Popen(REMEDYD_WRAPPER + [self.binary, "-c", self.config_path]
+                                         + self.args,
                                          stdout=out, stderr=self._log_file,
                                          stdin=subprocess.DEVNULL, env=env, cwd=self.dir)
         try:
@@ -545,7 +552,7 @@ class Remedyd:
 
     def wait_exit(self, timeout=15):
         """Waits (bounded) for the daemon to exit on its own; returns the code."""
-        self.returncode = self.proc.wait(timeout)
+        self.returncode = self.proc.wait(timeout * TIMEOUT_SCALE)
         return self.returncode
 
     def kill9(self):
@@ -563,7 +570,7 @@ class Remedyd:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(timeout * TIMEOUT_SCALE)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
