@@ -16,7 +16,10 @@ char *mem_strndup(const char *s, size_t n);
 void *mem_memdup(const void *p, size_t n);
 void mem_free(void *p);
 
-/* Torture control (no-ops unless built with alloc_torture).
+/* Torture control (no-ops unless built with alloc_torture). Independent of
+ * REMEDYD_ALLOC_FAIL (whole-program runs), which reports on stderr when it
+ * fires ("remedyd-alloc-torture: failing allocation N") and at exit
+ * ("remedyd-alloc-torture: N allocations").
  * mem_fail_at(0) disables injection. mem_alloc_count() returns how many
  * allocations were attempted since the last mem_fail_at(). */
 void mem_fail_at(unsigned long n);

@@ -1,24 +1,61 @@
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "alloc.h"
 
 #ifdef REMEDYD_ALLOC_TORTURE
+/* Two independent injectors: mem_fail_at() for tests that walk one
+ * operation, and REMEDYD_ALLOC_FAIL=N from the environment for whole-program
+ * runs (scripts/torture). The environment one says on stderr when it fires
+ * and, at exit, how many allocations the process made, so that a driver can
+ * tell "failed allocation N was handled" from "N was never reached". The
+ * counters are atomic: the store's writer thread allocates too. */
 static unsigned long fail_at;
 static unsigned long counter;
-static int initialised;
+static unsigned long env_fail_at;
+static unsigned long env_counter;
+static int env_initialised;
+
+static void env_report(void) {
+        char buf[96];
+        int n = snprintf(buf, sizeof buf, "remedyd-alloc-torture: %lu allocations\n",
+                         __atomic_load_n(&env_counter, __ATOMIC_RELAXED));
+        if (n > 0)
+                (void) !write(STDERR_FILENO, buf, (size_t) n);
+}
+
+static void env_init(void) {
+        const char *e;
+
+        if (__atomic_exchange_n(&env_initialised, 1, __ATOMIC_ACQ_REL))
+                return;
+        e = getenv("REMEDYD_ALLOC_FAIL");
+        if (!e)
+                return;
+        env_fail_at = strtoul(e, NULL, 10);
+        (void) atexit(env_report);
+}
 
 static int should_fail(void) {
-        if (!initialised) {
-                const char *e = getenv("REMEDYD_ALLOC_FAIL");
-                initialised = 1;
-                if (e)
-                        fail_at = strtoul(e, NULL, 10);
+        unsigned long c;
+
+        env_init();
+        c = __atomic_add_fetch(&env_counter, 1, __ATOMIC_RELAXED);
+        if (env_fail_at > 0 && c == env_fail_at) {
+                char buf[96];
+                int n = snprintf(buf, sizeof buf,
+                                 "remedyd-alloc-torture: failing allocation %lu\n", c);
+                if (n > 0)
+                        (void) !write(STDERR_FILENO, buf, (size_t) n);
+                errno = ENOMEM;
+                return 1;
         }
-        counter++;
-        if (fail_at > 0 && counter == fail_at) {
+        c = __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
+        if (fail_at > 0 && c == fail_at) {
                 errno = ENOMEM;
                 return 1;
         }
@@ -26,13 +63,12 @@ static int should_fail(void) {
 }
 
 void mem_fail_at(unsigned long n) {
-        initialised = 1;
         fail_at = n;
-        counter = 0;
+        __atomic_store_n(&counter, 0, __ATOMIC_RELAXED);
 }
 
 unsigned long mem_alloc_count(void) {
-        return counter;
+        return __atomic_load_n(&counter, __ATOMIC_RELAXED);
 }
 #else
 static inline int should_fail(void) {
