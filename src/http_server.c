@@ -40,7 +40,8 @@ struct HttpServerRequest {
         StrBuf body;
         size_t body_limit;
         bool too_big;
-        size_t discarded;   /* body bytes dropped after too_big */
+        bool out_of_memory; /* the body could not be stored: answer 503 at its end */
+        size_t discarded;   /* body bytes dropped after too_big or out_of_memory */
         bool suspended;
         bool queued;        /* handed to MHD */
 
@@ -250,7 +251,7 @@ static enum MHD_Result access_handler(
                 return queue_ready_response(req) < 0 ? MHD_NO : MHD_YES;
 
         if (*upload_data_size > 0) {
-                if (req->too_big) {
+                if (req->too_big || req->out_of_memory) {
                         /* MHD takes no answer in the middle of an upload:
                          * drop the rest and answer 413 at its end, unless
                          * the sender keeps going for too long. */
@@ -266,15 +267,23 @@ static enum MHD_Result access_handler(
                         req->discarded = *upload_data_size;
                         goto discard;
                 }
-                if (r < 0)
-                        /* Out of memory: no way to answer mid-upload. */
-                        return MHD_NO;
+                if (r < 0) {
+                        /* Out of memory: MHD takes no answer mid-upload, so
+                         * drop the rest like an oversized body and answer
+                         * 503 (retryable) at its end. */
+                        req->out_of_memory = true;
+                        strbuf_free(&req->body);
+                        req->discarded = *upload_data_size;
+                        goto discard;
+                }
                 *upload_data_size = 0;
                 return MHD_YES;
         }
 
         if (req->too_big)
                 return queue_static(req, MHD_HTTP_CONTENT_TOO_LARGE, s->too_big_response);
+        if (req->out_of_memory)
+                return queue_static(req, MHD_HTTP_SERVICE_UNAVAILABLE, s->oom_response);
         if (req->suspended)
                 /* Resumed without an answer (server shutting down). */
                 return queue_static(req, MHD_HTTP_SERVICE_UNAVAILABLE, s->oom_response);
