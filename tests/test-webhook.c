@@ -231,7 +231,10 @@ int store_submit_event(Store *s, StoreEvent *ev, StoreEventCallback cb, void *us
                 return -EIO;
         }
         f = mem_calloc(1, sizeof(*f));
-        ASSERT_NOT_NULL(f);
+        if (!f) {
+                store_event_free(ev);
+                return -ENOMEM;
+        }
         *f = (FakeSubmit) { ev, cb, userdata };
         ASSERT_OK(sd_event_add_defer(s->event, NULL, fake_commit, f));
         return 0;
@@ -273,7 +276,10 @@ enum {
         CMD_RENDER_METRICS = 'm',
         CMD_TOKEN_OK = 't',
         CMD_STORE_READONLY = 'r',
+        CMD_FAIL_ALLOC = 'f',   /* mem_fail_at(fail_alloc_at) on the server thread */
 };
+
+static unsigned long fail_alloc_at;
 
 static int cmd_pipe[2];
 static int ack_pipe[2];
@@ -310,6 +316,9 @@ static int on_command(sd_event_source *s, int fd, uint32_t revents, void *userda
                 break;
         case CMD_STORE_READONLY:
                 fake_writable = !fake_writable;
+                break;
+        case CMD_FAIL_ALLOC:
+                mem_fail_at(fail_alloc_at);
                 break;
         case CMD_RENDER_METRICS: {
                 StrBuf b;
@@ -791,6 +800,33 @@ TEST(store_unavailable) {
         ASSERT_EQ(r.status, 202);
 }
 
+/* Every allocation of one request's handling fails in turn: the sender
+ * always gets an answer (503 + Retry-After when memory ran out), never a
+ * closed connection; in particular when the body cannot be stored. */
+TEST(out_of_memory) {
+#ifdef REMEDYD_ALLOC_TORTURE
+        unsigned n_503 = 0;
+
+        for (unsigned long n = 1; n <= 40; n++) {
+                char body[64];
+                Reply r;
+
+                snprintf(body, sizeof(body), "{\"oom\": %lu}", n);
+                fail_alloc_at = n;
+                command(CMD_FAIL_ALLOC);
+                post_signed(body, &r);
+                fail_alloc_at = 0;
+                command(CMD_FAIL_ALLOC);
+                if (r.status == 503) {
+                        ASSERT_TRUE(strlen(r.retry_after) > 0);
+                        n_503++;
+                } else if (r.status != 202)
+                        FAIL_AT("allocation %lu failed: status %ld, body %s", n, r.status, r.body);
+        }
+        ASSERT_TRUE(n_503 >= 2);
+#endif
+}
+
 TEST(dry_run) {
         _cleanup_(json_object_putp) json_object *o = NULL;
         json_object *actions;
@@ -1052,6 +1088,7 @@ int main(void) {
         RUN(too_large);
         RUN(rate_limited);
         RUN(store_unavailable);
+        RUN(out_of_memory);
         RUN(dry_run);
         RUN(metrics_counted);
         RUN(status_endpoints);
