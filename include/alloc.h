@@ -19,7 +19,8 @@ void mem_free(void *p);
 /* Torture control (no-ops unless built with alloc_torture). Independent of
  * REMEDYD_ALLOC_FAIL (whole-program runs), which reports on stderr when it
  * fires ("remedyd-alloc-torture: failing allocation N") and at exit
- * ("remedyd-alloc-torture: N allocations").
+ * ("remedyd-alloc-torture: N allocations"); REMEDYD_ALLOC_BACKTRACE=1 adds
+ * the failing call's stack.
  * mem_fail_at(0) disables injection. mem_alloc_count() returns how many
  * allocations were attempted since the last mem_fail_at(). */
 void mem_fail_at(unsigned long n);

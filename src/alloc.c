@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <execinfo.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,10 @@ static int should_fail(void) {
                                  "remedyd-alloc-torture: failing allocation %lu\n", c);
                 if (n > 0)
                         (void) !write(STDERR_FILENO, buf, (size_t) n);
+                if (getenv("REMEDYD_ALLOC_BACKTRACE")) {
+                        void *frames[32];
+                        backtrace_symbols_fd(frames, backtrace(frames, 32), STDERR_FILENO);
+                }
                 errno = ENOMEM;
                 return 1;
         }
