@@ -196,6 +196,17 @@ static enum MHD_Result finish_handler(HttpServerRequest *req, int r, bool may_wa
         return queue_ready_response(req) < 0 ? MHD_NO : MHD_YES;
 }
 
+/* At the connection limit MHD takes the listening socket out of its epoll
+ * set, and puts it back only at the start of a later MHD_run(). With no
+ * connection left there may be no later run (no fd ready, no timeout):
+ * kick one whenever a connection closes, or the listener stays deaf for
+ * good after the limit was hit once. */
+static void conn_notify(void *cls, struct MHD_Connection *connection, void **socket_context,
+                        enum MHD_ConnectionNotificationCode toe) {
+        if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+                server_kick(cls);
+}
+
 static enum MHD_Result access_handler(
                 void *cls,
                 struct MHD_Connection *connection,
@@ -460,6 +471,7 @@ int http_server_new(sd_event *e, const HttpServerOptions *opts, HttpServer **ret
 
         o[n++] = (struct MHD_OptionItem) { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) mhd_logger, s };
         o[n++] = (struct MHD_OptionItem) { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) request_completed, s };
+        o[n++] = (struct MHD_OptionItem) { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) conn_notify, s };
         o[n++] = (struct MHD_OptionItem) { MHD_OPTION_CONNECTION_LIMIT,
                 opts->connection_limit ? opts->connection_limit : LIMIT_HTTP_CONNECTIONS, NULL };
         o[n++] = (struct MHD_OptionItem) { MHD_OPTION_CONNECTION_MEMORY_LIMIT,
