@@ -30,6 +30,9 @@
 #define LIMIT_HTTP_CONNECTIONS        4096u
 #define LIMIT_HTTP_CONNECTION_MEMORY  (64u * 1024u)
 #define LIMIT_HTTP_CONNECTION_TIMEOUT_SEC 30u
+/* Past 3/4 of the connection limit, connections without a request time out
+ * after this long idle (http_server.c: connection pressure). */
+#define LIMIT_HTTP_IDLE_TIMEOUT_PRESSURE_SEC 2u
 #define LIMIT_HEADER_BYTES            8192u
 /* A chunked body past its limit is read and dropped up to this much more
  * so that the sender sees the 413; beyond it the connection is closed. */

@@ -60,6 +60,15 @@ struct HttpServerRequest {
         HttpServerRequest *susp_prev, *susp_next;
 };
 
+/* One TCP connection, oldest first in HttpServer.conns (the MHD socket
+ * context). "busy" while a request on it has started (headers complete). */
+typedef struct HttpConn {
+        struct MHD_Connection *connection;
+        struct HttpConn *prev, *next;
+        bool busy;
+        bool shortened; /* idle timeout cut to LIMIT_HTTP_IDLE_TIMEOUT_PRESSURE_SEC */
+} HttpConn;
+
 struct HttpServer {
         sd_event *event;
         struct MHD_Daemon *daemon;
@@ -84,6 +93,16 @@ struct HttpServer {
         struct MHD_Response *too_big_response;
 
         HttpServerRequest *suspended; /* list of suspended requests */
+
+        /* Connection pressure (nginx-style reuse of idle connections): past
+         * 3/4 of the connection limit, connections that carry no request
+         * get a short idle timeout, so that idle and slow clients cannot
+         * hold every slot; back to normal under 1/4. */
+        HttpConn *conns, *conns_tail;
+        unsigned n_conns;
+        unsigned conn_limit;
+        unsigned conn_timeout_sec;
+        bool pressure;
 };
 
 static void suspended_add(HttpServer *s, HttpServerRequest *req) {
@@ -196,15 +215,94 @@ static enum MHD_Result finish_handler(HttpServerRequest *req, int r, bool may_wa
         return queue_ready_response(req) < 0 ? MHD_NO : MHD_YES;
 }
 
-/* At the connection limit MHD takes the listening socket out of its epoll
- * set, and puts it back only at the start of a later MHD_run(). With no
- * connection left there may be no later run (no fd ready, no timeout):
- * kick one whenever a connection closes, or the listener stays deaf for
- * good after the limit was hit once. */
+static void conn_shorten(HttpConn *c) {
+        if (c->busy || c->shortened)
+                return;
+        c->shortened = true;
+        (void) MHD_set_connection_option(c->connection, MHD_CONNECTION_OPTION_TIMEOUT,
+                                         (unsigned) LIMIT_HTTP_IDLE_TIMEOUT_PRESSURE_SEC);
+}
+
 static void conn_notify(void *cls, struct MHD_Connection *connection, void **socket_context,
                         enum MHD_ConnectionNotificationCode toe) {
-        if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
-                server_kick(cls);
+        HttpServer *s = cls;
+        HttpConn *c = *socket_context;
+
+        if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+                c = mem_calloc(1, sizeof(*c));
+                if (!c) {
+                        /* Untracked: at least do not let it sit idle for long. */
+                        (void) MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
+                                                         (unsigned) LIMIT_HTTP_IDLE_TIMEOUT_PRESSURE_SEC);
+                        return;
+                }
+                c->connection = connection;
+                c->prev = s->conns_tail;
+                if (s->conns_tail)
+                        s->conns_tail->next = c;
+                else
+                        s->conns = c;
+                s->conns_tail = c;
+                s->n_conns++;
+                *socket_context = c;
+
+                if (!s->pressure && s->n_conns >= s->conn_limit / 4 * 3) {
+                        s->pressure = true;
+                        log_warning("%s: %u connections open, limit %u: idle ones now time out after %u s",
+                                    s->name, s->n_conns, s->conn_limit,
+                                    (unsigned) LIMIT_HTTP_IDLE_TIMEOUT_PRESSURE_SEC);
+                        for (HttpConn *i = s->conns; i; i = i->next)
+                                conn_shorten(i);
+                } else if (s->pressure)
+                        conn_shorten(c);
+                return;
+        }
+
+        /* At the connection limit MHD takes the listening socket out of its
+         * epoll set, and puts it back only at the start of a later
+         * MHD_run(). With no connection left there may be no later run (no
+         * fd ready, no timeout): kick one, or the listener stays deaf for
+         * good after the limit was hit once. */
+        server_kick(s);
+        if (!c)
+                return;
+        *socket_context = NULL;
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                s->conns = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        else
+                s->conns_tail = c->prev;
+        s->n_conns--;
+        mem_free(c);
+        if (s->pressure && s->n_conns < s->conn_limit / 4) {
+                s->pressure = false;
+                log_info("%s: connection pressure over (%u open)", s->name, s->n_conns);
+        }
+}
+
+static HttpConn *conn_of(struct MHD_Connection *connection) {
+        const union MHD_ConnectionInfo *info;
+
+        info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        return info ? info->socket_context : NULL;
+}
+
+static void conn_set_busy(HttpServer *s, struct MHD_Connection *connection, bool busy) {
+        HttpConn *c = conn_of(connection);
+
+        if (!c)
+                return;
+        c->busy = busy;
+        if (busy && c->shortened) {
+                /* A request arrived: it gets the normal timeout. */
+                c->shortened = false;
+                (void) MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
+                                                 s->conn_timeout_sec);
+        } else if (!busy && s->pressure)
+                conn_shorten(c); /* idle keep-alive under pressure */
 }
 
 static enum MHD_Result access_handler(
@@ -237,6 +335,7 @@ static enum MHD_Result access_handler(
                 req->started_mono = now_usec(CLOCK_MONOTONIC);
                 req->started_realtime = now_usec(CLOCK_REALTIME);
                 *con_cls = req;
+                conn_set_busy(s, connection, true);
 
                 if (s->on_headers) {
                         r = s->on_headers(req, s->userdata);
@@ -319,6 +418,7 @@ static void request_completed(
         if (!req)
                 return;
         *con_cls = NULL;
+        conn_set_busy(s, connection, false);
         if (req->suspended)
                 suspended_remove(s, req);
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -471,14 +571,14 @@ int http_server_new(sd_event *e, const HttpServerOptions *opts, HttpServer **ret
 
         o[n++] = (struct MHD_OptionItem) { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t) mhd_logger, s };
         o[n++] = (struct MHD_OptionItem) { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t) request_completed, s };
+        s->conn_limit = opts->connection_limit ? opts->connection_limit : LIMIT_HTTP_CONNECTIONS;
+        s->conn_timeout_sec = opts->connection_timeout_sec ? opts->connection_timeout_sec
+                                                           : LIMIT_HTTP_CONNECTION_TIMEOUT_SEC;
         o[n++] = (struct MHD_OptionItem) { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t) conn_notify, s };
-        o[n++] = (struct MHD_OptionItem) { MHD_OPTION_CONNECTION_LIMIT,
-                opts->connection_limit ? opts->connection_limit : LIMIT_HTTP_CONNECTIONS, NULL };
+        o[n++] = (struct MHD_OptionItem) { MHD_OPTION_CONNECTION_LIMIT, s->conn_limit, NULL };
         o[n++] = (struct MHD_OptionItem) { MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                 LIMIT_HTTP_CONNECTION_MEMORY, NULL };
-        o[n++] = (struct MHD_OptionItem) { MHD_OPTION_CONNECTION_TIMEOUT,
-                opts->connection_timeout_sec ? opts->connection_timeout_sec : LIMIT_HTTP_CONNECTION_TIMEOUT_SEC,
-                NULL };
+        o[n++] = (struct MHD_OptionItem) { MHD_OPTION_CONNECTION_TIMEOUT, s->conn_timeout_sec, NULL };
 
         if (opts->tls_cert_file) {
                 if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
