@@ -103,6 +103,12 @@ struct HttpServer {
         unsigned conn_limit;
         unsigned conn_timeout_sec;
         bool pressure;
+
+        /* A handler took upload data in this MHD_run(): run again at once.
+         * MHD reads at most its buffer per run and, its epoll being
+         * edge-triggered, would otherwise come back for the rest of the
+         * socket's data only at its next timeout (~250 ms per 32 KiB). */
+        bool uploading;
 };
 
 static void suspended_add(HttpServer *s, HttpServerRequest *req) {
@@ -361,6 +367,7 @@ static enum MHD_Result access_handler(
                 return queue_ready_response(req) < 0 ? MHD_NO : MHD_YES;
 
         if (*upload_data_size > 0) {
+                s->uploading = true;
                 if (req->too_big || req->out_of_memory) {
                         /* MHD takes no answer in the middle of an upload:
                          * drop the rest and answer 413 at its end, unless
@@ -433,8 +440,11 @@ static void request_completed(
 
 static int server_run(HttpServer *s) {
         s->kick = false;
+        s->uploading = false;
         if (MHD_run(s->daemon) != MHD_YES)
                 log_warning("%s: MHD_run() failed, ignoring", s->name);
+        if (s->uploading)
+                s->kick = true;
         return 0;
 }
 
