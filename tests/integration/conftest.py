@@ -8,7 +8,8 @@
   remedyd_factory     remedyd_factory(config=None, fake=None, secrets=None, args=(),
                       wait_ready=True, start=True) -> harness.Remedyd against `fake`
                       (default: the fake1p fixture); stopped after the test, and the
-                      test errors if the daemon's log holds a sanitizer report
+                      test errors if the daemon's log holds a sanitizer report or a
+                      secret (harness.Remedyd.secret_leaks)
   remedyd             remedyd_factory() with @pytest.mark.remedyd(config=..., secrets=...)
   harness.requires_remedyd   skip marker for tests that need the daemon binary
 
@@ -74,8 +75,12 @@ def remedyd_factory(request, tmp_path):
         rep = d.sanitizer_report()
         if rep:
             reports.append("%s:\n%s" % (d.log_path, rep))
+        # no secret (secret files, access tokens) in any daemon log, in any test
+        for leak in d.secret_leaks():
+            reports.append("%s: %s" % (d.log_path, leak))
     if reports:
-        pytest.fail("sanitizer reports in the daemon log:\n" + "\n".join(reports), pytrace=False)
+        pytest.fail("sanitizer reports or secrets in the daemon log:\n" + "\n".join(reports),
+                    pytrace=False)
 
 
 @pytest.fixture

@@ -225,6 +225,7 @@ class FakeOnePassword:
         self.client_id = client_id
         self.client_secret = client_secret
         self.account_id = account_id
+        self._tokens_seen = set()
         fd, self.port_file = tempfile.mkstemp(prefix="fake1p-", suffix=".port", dir=self.workdir)
         os.close(fd)
         os.unlink(self.port_file)
@@ -344,7 +345,21 @@ class FakeOnePassword:
         assert s == 200, b
         return json.loads(b)["access_token"]
 
+    def access_tokens(self):
+        """Every bearer token seen on recorded API requests (and kept from
+        before stop()): what a daemon must never log."""
+        if self.proc.poll() is None:
+            try:
+                for r in self.requests():
+                    a = (r.get("headers") or {}).get("authorization", "")
+                    if a.lower().startswith("bearer "):
+                        self._tokens_seen.add(a[7:].strip())
+            except (OSError, AssertionError, ValueError):
+                pass
+        return set(self._tokens_seen)
+
     def stop(self, timeout=10):
+        self.access_tokens()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -603,6 +618,29 @@ class Remedyd:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+    def secret_leaks(self):
+        """Secrets found in the daemon's log: the contents (per line, 8+
+        characters) of every file under DIR/secrets/ but client_id, and every
+        access token the fake saw. Returns a list of descriptions."""
+        secrets = set()
+        sdir = os.path.join(self.dir, "secrets")
+        for root, _, files in os.walk(sdir):
+            for name in files:
+                if name == "client_id":
+                    continue
+                try:
+                    with open(os.path.join(root, name), errors="replace") as f:
+                        secrets.update(l.strip() for l in f if len(l.strip()) >= 8)
+                except OSError:
+                    pass
+        if self.fake is not None:
+            secrets.update(self.fake.access_tokens())
+        try:
+            assert_no_secrets(self.log_text(), sorted(secrets))
+        except AssertionError as e:
+            return [str(e)]
+        return []
 
     def sanitizer_report(self):
         """The ASan/UBSan/LSan report lines in the log, or ''."""

@@ -319,3 +319,18 @@ def test_mtls_refuses_clients_without_a_valid_cert(remedyd_factory, fake1p, pki)
     # a valid certificate does not stand in for another source's auth
     s, _, _ = d.post("hmac", {"user": "user3@example.com"}, context=ctx("client"))
     assert s == 401
+
+
+def test_every_test_checks_its_daemon_log_for_secrets(remedyd_factory, fake1p):
+    """The remedyd fixture fails any test whose daemon logged a secret file's
+    content or an access token; make sure that check sees one."""
+    d = remedyd_factory(all_auth_config(), fake=fake1p, secrets=all_auth_secrets())
+    assert d.secret_leaks() == []
+    token = sorted(fake1p.access_tokens())[0]
+    size = os.path.getsize(d.log_path)
+    for leaked in (BASIC_PASSWORD, token):
+        with open(d.log_path, "a") as f:
+            f.write("<6>oops %s\n" % leaked)
+        assert d.secret_leaks(), leaked
+        os.truncate(d.log_path, size)
+    assert d.secret_leaks() == []
