@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from harness import Remedyd, assert_no_secrets
+from harness import Remedyd, assert_no_secrets, wait_until
 
 pytestmark = pytest.mark.skipif(not os.path.exists(os.environ.get("REMEDYCTL_BIN", "")),
                                 reason="remedyctl not built")
@@ -151,6 +151,9 @@ def test_through_daemon_without_secrets(tmp_path, fake1p, remedyd_factory):
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert "client_secret" in r.stderr
 
+    # the daemon's own first directory sync must not count below
+    wait_until(lambda: d.get_status()["directory"]["synced_at"], timeout=30,
+               message="the daemon's first directory sync")
     fake1p.clear_requests()
     tokens_before = len(fake1p.requests(op="token"))
     r = run_cfg(cfg, "users", "list", "--json")
