@@ -240,3 +240,30 @@ def test_falls_back_without_daemon(tmp_path, fake1p, remedyd_factory):
     assert json.loads(r.stdout)["email"] == "user1@example.com"
     assert len(fake1p.requests(op="revoke")) == 2
 
+
+
+@pytest.mark.fake1p(users=5)
+def test_daemon_stops_during_a_listing(tmp_path, fake1p, remedyd_factory):
+    # The daemon stops while a listing it runs for remedyctl waits for the
+    # API: remedyctl gets an answer (exit 3), the daemon exits cleanly with
+    # nothing leaked (the fixture fails on a sanitizer report).
+    import subprocess
+    d = remedyd_factory()
+    wait_until(lambda: d.get_status()["directory"]["synced_at"], timeout=30,
+               message="the daemon's first directory sync")
+    cfg = ctl_without_secrets(tmp_path, d)
+    fake1p.fault(op="list", delay=3)
+    p = subprocess.Popen([os.environ["REMEDYCTL_BIN"], "-c", cfg, "users", "list"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: fake1p.pending_faults() == [], timeout=15,
+                   message="the listing to reach the fake")
+        assert d.stop() == 0
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 3, err
+    assert out == ""
+    assert err.startswith("remedyctl: "), err
