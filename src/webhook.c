@@ -642,6 +642,15 @@ static int on_request(HttpServerRequest *req, void *userdata) {
                                      "The body is not a valid JSON object.");
 
         r = rules_evaluate(d->config, src->name, event, &hits);
+        if (r == -ENOBUFS) {
+                /* Deterministic: the same delivery would fail again, so a 4xx
+                 * (a retry storm helps nobody). */
+                rule_hits_free(&hits);
+                log_warning("an event from %s would produce more than %u actions (or a for_each array over %u items), refusing it",
+                            src->name, LIMIT_ACTIONS_PER_EVENT, LIMIT_FOR_EACH_ITEMS);
+                return respond_error(req, MHD_HTTP_UNPROCESSABLE_CONTENT, "too_many_actions",
+                                     "The event would produce more actions than remedyd accepts from one delivery.");
+        }
         if (r < 0) {
                 if (r != -ENOMEM)
                         log_warning_errno(r, "rules failed on an event from %s: %m", src->name);

@@ -337,3 +337,13 @@ def test_explain(remedyd_factory, fake1p, tmp_path):
     r = d.ctl("explain", "--source", "splunk", str(miss))
     assert r.returncode == 1 and "severity" in r.stdout
     assert d.ctl("explain", "--source", "nosuch", str(hit)).returncode == 2
+
+
+def test_oversized_for_each_is_refused_not_retried(remedyd_factory, fake1p):
+    rule = {"name": "many", "source": "splunk", "for_each": "users", "action": "suspend",
+            "user": "${email}"}
+    d = start(remedyd_factory, fake1p, base_config(rules=[rule]))
+    s, _, b = d.post("splunk", {"users": [{"email": "user1@example.com"}] * 1001}, sign=SECRET)
+    assert s == 422 and b["error"] == "too_many_actions"
+    s, _, b = d.post("splunk", {"users": [{"email": "user1@example.com"}] * 3}, sign=SECRET)
+    assert s == 202 and len(b["actions"]) == 3
