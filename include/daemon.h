@@ -30,6 +30,8 @@ struct Daemon {
         uint64_t started_mono_usec;
         char *last_reload_error; /* NULL when the last reload succeeded */
         bool stopping;
+        bool revoking;
+        uint64_t stop_deadline_usec; /* CLOCK_MONOTONIC: in-flight work may finish until then */
         sd_event_source *watchdog_source;
         sd_event_source *notify_source;
 };

@@ -44,6 +44,7 @@
 #define LIMIT_API_BACKOFF_MAX_USEC    (300ULL * 1000000ULL)
 #define LIMIT_DIRECTORY_USERS         1000000u
 #define LIMIT_DIRECTORY_PAGES         10000u
+#define LIMIT_CONTROL_USERS_RESPONSE_BYTES (256u * 1024u * 1024u) /* remedyctl users through the daemon */
 
 /* queue */
 #define LIMIT_QUEUE_INFLIGHT          64u

@@ -7,6 +7,16 @@
  *   POST /v1/actions/ID/release          held -> queued
  *   POST /v1/actions/ID/cancel           held|queued -> cancelled
  *   GET  /v1/history?user=U&since_seconds=N&limit=N
+ *   GET  /v1/users?filter=active|suspended  {"users": [User...]}, every page
+ *   GET  /v1/users/{email-or-id}          {"user": User}; 404 no_such_user,
+ *                                        409 ambiguous_user {"users": [...]}
+ *                                        (an email the directory index does not
+ *                                        resolve is matched over a full listing)
+ *
+ * The users endpoints call the 1Password API with the daemon's client, so
+ * that remedyctl users needs no access to the client secret. An API
+ * failure is 502 {"error": "api_error", "errno", "http_status",
+ * "api_code", "api_message", "base_url"}.
  *
  * Manual actions go through the same resolution and guardrails as rule
  * actions (protected, cooldown, dry-run, the cap) and are audited. */
@@ -14,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -26,19 +37,27 @@
 #include "directory.h"
 #include "executor.h"
 #include "http_server.h"
+#include "list.h"
 #include "log.h"
 #include "remedyd-limits.h"
 #include "safety.h"
 #include "status.h"
 #include "store.h"
+#include "users_api.h"
 #include "util.h"
 
 #define CONTROL_BODY_MAX 65536u
 #define CONTROL_REASON_MAX 1024u
+#define USERS_PAGE_SIZE 1000u
+
+typedef struct UsersJob UsersJob;
 
 struct Control {
         Daemon *daemon;
         HttpServer *server;
+        struct {
+                UsersJob *head, *tail;
+        } jobs;                  /* users requests waiting for the API */
 };
 
 /* A suspended request waiting for the store. The request may be gone by
@@ -340,6 +359,256 @@ static int handle_transition(Control *c, HttpServerRequest *req, const char *id,
         return 0;
 }
 
+/* --- users: the daemon's 1Password client on behalf of remedyctl users ---- */
+
+/* One GET /v1/users or /v1/users/{email-or-id} in flight: a chain of API
+ * calls whose userdata is the job (so users_api_cancel() drops them). The
+ * request may go away first (peer closed): its context then only clears
+ * req, and the job answers nobody. */
+struct UsersJob {
+        Control *control;
+        HttpServerRequest *req;  /* NULL once the request is over */
+        UsersJob *prev, *next;   /* in control->jobs */
+        const char *filter;      /* list: "user.isActive()" ..., or NULL (static) */
+        char *email;             /* get by email while listing: match this, else NULL */
+        json_object *users;      /* collected User objects */
+        unsigned pages;
+        bool get;                /* answer {"user": ...} (or 404/409) instead of {"users": [...]} */
+};
+
+static UsersJob *users_job_free(UsersJob *j) {
+        if (!j)
+                return NULL;
+        if (j->req)
+                http_server_request_set_context(j->req, NULL, NULL);
+        if (j->control)
+                LIST_REMOVE(&j->control->jobs, j);
+        json_object_put(j->users);
+        mem_free(j->email);
+        mem_free(j);
+        return NULL;
+}
+
+static void users_job_detach(void *p) {
+        UsersJob *j = p;
+
+        if (j)
+                j->req = NULL; /* the API callbacks still own j */
+}
+
+static int add_int(json_object *o, const char *k, int64_t v) {
+        return json_object_object_add(o, k, json_object_new_int64(v));
+}
+
+/* 502 with what remedyctl needs to say what went wrong the way it does
+ * when it calls the API itself. */
+static void users_respond_api_error(UsersJob *j, const UsersApiResult *res) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        const Config *cfg = j->control->daemon->config;
+
+        if (!o || add_str(o, "error", "api_error") < 0 ||
+            add_str(o, "message", "The 1Password API could not be used.") < 0 ||
+            add_int(o, "errno", -res->error) < 0 || add_int(o, "http_status", res->http_status) < 0 ||
+            add_str(o, "api_code", res->api_code) < 0 || add_str(o, "api_message", res->api_message) < 0 ||
+            add_str(o, "base_url", cfg->onepassword.base_url) < 0) {
+                (void) http_server_respond_json_error(j->req, 503, "out_of_memory", "The daemon is out of memory.");
+                return;
+        }
+        (void) http_server_respond_json(j->req, 502, o);
+}
+
+/* Answers with the collected users and frees the job. */
+static void users_job_finish(UsersJob *j) {
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        size_t n = json_object_array_length(j->users);
+        int r = -ENOMEM;
+
+        if (!j->req)
+                goto out;
+        if (j->get && n == 0) {
+                (void) http_server_respond_json_error(j->req, 404, "no_such_user", "There is no such 1Password user.");
+                goto out;
+        }
+        o = json_object_new_object();
+        if (!o)
+                goto fail;
+        if (j->get && n > 1) {
+                /* The ids, so that the operator can pick one. */
+                if (add_str(o, "error", "ambiguous_user") < 0 ||
+                    add_str(o, "message", "Several 1Password users have that email.") < 0 ||
+                    json_object_object_add(o, "users", json_object_get(j->users)) < 0)
+                        goto fail;
+                (void) http_server_respond_json(j->req, 409, o);
+                goto out;
+        }
+        if (j->get)
+                r = json_object_object_add(o, "user", json_object_get(json_object_array_get_idx(j->users, 0)));
+        else
+                r = json_object_object_add(o, "users", json_object_get(j->users));
+        if (r < 0)
+                goto fail;
+        (void) http_server_respond_json(j->req, 200, o);
+        goto out;
+fail:
+        (void) http_server_respond_json_error(j->req, 503, "out_of_memory", "The daemon is out of memory.");
+out:
+        users_job_free(j);
+}
+
+static bool email_equal(json_object *user, const char *want) {
+        json_object *v;
+        const char *e;
+        size_t wl = strlen(want), el;
+
+        if (!json_object_object_get_ex(user, "email", &v) || !json_object_is_type(v, json_type_string))
+                return false;
+        e = json_object_get_string(v);
+        while (*e == ' ' || *e == '\t')
+                e++;
+        el = strlen(e);
+        while (el > 0 && (e[el - 1] == ' ' || e[el - 1] == '\t'))
+                el--;
+        return el == wl && strncasecmp(e, want, wl) == 0;
+}
+
+static void on_users_page(UsersApi *api, const UsersApiResult *res, void *userdata) {
+        UsersJob *j = userdata;
+        json_object *results;
+        int r;
+
+        if (res->error < 0) {
+                if (j->req)
+                        users_respond_api_error(j, res);
+                users_job_free(j);
+                return;
+        }
+        j->pages++;
+        if (res->body && json_object_object_get_ex(res->body, "results", &results) &&
+            json_object_is_type(results, json_type_array))
+                for (size_t i = 0; i < json_object_array_length(results); i++) {
+                        json_object *u = json_object_array_get_idx(results, i);
+
+                        if (!json_object_is_type(u, json_type_object))
+                                continue;
+                        if (j->email && !email_equal(u, j->email))
+                                continue;
+                        if (json_object_array_length(j->users) >= LIMIT_DIRECTORY_USERS)
+                                goto fail;
+                        if (json_object_array_add(j->users, json_object_get(u)) < 0) {
+                                json_object_put(u);
+                                goto fail;
+                        }
+                }
+        if (!res->next_page_token || !j->req) {
+                users_job_finish(j);
+                return;
+        }
+        if (j->pages >= LIMIT_DIRECTORY_PAGES)
+                goto fail;
+        r = users_api_list(api, j->filter, USERS_PAGE_SIZE, res->next_page_token, NULL, on_users_page, j);
+        if (r >= 0)
+                return;
+fail:
+        if (j->req)
+                (void) http_server_respond_json_error(j->req, 503, "out_of_memory",
+                                                      "The daemon cannot collect that many users.");
+        users_job_free(j);
+}
+
+static void on_users_get(UsersApi *api, const UsersApiResult *res, void *userdata) {
+        UsersJob *j = userdata;
+
+        if (res->error == -ENOENT) {
+                users_job_finish(j); /* nothing collected: 404 */
+                return;
+        }
+        if (res->error < 0) {
+                if (j->req)
+                        users_respond_api_error(j, res);
+                users_job_free(j);
+                return;
+        }
+        if (res->body && json_object_array_add(j->users, json_object_get(res->body)) < 0) {
+                json_object_put(res->body);
+                if (j->req)
+                        (void) http_server_respond_json_error(j->req, 503, "out_of_memory", "The daemon is out of memory.");
+                users_job_free(j);
+                return;
+        }
+        users_job_finish(j);
+}
+
+/* GET /v1/users?filter=active|suspended and GET /v1/users/{email-or-id}.
+ * who: NULL for the list. */
+static int handle_users(Control *c, HttpServerRequest *req, const char *who) {
+        const char *filter = http_server_request_query(req, "filter"), *user_id = NULL;
+        Daemon *d = c->daemon;
+        UsersJob *j;
+        int r;
+
+        if (!d->api)
+                return http_server_respond_json_error(req, 503, "no_client", "The daemon has no 1Password client.");
+        j = mem_calloc(1, sizeof(UsersJob));
+        if (!j)
+                return -ENOMEM;
+        j->users = json_object_new_array();
+        if (!j->users) {
+                mem_free(j);
+                return -ENOMEM;
+        }
+        j->control = c;
+        LIST_APPEND(&c->jobs, j);
+
+        if (!who) {
+                if (filter && strcmp(filter, "active") == 0)
+                        j->filter = "user.isActive()";
+                else if (filter && strcmp(filter, "suspended") == 0)
+                        j->filter = "user.isSuspended()";
+                else if (filter && *filter) {
+                        users_job_free(j);
+                        return http_server_respond_json_error(req, 400, "bad_filter", "The filter must be active or suspended.");
+                }
+                r = users_api_list(d->api, j->filter, USERS_PAGE_SIZE, NULL, NULL, on_users_page, j);
+        } else {
+                j->get = true;
+                if (is_user_id(who))
+                        user_id = who;
+                else {
+                        /* The index answers the common case without
+                         * listing. Otherwise (unknown: maybe added since
+                         * the last sync; ambiguous: the answer names every
+                         * match; or it cannot tell now) list and match, as
+                         * remedyctl does alone: an operator's question gets
+                         * the API's answer, not the index's. */
+                        if (directory_lookup(d->directory, who, &user_id) != DIRECTORY_FOUND) {
+                                user_id = NULL;
+                                j->email = mem_strdup(who);
+                                if (!j->email) {
+                                        users_job_free(j);
+                                        return -ENOMEM;
+                                }
+                        }
+                }
+                if (user_id)
+                        r = users_api_get(d->api, user_id, NULL, on_users_get, j);
+                else
+                        r = users_api_list(d->api, NULL, USERS_PAGE_SIZE, NULL, NULL, on_users_page, j);
+        }
+        if (r < 0) {
+                users_job_free(j);
+                return r;
+        }
+        r = http_server_request_suspend(req);
+        if (r < 0) {
+                (void) users_api_cancel(d->api, j);
+                users_job_free(j);
+                return r;
+        }
+        j->req = req;
+        http_server_request_set_context(req, j, users_job_detach);
+        return 0;
+}
+
 static int on_headers(HttpServerRequest *req, void *userdata) {
         const char *m = http_server_request_method(req);
 
@@ -361,6 +630,15 @@ static int on_request(HttpServerRequest *req, void *userdata) {
                 return get ? handle_list(c, req) : handle_manual(c, req);
         if (strcmp(path, "/v1/history") == 0 && get)
                 return handle_history(c, req);
+        if (strcmp(path, "/v1/users") == 0 && get)
+                return handle_users(c, req, NULL);
+        if (str_startswith(path, "/v1/users/") && get) {
+                const char *who = path + strlen("/v1/users/");
+
+                if (!*who || strchr(who, '/') || strlen(who) > LIMIT_CONFIG_STRING_BYTES)
+                        return http_server_respond_json_error(req, 404, "no_such_user", "There is no such 1Password user.");
+                return handle_users(c, req, who);
+        }
         if (str_startswith(path, "/v1/actions/") && !get) {
                 const char *id = path + strlen("/v1/actions/"), *slash = strchr(id, '/');
 
@@ -403,7 +681,16 @@ int control_new(Daemon *d, int listen_fd, Control **ret) {
 Control *control_free(Control *c) {
         if (!c)
                 return NULL;
+        /* Answers the suspended requests first: their contexts let go of
+         * the jobs, whose API calls are then dropped. */
         http_server_free(c->server);
+        while (c->jobs.head) {
+                UsersJob *j = c->jobs.head;
+
+                if (c->daemon->api)
+                        (void) users_api_cancel(c->daemon->api, j);
+                users_job_free(j);
+        }
         mem_free(c);
         return NULL;
 }

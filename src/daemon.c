@@ -28,6 +28,8 @@
 
 #define STATUS_INTERVAL_USEC (5 * USEC_PER_SEC)
 #define SHUTDOWN_REVOKE_TIMEOUT_USEC (3 * USEC_PER_SEC)
+#define SHUTDOWN_DRAIN_USEC (5 * USEC_PER_SEC)
+#define DRAIN_TICK_USEC (20 * USEC_PER_MSEC)
 
 bool daemon_dry_run(const Daemon *d) {
         return d->opts.dry_run || (d->config && d->config->safety.dry_run);
@@ -198,6 +200,34 @@ static void finish_shutdown(void *userdata) {
         (void) sd_event_exit(d->event, 0);
 }
 
+static void revoke_and_exit(Daemon *d) {
+        if (d->revoking)
+                return;
+        d->revoking = true;
+        if (!d->api || users_api_revoke(d->api, finish_shutdown, d) < 0)
+                (void) sd_event_exit(d->event, 0);
+}
+
+/* Polls until in-flight work is over (webhooks waiting for their commit,
+ * API calls the executor started), then revokes the token and exits. Past
+ * the deadline whatever is still running stays in the store (running ->
+ * queued on the next start). */
+static int on_drain_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        Daemon *d = userdata;
+        bool idle = executor_inflight(d->executor) == 0 && (!d->webhook || webhook_pending(d->webhook) == 0);
+
+        if (d->revoking)
+                return 0;
+        if (idle || usec >= d->stop_deadline_usec) {
+                if (!idle)
+                        log_warning("stopping with work in flight: it stays queued in the state store");
+                revoke_and_exit(d);
+                return 0;
+        }
+        (void) sd_event_source_set_time(s, usec + DRAIN_TICK_USEC);
+        return sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+}
+
 static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
         Daemon *d = userdata;
 
@@ -207,7 +237,7 @@ static int on_shutdown_timeout(sd_event_source *s, uint64_t usec, void *userdata
 
 static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
         Daemon *d = userdata;
-        int r;
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
 
         if (d->stopping)
                 return 0;
@@ -219,11 +249,11 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
                 webhook_stop_accepting(d->webhook);
         if (d->executor)
                 executor_stop(d->executor);
-        (void) sd_event_add_time_relative(d->event, NULL, CLOCK_MONOTONIC, SHUTDOWN_REVOKE_TIMEOUT_USEC, 0,
-                                          on_shutdown_timeout, d);
-        r = d->api ? users_api_revoke(d->api, finish_shutdown, d) : -ENOENT;
-        if (r < 0)
-                return sd_event_exit(d->event, 0);
+        d->stop_deadline_usec = now + SHUTDOWN_DRAIN_USEC;
+        (void) sd_event_add_time(d->event, NULL, CLOCK_MONOTONIC, now + SHUTDOWN_DRAIN_USEC + SHUTDOWN_REVOKE_TIMEOUT_USEC,
+                                 0, on_shutdown_timeout, d);
+        if (sd_event_add_time(d->event, NULL, CLOCK_MONOTONIC, now, 0, on_drain_tick, d) < 0)
+                revoke_and_exit(d);
         return 0;
 }
 

@@ -450,14 +450,18 @@ fail:
 Executor *executor_free(Executor *x) {
         if (!x)
                 return NULL;
-        /* Work in flight calls back later (the store always does, during
-         * store_close() at the latest): detach it instead of freeing it. */
+        /* A claim still out calls back later (the store always does, during
+         * store_close() at the latest): detach it. A job still waiting is
+         * waiting on the 1Password client or the directory, which drop their
+         * callbacks when cancelled or freed: free it. Its action stays
+         * running in the store and is queued again on the next start. */
         if (x->claim)
                 x->claim->x = NULL;
         while (x->jobs) {
                 Job *j = x->jobs;
-                job_unlink(j);
-                j->x = NULL;
+
+                (void) users_api_cancel(x->api, j);
+                job_free(j);
         }
         sd_event_source_disable_unref(x->timer);
         sd_event_source_disable_unref(x->kick);

@@ -13,6 +13,7 @@
 #include "alloc.h"
 #include "cleanup.h"
 #include "http_client.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "oauth.h"
@@ -72,35 +73,6 @@ struct OAuth {
         char last_error[256];
         uint64_t refreshes, failures;
 };
-
-static void list_append(WaiterList *l, OAuthWaiter *w) {
-        w->prev = l->tail;
-        w->next = NULL;
-        if (l->tail)
-                l->tail->next = w;
-        else
-                l->head = w;
-        l->tail = w;
-}
-
-static void list_remove(WaiterList *l, OAuthWaiter *w) {
-        if (w->prev)
-                w->prev->next = w->next;
-        else
-                l->head = w->next;
-        if (w->next)
-                w->next->prev = w->prev;
-        else
-                l->tail = w->prev;
-        w->prev = w->next = NULL;
-}
-
-static bool list_contains(WaiterList *l, OAuthWaiter *w) {
-        for (OAuthWaiter *i = l->head; i; i = i->next)
-                if (i == w)
-                        return true;
-        return false;
-}
 
 static void free_erase(char **s) {
         if (*s) {
@@ -181,7 +153,7 @@ static void fire_waiters(OAuth *o, int error, long status) {
         while (o->firing.head) {
                 OAuthWaiter *w = o->firing.head;
 
-                list_remove(&o->firing, w);
+                LIST_REMOVE(&o->firing, w);
                 w->cb(o, error, status, error < 0 ? NULL : o->token, o->generation, w->userdata);
                 mem_free(w);
         }
@@ -439,7 +411,7 @@ int oauth_token(OAuth *o, OAuthCallback cb, void *userdata, const char **ret_tok
                 schedule_timer(o);
         w->cb = cb;
         w->userdata = userdata;
-        list_append(&o->waiters, w);
+        LIST_APPEND(&o->waiters, w);
         if (ret_waiter)
                 *ret_waiter = w;
         return 0;
@@ -450,10 +422,10 @@ void oauth_cancel(OAuth *o, void *waiter) {
 
         if (!o || !w)
                 return;
-        if (list_contains(&o->waiters, w))
-                list_remove(&o->waiters, w);
-        else if (list_contains(&o->firing, w))
-                list_remove(&o->firing, w);
+        if (LIST_CONTAINS(&o->waiters, w))
+                LIST_REMOVE(&o->waiters, w);
+        else if (LIST_CONTAINS(&o->firing, w))
+                LIST_REMOVE(&o->firing, w);
         else
                 return;
         mem_free(w);
@@ -556,12 +528,12 @@ OAuth *oauth_free(OAuth *o) {
                 return NULL;
         while (o->waiters.head) {
                 OAuthWaiter *w = o->waiters.head;
-                list_remove(&o->waiters, w);
+                LIST_REMOVE(&o->waiters, w);
                 mem_free(w);
         }
         while (o->firing.head) {
                 OAuthWaiter *w = o->firing.head;
-                list_remove(&o->firing, w);
+                LIST_REMOVE(&o->firing, w);
                 mem_free(w);
         }
         o->fetch = http_client_cancel(o->http, o->fetch);

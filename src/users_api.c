@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "cleanup.h"
 #include "http_client.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "oauth.h"
@@ -112,28 +113,6 @@ void op_user_done(OpUser *u) {
         *u = (OpUser) {};
 }
 
-static void list_append(CallList *l, UsersApiCall *c) {
-        c->prev = l->tail;
-        c->next = NULL;
-        if (l->tail)
-                l->tail->next = c;
-        else
-                l->head = c;
-        l->tail = c;
-}
-
-static void list_remove(CallList *l, UsersApiCall *c) {
-        if (c->prev)
-                c->prev->next = c->next;
-        else
-                l->head = c->next;
-        if (c->next)
-                c->next->prev = c->prev;
-        else
-                l->tail = c->prev;
-        c->prev = c->next = NULL;
-}
-
 static ApiSettings *settings_unref(ApiSettings *s) {
         if (!s || --s->n_ref > 0)
                 return NULL;
@@ -219,12 +198,12 @@ static void call_free(UsersApiCall *c) {
 static void really_free(UsersApi *api) {
         while (api->active.head) {
                 UsersApiCall *c = api->active.head;
-                list_remove(&api->active, c);
+                LIST_REMOVE(&api->active, c);
                 call_free(c);
         }
         while (api->done.head) {
                 UsersApiCall *c = api->done.head;
-                list_remove(&api->done, c);
+                LIST_REMOVE(&api->done, c);
                 call_free(c);
         }
         api->defer = sd_event_source_disable_unref(api->defer);
@@ -243,7 +222,7 @@ static int on_defer(sd_event_source *s, void *userdata) {
         while (!api->dead && api->done.head) {
                 UsersApiCall *c = api->done.head;
 
-                list_remove(&api->done, c);
+                LIST_REMOVE(&api->done, c);
                 c->cb(api, &c->result, c->userdata);
                 call_free(c);
         }
@@ -259,8 +238,8 @@ static void call_complete(UsersApiCall *c) {
         UsersApi *api = c->api;
 
         c->retry_timer = sd_event_source_disable_unref(c->retry_timer);
-        list_remove(&api->active, c);
-        list_append(&api->done, c);
+        LIST_REMOVE(&api->active, c);
+        LIST_APPEND(&api->done, c);
         if (sd_event_source_set_enabled(api->defer, SD_EVENT_ONESHOT) < 0)
                 log_error("users_api: cannot schedule a completion; it will run with the next one");
 }
@@ -712,10 +691,10 @@ static int call_new(UsersApi *api, UsersApiOperation op, const char *user_id, co
                 return r;
         }
         c->api = api;
-        list_append(&api->active, c);
+        LIST_APPEND(&api->active, c);
         r = call_start(c);
         if (r < 0) {
-                list_remove(&api->active, c);
+                LIST_REMOVE(&api->active, c);
                 call_free(c);
                 return r;
         }
@@ -841,7 +820,7 @@ size_t users_api_cancel(UsersApi *api, void *userdata) {
                         UsersApiCall *next = c->next;
 
                         if (c->userdata == userdata) {
-                                list_remove(l, c);
+                                LIST_REMOVE(l, c);
                                 call_free(c);
                                 n++;
                         }

@@ -20,13 +20,10 @@
 #include "ratelimit.h"
 #include "remedyd-limits.h"
 #include "rules.h"
+#include "safety.h"
 #include "store.h"
 #include "util.h"
 #include "webhook.h"
-
-/* include/safety.h (store branch) declares this; until it lands here the
- * prototype is repeated so that the webhook builds on its own. */
-bool safety_is_protected(const Config *c, const char *user, const char *user_id);
 
 #define HOOKS_PREFIX "/hooks/"
 #define OKTA_CHALLENGE_HEADER "X-Okta-Verification-Challenge"
@@ -336,6 +333,8 @@ static char *strdup_or_null(const char *s, bool *oom) {
 /* Settles the pre-status of one action on the loop (store.h contract). */
 static int action_from_hit(Webhook *w, const RuleHit *h, uint64_t now, uint64_t now_mono, StoreAction *a) {
         Daemon *d = w->daemon;
+        DirectoryResult lookup = DIRECTORY_PENDING;
+        const char *uid = NULL;
         bool oom = false;
 
         *a = (StoreAction) {
@@ -359,33 +358,22 @@ static int action_from_hit(Webhook *w, const RuleHit *h, uint64_t now, uint64_t 
         }
 
         if (is_user_id(h->user))
-                a->user_id = strdup_or_null(h->user, &oom);
-        else if (!d->directory)
-                ; /* resolved when it executes */
-        else {
-                const char *uid = NULL;
-
-                switch (directory_lookup(d->directory, h->user, &uid)) {
-                case DIRECTORY_FOUND:
-                        a->user_id = strdup_or_null(uid, &oom);
-                        break;
-                case DIRECTORY_UNKNOWN:
-                        a->status = ACTION_STATUS_UNKNOWN_USER;
-                        return 0;
-                case DIRECTORY_AMBIGUOUS:
-                        a->status = ACTION_STATUS_AMBIGUOUS_USER;
-                        return 0;
-                default:
-                        break; /* pending: resolved when it executes */
-                }
+                uid = h->user;
+        else if (d->directory) {
+                lookup = directory_lookup(d->directory, h->user, &uid);
+                if (lookup != DIRECTORY_FOUND)
+                        uid = NULL;
         }
-        if (oom)
-                return -ENOMEM;
-
-        if (safety_is_protected(d->config, a->user, a->user_id)) {
-                a->status = ACTION_STATUS_PROTECTED;
+        /* Without a directory, or while it cannot tell (pending), the
+         * email is resolved when the action executes. */
+        a->status = safety_pre_status(d->config, h->user, lookup, uid);
+        if (uid) {
+                a->user_id = strdup_or_null(uid, &oom);
+                if (oom)
+                        return -ENOMEM;
+        }
+        if (a->status != ACTION_STATUS_QUEUED)
                 return 0;
-        }
         a->dry_run = daemon_dry_run(d) || h->rule->dry_run;
         return 0;
 }
@@ -654,6 +642,15 @@ static int on_request(HttpServerRequest *req, void *userdata) {
                                      "The body is not a valid JSON object.");
 
         r = rules_evaluate(d->config, src->name, event, &hits);
+        if (r == -ENOBUFS) {
+                /* Deterministic: the same delivery would fail again, so a 4xx
+                 * (a retry storm helps nobody). */
+                rule_hits_free(&hits);
+                log_warning("an event from %s would produce more than %u actions (or a for_each array over %u items), refusing it",
+                            src->name, LIMIT_ACTIONS_PER_EVENT, LIMIT_FOR_EACH_ITEMS);
+                return respond_error(req, MHD_HTTP_UNPROCESSABLE_CONTENT, "too_many_actions",
+                                     "The event would produce more actions than remedyd accepts from one delivery.");
+        }
         if (r < 0) {
                 if (r != -ENOMEM)
                         log_warning_errno(r, "rules failed on an event from %s: %m", src->name);

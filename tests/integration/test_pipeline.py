@@ -337,3 +337,29 @@ def test_explain(remedyd_factory, fake1p, tmp_path):
     r = d.ctl("explain", "--source", "splunk", str(miss))
     assert r.returncode == 1 and "severity" in r.stdout
     assert d.ctl("explain", "--source", "nosuch", str(hit)).returncode == 2
+
+
+def test_oversized_for_each_is_refused_not_retried(remedyd_factory, fake1p):
+    rule = {"name": "many", "source": "splunk", "for_each": "users", "action": "suspend",
+            "user": "${email}"}
+    d = start(remedyd_factory, fake1p, base_config(rules=[rule]))
+    s, _, b = d.post("splunk", {"users": [{"email": "user1@example.com"}] * 1001}, sign=SECRET)
+    assert s == 422 and b["error"] == "too_many_actions"
+    s, _, b = d.post("splunk", {"users": [{"email": "user1@example.com"}] * 3}, sign=SECRET)
+    assert s == 202 and len(b["actions"]) == 3
+
+
+def test_sigterm_lets_an_inflight_call_finish(remedyd_factory, fake1p):
+    d = start(remedyd_factory, fake1p)
+    fake1p.fault(op="suspend", delay=1.0)
+    s, _, b = d.post("splunk", splunk_alert("user14@example.com"), sign=SECRET)
+    aid = b["actions"][0]["id"]
+    wait_action(d, aid, "running")
+    assert d.stop() == 0
+    assert suspended(fake1p, "user14@example.com")
+    revokes = fake1p.requests(op="revoke")
+    assert len(revokes) == 1
+    # the outcome was recorded before exit: no second call after a restart
+    d.start()
+    assert actions_by_id(d)[aid]["status"] == "done"
+    assert len(fake1p.requests(op="suspend")) == 1

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from harness import Remedyd, assert_no_secrets
+from harness import Remedyd, assert_no_secrets, wait_until
 
 pytestmark = pytest.mark.skipif(not os.path.exists(os.environ.get("REMEDYCTL_BIN", "")),
                                 reason="remedyctl not built")
@@ -116,3 +116,154 @@ def test_usage(tmp_path):
     assert run(d, "users", "get").returncode == 2
     assert run(d, "users", "get", "a@b", "c@d").returncode == 2
     assert run(d, "users", "list", "extra").returncode == 2
+
+
+# -- through the daemon -------------------------------------------------------
+
+def ctl_without_secrets(tmp_path, daemon):
+    """A copy of the daemon's config whose secret files do not exist: what an
+    operator without read access to the client secret has. remedyctl is
+    pointed at it (and so at the daemon's control socket through
+    listen.control, or with --socket)."""
+    import copy
+    import yaml
+    cfg = copy.deepcopy(daemon.config)
+    cfg["onepassword"]["client_id_file"] = str(tmp_path / "nowhere" / "client_id")
+    cfg["onepassword"]["client_secret_file"] = str(tmp_path / "nowhere" / "client_secret")
+    cfg["listen"]["control"] = "unix:" + daemon.control_socket
+    path = tmp_path / "operator.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return str(path)
+
+
+def run_cfg(config_path, *args, cwd=None):
+    import subprocess
+    return subprocess.run([os.environ["REMEDYCTL_BIN"], "-c", config_path] + list(args),
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+@pytest.mark.fake1p(users=2500)
+def test_through_daemon_without_secrets(tmp_path, fake1p, remedyd_factory):
+    d = remedyd_factory()
+    cfg = ctl_without_secrets(tmp_path, d)
+    # Without a daemon this config cannot work: the secret files are missing.
+    r = run_cfg(cfg, "--socket", str(tmp_path / "none.sock"), "users", "list")
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "client_secret" in r.stderr
+
+    # the daemon's own first directory sync must not count below
+    wait_until(lambda: d.get_status()["directory"]["synced_at"], timeout=30,
+               message="the daemon's first directory sync")
+    fake1p.clear_requests()
+    tokens_before = len(fake1p.requests(op="token"))
+    r = run_cfg(cfg, "users", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    users = json.loads(r.stdout)
+    assert len(users) == 2500
+    assert {u["email"] for u in users} == {"user%d@example.com" % i for i in range(2500)}
+    lists = fake1p.requests(op="list")
+    assert len(lists) == 3
+    assert all(q["query"].get("max_page_size") == "1000" for q in lists)
+    # the daemon's token: remedyctl neither fetched nor revoked one
+    assert len(fake1p.requests(op="token")) == tokens_before
+    assert fake1p.requests(op="revoke") == []
+
+    # table, filters, get by id and by (messy) email, all the same as alone
+    uid = fake1p.user("user3@example.com")["id"]
+    fake1p.set_user(uid, state="SUSPENDED")
+    r = run_cfg(cfg, "users", "list", "--suspended", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [u["id"] for u in json.loads(r.stdout)] == [uid]
+    assert fake1p.requests(op="list")[-1]["query"]["filter"] == "user.isSuspended()"
+    r = run_cfg(cfg, "users", "list", "--active", "--json")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)) == 2499
+    r = run_cfg(cfg, "users", "get", uid, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["email"] == "user3@example.com"
+    assert json.loads(r.stdout)["state"] == "SUSPENDED"
+    r = run_cfg(cfg, "users", "get", "  USER3@Example.com ")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["ID", "EMAIL", "NAME", "STATE"]
+    assert len(lines) == 2 and uid in lines[1] and "SUSPENDED" in lines[1] and "User 3" in lines[1]
+    # --socket works as well as listen.control
+    r = run_cfg(cfg, "--socket", d.control_socket, "users", "get", "user4@example.com", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["email"] == "user4@example.com"
+
+    # not found, ambiguous: same messages and exit codes as alone
+    r = run_cfg(cfg, "users", "get", "nobody@example.com")
+    assert r.returncode == 1
+    assert r.stderr.strip() == "remedyctl: no user with email nobody@example.com"
+    r = run_cfg(cfg, "users", "get", "ZZZZZZZZZZZZZZZZZZZZZZZZZZ")
+    assert r.returncode == 1
+    assert r.stderr.strip() == "remedyctl: no such user"
+    twins = fake1p.add_users([{"email": "twin@example.com"}, {"email": "Twin@example.com"}])
+    r = run_cfg(cfg, "users", "get", "twin@example.com")
+    assert r.returncode == 1
+    assert "2 users have email twin@example.com (ambiguous)" in r.stderr
+    assert all(t["id"] in r.stderr for t in twins)
+
+    # an API failure comes back as remedyctl would say it alone
+    fake1p.fault(op="get", status=403, body=json.dumps({"code": 7, "message": "forbidden_here",
+                                                        "details": []}))
+    r = run_cfg(cfg, "users", "get", uid)
+    assert r.returncode == 3
+    assert r.stderr.strip() == "remedyctl: 1Password API error (HTTP 403): code 7: forbidden_here"
+    assert r.stdout == ""
+    assert_no_secrets([r.stderr, r.stdout, d.log_text()], [fake1p.client_secret])
+
+
+@pytest.mark.fake1p(users=5)
+def test_falls_back_without_daemon(tmp_path, fake1p, remedyd_factory):
+    # A daemon that ran and stopped leaves nothing listening: remedyctl
+    # calls the API itself (with the config's secrets), token revoked.
+    d = remedyd_factory()
+    sock = d.control_socket
+    d.stop()
+    fake1p.clear_requests()
+    r = run(d, "users", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)) == 5
+    assert len(fake1p.requests(op="token")) == 1
+    assert len(fake1p.requests(op="revoke")) == 1
+    # a stale socket file nobody listens on (connection refused)
+    import socket
+    if not os.path.exists(sock):
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(sock)
+        s.close()
+    assert os.path.exists(sock)
+    r = run(d, "users", "get", "user1@example.com", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["email"] == "user1@example.com"
+    assert len(fake1p.requests(op="revoke")) == 2
+
+
+
+@pytest.mark.fake1p(users=5)
+def test_daemon_stops_during_a_listing(tmp_path, fake1p, remedyd_factory):
+    # The daemon stops while a listing it runs for remedyctl waits for the
+    # API: remedyctl gets an answer (exit 3), the daemon exits cleanly with
+    # nothing leaked (the fixture fails on a sanitizer report).
+    import subprocess
+    d = remedyd_factory()
+    wait_until(lambda: d.get_status()["directory"]["synced_at"], timeout=30,
+               message="the daemon's first directory sync")
+    cfg = ctl_without_secrets(tmp_path, d)
+    fake1p.fault(op="list", delay=3)
+    p = subprocess.Popen([os.environ["REMEDYCTL_BIN"], "-c", cfg, "users", "list"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: fake1p.pending_faults() == [], timeout=15,
+                   message="the listing to reach the fake")
+        assert d.stop() == 0
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 3, err
+    assert out == ""
+    assert err.startswith("remedyctl: "), err
