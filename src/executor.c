@@ -49,11 +49,29 @@ typedef struct ClaimCtx {
         Executor *x;              /* NULL once the executor is gone */
 } ClaimCtx;
 
+typedef enum RecordOp {
+        RECORD_NONE,
+        RECORD_RETRY,
+        RECORD_FINISH,
+        RECORD_RESOLVE,
+} RecordOp;
+
 struct Job {
         Executor *x;              /* NULL once the executor is gone */
         Job *prev, *next;
         StoreAction a;            /* owned copy of the claimed action */
         const char *user_id;      /* a.user_id, or a.user when it is an id */
+
+        /* The outcome to record, kept until the store committed it: a
+         * failed commit (disk full) is tried again, so that the action does
+         * not stay "running" until the next start. */
+        RecordOp record;
+        bool rec_success;
+        ActionStatus rec_status;
+        uint64_t rec_not_before;
+        char *rec_code, *rec_message, *rec_detail;
+        unsigned rec_failures;
+        sd_event_source *rec_timer;
 };
 
 static void claim(Executor *x);
@@ -77,6 +95,10 @@ static Job *job_free(Job *j) {
                 return NULL;
         job_unlink(j);
         store_action_done(&j->a);
+        sd_event_source_disable_unref(j->rec_timer);
+        mem_free(j->rec_code);
+        mem_free(j->rec_message);
+        mem_free(j->rec_detail);
         mem_free(j);
         return NULL;
 }
@@ -126,14 +148,64 @@ static uint64_t backoff_usec(Executor *x, unsigned attempts, uint64_t retry_afte
         return d;
 }
 
+#define RECORD_RETRY_BASE_USEC (1 * USEC_PER_SEC)
+#define RECORD_RETRY_MAX_USEC (30 * USEC_PER_SEC)
+
+static void on_recorded(Store *s, int r, void *userdata);
+
+static int job_record(Job *j) {
+        Executor *x = j->x;
+
+        switch (j->record) {
+        case RECORD_RETRY:
+                return store_retry_action(x->store, j->a.id, j->rec_not_before, j->rec_detail, on_recorded, j);
+        case RECORD_FINISH:
+                return store_finish_action(x->store, j->a.id, j->rec_success, j->rec_code, j->rec_message,
+                                           j->rec_detail, on_recorded, j);
+        case RECORD_RESOLVE:
+                return store_resolve_action(x->store, j->a.id, j->rec_status, j->rec_detail, on_recorded, j);
+        default:
+                return -EINVAL;
+        }
+}
+
+static int on_record_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        Job *j = userdata;
+        int r;
+
+        j->rec_timer = sd_event_source_disable_unref(j->rec_timer);
+        r = job_record(j);
+        if (r < 0)
+                on_recorded(j->x->store, r, j);
+        return 0;
+}
+
 /* The store has recorded the job's outcome (or failed to): the job ends and
- * its slot frees up. */
+ * its slot frees up. A commit that failed for want of space or a writable
+ * store is tried again with backoff, the slot kept. */
 static void on_recorded(Store *s, int r, void *userdata) {
         Job *j = userdata;
         Executor *x = j->x;
 
         if (r < 0) {
                 LogContext ctx = job_log_context(j);
+
+                if (x && !x->stopped && j->record != RECORD_NONE && r != -ESHUTDOWN && r != -ENOENT &&
+                    r != -EBUSY && r != -EINVAL) {
+                        uint64_t d = RECORD_RETRY_BASE_USEC;
+
+                        for (unsigned i = 0; i < j->rec_failures && d < RECORD_RETRY_MAX_USEC; i++)
+                                d *= 2;
+                        if (d > RECORD_RETRY_MAX_USEC)
+                                d = RECORD_RETRY_MAX_USEC;
+                        j->rec_failures++;
+                        if (sd_event_add_time_relative(x->event, &j->rec_timer, CLOCK_MONOTONIC, d, 0,
+                                                       on_record_timer, j) >= 0) {
+                                log_full(LOG_ERR, r, &ctx, "cannot record the outcome of action %s: %m; retrying in %.0fs",
+                                         j->a.id, (double) d / 1e6);
+                                return;
+                        }
+                }
                 /* The action stays running in the store; it is queued again on the
                  * next start (crash recovery), and the API calls are idempotent. */
                 log_full(LOG_ERR, r, &ctx, "cannot record the outcome of action %s: %m", j->a.id);
@@ -145,37 +217,65 @@ static void on_recorded(Store *s, int r, void *userdata) {
         executor_kick(x);
 }
 
+/* Keeps what to record in j (copies: the caller's strings are transient)
+ * and submits it. Without memory for the copies it is still submitted once,
+ * just not tried again. */
+static void job_submit_record(Job *j, RecordOp op, const char *code, const char *message, const char *detail) {
+        bool ok = true;
+        int r;
+
+        j->record = op;
+        if (code && !(j->rec_code = mem_strdup(code)))
+                ok = false;
+        if (message && !(j->rec_message = mem_strdup(message)))
+                ok = false;
+        if (detail && !(j->rec_detail = mem_strdup(detail)))
+                ok = false;
+        if (!ok) {
+                j->record = RECORD_NONE;
+                switch (op) {
+                case RECORD_RETRY:
+                        r = store_retry_action(j->x->store, j->a.id, j->rec_not_before, detail, on_recorded, j);
+                        break;
+                case RECORD_FINISH:
+                        r = store_finish_action(j->x->store, j->a.id, j->rec_success, code, message, detail,
+                                                on_recorded, j);
+                        break;
+                default:
+                        r = store_resolve_action(j->x->store, j->a.id, j->rec_status, detail, on_recorded, j);
+                        break;
+                }
+        } else
+                r = job_record(j);
+        if (r < 0)
+                on_recorded(j->x->store, r, j);
+}
+
 static void job_retry(Job *j, uint64_t retry_after_usec, const char *why) {
         Executor *x = j->x;
         uint64_t d = backoff_usec(x, j->a.attempts, retry_after_usec);
         LogContext ctx = job_log_context(j);
-        int r;
 
         log_full(LOG_WARNING, 0, &ctx, "%s of %s failed (%s), attempt %u, retrying in %.1fs", kind_name(j->a.action),
                  j->a.user ? j->a.user : "?", why, j->a.attempts + 1, (double) d / 1e6);
-        r = store_retry_action(x->store, j->a.id, now_usec(CLOCK_REALTIME) + d, why, on_recorded, j);
-        if (r < 0)
-                on_recorded(x->store, r, j);
+        j->rec_not_before = now_usec(CLOCK_REALTIME) + d;
+        job_submit_record(j, RECORD_RETRY, NULL, NULL, why);
 }
 
 static void job_finish(Job *j, bool success, const char *api_code, const char *api_message, const char *detail) {
         Executor *x = j->x;
-        int r;
 
         metrics_action(x->metrics, kind_name(j->a.action), success ? "done" : "failed");
-        r = store_finish_action(x->store, j->a.id, success, api_code, api_message, detail, on_recorded, j);
-        if (r < 0)
-                on_recorded(x->store, r, j);
+        j->rec_success = success;
+        job_submit_record(j, RECORD_FINISH, api_code, api_message, detail);
 }
 
 static void job_resolve(Job *j, ActionStatus st, const char *detail) {
         Executor *x = j->x;
-        int r;
 
         metrics_action(x->metrics, kind_name(j->a.action), store_action_status_to_string(st));
-        r = store_resolve_action(x->store, j->a.id, st, detail, on_recorded, j);
-        if (r < 0)
-                on_recorded(x->store, r, j);
+        j->rec_status = st;
+        job_submit_record(j, RECORD_RESOLVE, NULL, NULL, detail);
 }
 
 static void on_api(UsersApi *api, const UsersApiResult *res, void *userdata) {
