@@ -44,6 +44,7 @@ TEST(empty_histogram_present) {
         Metrics *m = metrics_new();
         StrBuf b;
 
+        ASSERT_NOT_NULL(m);
         strbuf_init(&b, 1u << 20);
         ASSERT_OK(metrics_render(m, &b));
         ASSERT_CONTAINS(b.data, "remedyd_time_to_contain_seconds_count 0\n");
@@ -57,6 +58,7 @@ TEST(series_cap) {
         StrBuf b;
         char name[32];
 
+        ASSERT_NOT_NULL(m);
         for (int i = 0; i < METRICS_SERIES_MAX + 50; i++) {
                 snprintf(name, sizeof(name), "rule-%d", i);
                 metrics_rule_match(m, name);
