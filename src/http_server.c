@@ -508,7 +508,11 @@ int http_server_new(sd_event *e, const HttpServerOptions *opts, HttpServer **ret
                 return r;
         (void) sd_event_source_set_description(s->io_source, "http-server-io");
 
-        r = sd_event_add_time(e, &s->timer_source, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_timer, s);
+        /* Accuracy 1 us: MHD's timeouts are exact. sd-event's default (0
+         * means 250 ms) let a timeout of 0 ms, which MHD returns while a
+         * resumed keep-alive connection waits for its next recv(), slip by
+         * up to 250 ms: every second request on a connection waited that. */
+        r = sd_event_add_time(e, &s->timer_source, CLOCK_MONOTONIC, USEC_INFINITY, /* accuracy= */ 1, on_timer, s);
         if (r < 0)
                 return r;
         (void) sd_event_source_set_description(s->timer_source, "http-server-timer");
