@@ -257,6 +257,7 @@ struct StoreOp {
 struct Store {
         sd_event *event;
         sd_event_source *efd_source;
+        sd_event_source *kick_source; /* wakes the writer once per loop iteration */
         int efd;
         sqlite3 *wdb, *rdb;
         sqlite3_stmt *wst[_W_MAX];
@@ -1356,12 +1357,28 @@ static int op_submit(Store *s, StoreOp *op) {
                         s->pending = op;
                 s->pending_tail = op;
                 s->outstanding++;
-                pthread_cond_signal(&s->cond);
+                /* Group commit: the writer is woken once per loop
+                 * iteration (kick_source), after the dispatch that
+                 * submitted this has submitted everything it had, so one
+                 * transaction takes the whole burst. Waking it here made
+                 * it commit the first request of every burst alone: 3 of
+                 * 4 commits held one event, each paying a full fsync. */
+                if (!s->kick_source || sd_event_source_set_enabled(s->kick_source, SD_EVENT_ONESHOT) < 0)
+                        pthread_cond_signal(&s->cond);
         }
         pthread_mutex_unlock(&s->lock);
         if (r < 0)
                 op_free(op);
         return r;
+}
+
+static int on_kick(sd_event_source *src, void *userdata) {
+        Store *s = userdata;
+
+        pthread_mutex_lock(&s->lock);
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+        return 0;
 }
 
 int store_submit_event(Store *s, StoreEvent *ev, StoreEventCallback cb, void *userdata) {
@@ -1726,6 +1743,11 @@ int store_open(const char *path, sd_event *e, const StoreOptions *opts, Store **
         if (r < 0)
                 goto fail;
         (void) sd_event_source_set_description(s->efd_source, "store-completions");
+        r = sd_event_add_defer(e, &s->kick_source, on_kick, s);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(s->kick_source, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(s->kick_source, "store-kick");
 
         /* The writer must never take the loop's signals. */
         sigfillset(&all);
@@ -1759,6 +1781,7 @@ Store *store_close(Store *s) {
                 dispatch_done(s);
         }
         sd_event_source_disable_unref(s->efd_source);
+        sd_event_source_disable_unref(s->kick_source);
         if (s->efd >= 0)
                 close(s->efd);
         for (size_t i = 0; i < _W_MAX; i++)
