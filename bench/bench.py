@@ -101,7 +101,7 @@ def rules_yaml(match_rule):
     return rules
 
 
-def start_remedyd(d, fake, match_rule=False, extra=None):
+def start_remedyd(d, fake, match_rule=False, extra=None, args=()):
     config = {
         "sources": [{"name": "bench", "event_id": "${sid}",
                      "auth": {"hmac_sha256": {"header": "X-Remedyd-Signature", "prefix": "sha256=",
@@ -111,7 +111,7 @@ def start_remedyd(d, fake, match_rule=False, extra=None):
     }
     if extra:
         config = harness.deep_merge(config, extra)
-    return harness.Remedyd(d, fake=fake, config=config, ready_timeout=60)
+    return harness.Remedyd(d, fake=fake, config=config, ready_timeout=60, args=args)
 
 
 def webhook_port(url):
