@@ -274,7 +274,7 @@ def parse_sendlog(path):
         for line in f:
             p = line.split()
             if p[0] == "S":
-                sent[int(p[1])] = int(p[2]) / 1e9
+                sent[int(p[3])] = int(p[2]) / 1e9  # by user index
             else:
                 status[int(p[1])] = int(p[2])
     return sent, status
@@ -295,9 +295,8 @@ def contain_times(fake, sendlog, users):
         suspends += 1
         email = by_id.get(m.group(1), "")
         u = int(re.match(r"user(\d+)@", email).group(1))
-        i = u - 1  # loadgen: index i names user (i % users) + 1
-        if i in sent:
-            lat.append((q["time"] - sent[i]) * 1000)
+        if u in sent:
+            lat.append((q["time"] - sent[u]) * 1000)
     return lat, len(reqs), suspends
 
 
@@ -320,15 +319,44 @@ def histogram_quantiles(text, name):
     return out
 
 
+def fake_self_check(fake):
+    """The fake is Python: its own service times, so that they are not
+    mistaken for the daemon's (median of 20 each, keep-alive)."""
+    import base64
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", fake.port)
+    basic = base64.b64encode(("%s:%s" % (fake.client_id, fake.client_secret)).encode()).decode()
+    c.request("POST", "/v1beta1/users/oauth2/token", "grant_type=client_credentials",
+              {"Authorization": "Basic " + basic, "Content-Type": "application/x-www-form-urlencoded"})
+    tok = json.loads(c.getresponse().read())["access_token"]
+    h = {"Authorization": "Bearer " + tok}
+    base = "/v1beta1/accounts/%s/users" % fake.account_id
+    out = {}
+    for name, path in (("list25", base), ("list1000", base + "?max_page_size=1000"),
+                       ("get", base + "/" + fake.users()[5]["id"])):
+        ts = []
+        for _ in range(20):
+            t = time.monotonic()
+            c.request("GET", path, headers=h)
+            c.getresponse().read()
+            ts.append((time.monotonic() - t) * 1000)
+        out[name] = statistics.median(ts)
+    c.close()
+    fake.clear_requests()
+    log("ttc: fake1p service time (median of 20): list page of 25 %.2f ms, of 1000 %.1f ms, get %.2f ms"
+        % (out["list25"], out["list1000"], out["get"]))
+    record("fake1p", **out)
+    return out
+
+
 def bench_ttc():
     users, rate, dur = 10000, ARGS.ttc_rate, ARGS.ttc_duration
     n = int(rate * dur)
     d = fresh_dir("ttc-remedyd")
     fake = harness.FakeOnePassword(d, users=users)
     try:
-        # self-check of the fake: list page of 1000 and one get
+        fake_self_check(fake)
         t0 = time.monotonic()
-        harness.http_request(fake.url + "/_fake/health")
         r = start_remedyd(d, fake, match_rule=True)
         try:
             harness.wait_until(lambda: (json.loads(harness.http_request(r.status_url + "/status")[2])
@@ -509,8 +537,11 @@ def main():
     p.add_argument("--duration", type=float, default=20)
     p.add_argument("--ttc-rate", type=float, default=200)
     p.add_argument("--ttc-duration", type=float, default=30)
-    p.add_argument("--naive-rate", type=float, default=200)
-    p.add_argument("--naive-duration", type=float, default=30)
+    # the naive playbook cannot keep up with 200/s (each alert lists ~5
+    # pages of 1000 users, ~0.6 s of curl+jq): by default it is measured
+    # at a rate it sustains on 2 cores
+    p.add_argument("--naive-rate", type=float, default=2)
+    p.add_argument("--naive-duration", type=float, default=20)
     p.add_argument("--startup-runs", type=int, default=41)
     p.add_argument("--tools", required=True)
     p.add_argument("--build", required=True)

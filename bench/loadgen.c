@@ -15,9 +15,11 @@
  * errors, reconnects, wrapped, seconds, rate, lat_p50_us, lat_p99_us.
  *
  * Bodies: {"sid":"bench-SEED-I","search_name":"bench","result":{"signature":
- * SIG,"severity":SEV,"user":"userU@example.com",...}} with U = I % users + 1
- * (user 0 is the account owner), SIG/SEV from --match (matching alert) or a
- * benign pair that rules do not match.
+ * SIG,"severity":SEV,"user":"userU@example.com",...}} with U = (I * 7919) %
+ * users + 1: distinct users spread over the whole directory while I < users
+ * (7919 is prime; users must not be a multiple of it; user 0, the account
+ * owner, is never named), SIG/SEV from --match (matching alert) or a benign
+ * pair that rules do not match.
  *
  * Not part of the daemon: plain libc + libcrypto, built by scripts/bench. */
 #define _GNU_SOURCE
@@ -83,6 +85,10 @@ static void die(const char *what) {
         exit(2);
 }
 
+static unsigned user_of(size_t i) {
+        return (unsigned) ((i * 7919u) % arg_users) + 1;
+}
+
 static void build_requests(const char *secret, size_t secret_len) {
         static const char hexd[] = "0123456789abcdef";
         char body[1024], head[1024];
@@ -95,7 +101,7 @@ static void build_requests(const char *secret, size_t secret_len) {
         if (!reqs || !req_len)
                 die("calloc");
         for (size_t i = 0; i < arg_count; i++) {
-                unsigned u = (unsigned) (i % arg_users) + 1;
+                unsigned u = user_of(i);
                 int bl = snprintf(body, sizeof body,
                         "{\"sid\":\"bench-%lu-%zu\",\"search_name\":\"bench\",\"_time\":\"2024-05-01T12:00:%02zu.000+00:00\","
                         "\"result\":{\"signature\":\"%s\",\"severity\":\"%s\",\"user\":\"user%u@example.com\","
@@ -171,7 +177,7 @@ static void conn_send(Conn *c) {
         }
         if (logf) {
                 /* realtime stamp for matching with the fake API's log */
-                fprintf(logf, "S %zu %llu\n", i, (unsigned long long) now_ns(CLOCK_REALTIME));
+                fprintf(logf, "S %zu %llu %u\n", i, (unsigned long long) now_ns(CLOCK_REALTIME), user_of(i));
         }
 }
 

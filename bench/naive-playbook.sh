@@ -10,8 +10,8 @@ token=$(curl -sf -u "$OP_CLIENT_ID:$OP_CLIENT_SECRET" -d grant_type=client_crede
         "$base/users/oauth2/token" | jq -r .access_token)
 page=""
 while :; do
-        resp=$(curl -sf -H "Authorization: Bearer $token" \
-                "$base/accounts/$OP_ACCOUNT/users?max_page_size=1000${page:+&page_token=$page}")
+        resp=$(curl -sf -G -H "Authorization: Bearer $token" --data-urlencode max_page_size=1000 \
+                ${page:+--data-urlencode "page_token=$page"} "$base/accounts/$OP_ACCOUNT/users")
         id=$(printf '%s' "$resp" | jq -r --arg e "$email" \
                 '.results[] | select((.email | ascii_downcase) == ($e | ascii_downcase)) | .id' | head -n1)
         [ -n "$id" ] && break
