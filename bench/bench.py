@@ -448,6 +448,16 @@ def rss_kib(pid):
     return int(re.search(r"VmRSS:\s+(\d+)", t).group(1)), int(re.search(r"VmHWM:\s+(\d+)", t).group(1))
 
 
+def smaps_kib(pid):
+    """Pss, private (dirty + clean) and shared-clean (library text) KiB."""
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        t = f.read()
+
+    def g(k):
+        return int(re.search(r"^%s:\s+(\d+)" % k, t, re.M).group(1))
+    return {"pss": g("Pss"), "private": g("Private_Dirty") + g("Private_Clean"), "shared_clean": g("Shared_Clean")}
+
+
 def bench_memory():
     for users in (10, 100000):
         d = fresh_dir("memory-%d" % users)
@@ -461,14 +471,17 @@ def bench_memory():
                                    timeout=300, interval=0.2, message="directory sync")
                 time.sleep(1)  # idle: let the loop settle after the sync
                 rss, hwm = rss_kib(r.pid)
+                sm = smaps_kib(r.pid)
             finally:
                 r.stop()
         finally:
             fake.stop()
         target = 10 if users == 10 else 48
-        log("memory: %6d users: VmRSS %.1f MiB, VmHWM %.1f MiB (target <= %d MiB) [%.0f s]"
-            % (users, rss / 1024, hwm / 1024, target, time.monotonic() - t0))
-        record("memory", users=users, rss_kib=rss, hwm_kib=hwm, machine=machine())
+        log("memory: %6d users: VmRSS %.1f MiB, VmHWM %.1f MiB (target <= %d MiB); of the RSS %.1f MiB are "
+            "shared library pages, %.1f MiB private; PSS %.1f MiB [%.0f s]"
+            % (users, rss / 1024, hwm / 1024, target, sm["shared_clean"] / 1024, sm["private"] / 1024,
+               sm["pss"] / 1024, time.monotonic() - t0))
+        record("memory", users=users, rss_kib=rss, hwm_kib=hwm, machine=machine(), **sm)
 
 
 # ------------------------------------------------------------------- rules
