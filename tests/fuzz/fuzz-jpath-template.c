@@ -74,7 +74,7 @@ static char *yaml_escape(const char *s, size_t n) {
 
 static void eval_conditions(const char *field, size_t field_len, json_object *doc) {
         char *esc = yaml_escape(field, field_len);
-        size_t cap = 4 * field_len + 256;
+        size_t cap = 8 * field_len + 512;     /* some conditions name the field twice */
         char *yaml_text = mem_malloc(cap);
 
         if (!yaml_text)
