@@ -224,7 +224,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         uint64_t deadline;
         size_t n, sent = 0;
-        bool eof = false, shut = false;
+        bool eof = false, shut = false, early_shutdown;
         char *buf;
         int fd;
 
@@ -235,6 +235,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 open_store();
         }
 
+        /* FUZZ_HTTP_EARLY_SHUTDOWN=1 half-closes right after sending:
+         * the reproducer of the edge-triggered stall described above. */
+        early_shutdown = getenv("FUZZ_HTTP_EARLY_SHUTDOWN");
         buf = prepare(data, size, &n);
         strcpy(sa.sun_path, socket_path);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -262,7 +265,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                  * waits for the next edge; data and FIN arriving together
                  * give it one edge, and it would sit on the connection until
                  * the connection timeout (see docs/reliability.md). */
-                if (sent >= n && !shut && k == 0) {
+                if (sent >= n && !shut && (k == 0 || early_shutdown)) {
                         (void) shutdown(fd, SHUT_WR);
                         shut = true;
                 }
