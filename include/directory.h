@@ -44,5 +44,7 @@ typedef struct DirectoryStats {
         uint64_t synced_usec;    /* CLOCK_REALTIME of the last full sync, 0 if never */
         bool syncing;
         char last_error[256];
+        uint64_t emails;         /* distinct emails in the index (ambiguous ones included) */
+        uint64_t index_bytes;    /* memory held by the index (table + string arena) */
 } DirectoryStats;
 void directory_stats(Directory *d, DirectoryStats *ret);

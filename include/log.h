@@ -56,6 +56,12 @@ int log_trace_from_string(const char *s, unsigned *ret);
  * than 4 bytes are ignored (redacting them would mangle ordinary text).
  * The string is copied. Returns 0 or -ENOMEM. */
 int log_register_secret(const char *secret);
+/* The same for long-lived secrets (the configuration's): never evicted to
+ * make room for newer short-lived ones such as access tokens. -ENOBUFS when
+ * all 256 slots are pinned. */
+int log_register_secret_pinned(const char *secret);
+/* Forgets one secret (a replaced access token), overwriting the copy. */
+void log_forget_secret(const char *secret);
 void log_forget_secrets(void);
 
 /* Writes one line. Returns -abs(error) if error != 0, else 0, so that

@@ -9,7 +9,26 @@
  * or HTTP-date), up to opts->max_attempts; what remains transient after
  * that is reported with result->transient = true, so that the caller can
  * persist the retry (the executor does). 400/403/404 are permanent and
- * carry the API's code and message. */
+ * carry the API's code and message.
+ *
+ * Errors (UsersApiResult.error), and whether they are transient:
+ *   -ETIMEDOUT, -ECONNREFUSED, -EHOSTUNREACH, -ECONNRESET, -EIO
+ *                  network (http_client.h), retried, transient
+ *   -EBUSY         HTTP 429, retried, transient
+ *   -EREMOTEIO     HTTP 5xx (retried, transient); other unexpected statuses (permanent)
+ *   -EBADMSG       a 2xx whose body is not the expected JSON: a protocol error,
+ *                  retried, transient (the executor tries again later)
+ *   -EPROTO        TLS failure, not retried here, transient
+ *   -EKEYREJECTED  the token endpoint refused the client credentials (400/401/403;
+ *                  http_status holds its status), not retried here, transient
+ *   -EACCES        HTTP 401 again after a fresh token, transient
+ *   -EINVAL/-EPERM/-ENOENT  HTTP 400/403/404, permanent, api_code/api_message kept
+ *   -E2BIG         response over LIMIT_API_RESPONSE_BYTES, permanent
+ *   -ENOMEM        transient
+ * Callbacks always run from the event loop (a deferred event), never from
+ * inside the users_api_* call that started them; a callback may start new
+ * calls or free the UsersApi. users_api_free() drops pending calls without
+ * calling them back. */
 #pragma once
 
 #include <stdbool.h>
@@ -50,7 +69,7 @@ typedef enum UsersApiOperation {
 } UsersApiOperation;
 
 typedef struct UsersApiResult {
-        int error;               /* 0, or negative errno (-ETIMEDOUT, -ECONNREFUSED, -EPROTO for garbage, ...) */
+        int error;               /* 0, or negative errno: see "Errors" below */
         long http_status;        /* 0 when no HTTP answer */
         bool transient;          /* worth retrying later */
         uint64_t retry_after_usec; /* from Retry-After, 0 if none */
@@ -96,6 +115,13 @@ typedef struct UsersApiTokenState {
 void users_api_token_state(UsersApi *api, UsersApiTokenState *ret);
 /* Revokes the token (clean shutdown); calls done when finished or failed. */
 int users_api_revoke(UsersApi *api, void (*done)(void *userdata), void *userdata);
+
+/* Drops every pending call started with this userdata, without calling
+ * its callback (an owner going away: directory_free(), executor stop).
+ * Returns how many were dropped. */
+size_t users_api_cancel(UsersApi *api, void *userdata);
+/* Calls started and not yet called back. */
+size_t users_api_pending(UsersApi *api);
 
 const char *users_api_operation_to_string(UsersApiOperation op);
 const char *users_api_state_to_string(OpUserState s);

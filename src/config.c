@@ -419,33 +419,33 @@ static bool parse_u64(const char *s, uint64_t *ret) {
         return true;
 }
 
-static int p_uint(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+/* An integer within the field's bounds, or a problem and false. */
+static bool get_bounded(Loader *l, yaml_node_t *v, const Field *f, const char *name, uint64_t *ret) {
         const char *s = get_scalar(l, v, name);
-        uint64_t u;
 
         if (!s)
-                return 0;
-        if (!parse_u64(s, &u) || u < f->min || u > f->max) {
+                return false;
+        if (!parse_u64(s, ret) || *ret < f->min || *ret > f->max) {
                 problem(l, &v->start_mark, "'%s' must be an integer from %" PRIu64 " to %" PRIu64 ", not '%s'", name,
                         f->min, f->max, s);
-                return 0;
+                return false;
         }
-        *(unsigned *) dst = (unsigned) u;
+        return true;
+}
+
+static int p_uint(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+        uint64_t u;
+
+        if (get_bounded(l, v, f, name, &u))
+                *(unsigned *) dst = (unsigned) u;
         return 0;
 }
 
 static int p_size(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_scalar(l, v, name);
         uint64_t u;
 
-        if (!s)
-                return 0;
-        if (!parse_u64(s, &u) || u < f->min || u > f->max) {
-                problem(l, &v->start_mark, "'%s' must be an integer from %" PRIu64 " to %" PRIu64 ", not '%s'", name,
-                        f->min, f->max, s);
-                return 0;
-        }
-        *(size_t *) dst = (size_t) u;
+        if (get_bounded(l, v, f, name, &u))
+                *(size_t *) dst = (size_t) u;
         return 0;
 }
 

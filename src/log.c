@@ -20,6 +20,7 @@ static LogFormat log_format = LOG_FORMAT_TEXT;
 static int log_max_level = LOG_INFO;
 static unsigned log_trace_mask;
 static char *secrets[LOG_SECRETS_MAX];
+static bool pinned[LOG_SECRETS_MAX];
 static size_t n_secrets;
 
 static const char *const format_names[_LOG_FORMAT_MAX] = {
@@ -111,38 +112,72 @@ int log_trace_from_string(const char *s, unsigned *ret) {
         return 0;
 }
 
-int log_register_secret(const char *secret) {
+static void forget_at(size_t i) {
+        explicit_bzero(secrets[i], strlen(secrets[i]));
+        mem_free(secrets[i]);
+        memmove(secrets + i, secrets + i + 1, (n_secrets - i - 1) * sizeof(char *));
+        memmove(pinned + i, pinned + i + 1, (n_secrets - i - 1) * sizeof(bool));
+        n_secrets--;
+}
+
+static int register_secret(const char *secret, bool pin) {
         int r = 0;
 
         if (!secret || strlen(secret) < 4)
                 return 0;
         pthread_mutex_lock(&log_lock);
         for (size_t i = 0; i < n_secrets; i++)
-                if (strcmp(secrets[i], secret) == 0)
+                if (strcmp(secrets[i], secret) == 0) {
+                        pinned[i] = pinned[i] || pin;
                         goto out;
+                }
         if (n_secrets >= LOG_SECRETS_MAX) {
-                /* Forget the oldest: a reload that rotates secrets keeps the newest. */
-                mem_free(secrets[0]);
-                memmove(secrets, secrets + 1, (LOG_SECRETS_MAX - 1) * sizeof(char *));
-                n_secrets--;
+                /* Forget the oldest short-lived one (an old token); pinned
+                 * secrets from the configuration stay. */
+                size_t i = 0;
+
+                while (i < n_secrets && pinned[i])
+                        i++;
+                if (i == n_secrets) {
+                        r = -ENOBUFS;
+                        goto out;
+                }
+                forget_at(i);
         }
         secrets[n_secrets] = mem_strdup(secret);
         if (!secrets[n_secrets])
                 r = -ENOMEM;
         else
-                n_secrets++;
+                pinned[n_secrets++] = pin;
 out:
         pthread_mutex_unlock(&log_lock);
         return r;
 }
 
+int log_register_secret(const char *secret) {
+        return register_secret(secret, false);
+}
+
+int log_register_secret_pinned(const char *secret) {
+        return register_secret(secret, true);
+}
+
+void log_forget_secret(const char *secret) {
+        if (!secret)
+                return;
+        pthread_mutex_lock(&log_lock);
+        for (size_t i = 0; i < n_secrets; i++)
+                if (strcmp(secrets[i], secret) == 0) {
+                        forget_at(i);
+                        break;
+                }
+        pthread_mutex_unlock(&log_lock);
+}
+
 void log_forget_secrets(void) {
         pthread_mutex_lock(&log_lock);
-        for (size_t i = 0; i < n_secrets; i++) {
-                explicit_bzero(secrets[i], strlen(secrets[i]));
-                mem_free(secrets[i]);
-        }
-        n_secrets = 0;
+        while (n_secrets > 0)
+                forget_at(n_secrets - 1);
         pthread_mutex_unlock(&log_lock);
 }
 

@@ -223,7 +223,7 @@ int secret_read(const char *spec, char ***ret_lines, size_t *ret_n) {
                         r = -ENOMEM;
                         goto out;
                 }
-                (void) log_register_secret(v[n]);
+                (void) log_register_secret_pinned(v[n]);
                 n++;
         }
         if (n == 0) {

@@ -66,6 +66,30 @@ TEST(redaction) {
         ASSERT_CONTAINS(out, "tok-SECRET-123");
 }
 
+static void emit_pinned(void) {
+        log_info("client secret pinned-config-secret, token tok-0001");
+}
+
+TEST(pinned_secrets_survive_many_tokens) {
+        const char *out;
+        char tok[32];
+
+        log_forget_secrets();
+        ASSERT_OK(log_register_secret_pinned("pinned-config-secret"));
+        for (int i = 0; i < 1000; i++) {
+                snprintf(tok, sizeof(tok), "tok-%04d", i);
+                ASSERT_OK(log_register_secret(tok));
+        }
+        out = capture(emit_pinned);
+        ASSERT_TRUE(strstr(out, "pinned-config-secret") == NULL);
+        /* the oldest token was evicted to make room: it is no longer redacted */
+        ASSERT_CONTAINS(out, "tok-0001");
+        log_forget_secret("pinned-config-secret");
+        out = capture(emit_pinned);
+        ASSERT_CONTAINS(out, "pinned-config-secret");
+        log_forget_secrets();
+}
+
 TEST(escaping) {
         const char *out = capture(emit_injection);
 
@@ -126,6 +150,7 @@ TEST(escape_helper) {
 int main(void) {
         log_setup(LOG_FORMAT_TEXT, true);
         RUN(redaction);
+        RUN(pinned_secrets_survive_many_tokens);
         RUN(escaping);
         RUN(json_format);
         RUN(levels_and_errno);
