@@ -122,9 +122,13 @@ static int parse_timestamp(const char *s, size_t n, uint64_t *ret) {
                         return -EINVAL;
                 v = v * 10 + (uint64_t) (s[i] - '0');
         }
-        if (v >= TIMESTAMP_MS_THRESHOLD)
+        if (v >= TIMESTAMP_MS_THRESHOLD) {
+                /* v * 1000 past UINT64_MAX would wrap to any time, "now"
+                 * included: a signed far-future stamp valid for ever. */
+                if (v > UINT64_MAX / USEC_PER_MSEC)
+                        return -EINVAL;
                 *ret = v * USEC_PER_MSEC;
-        else
+        } else
                 *ret = v * USEC_PER_SEC;
         return 0;
 }
