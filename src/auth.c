@@ -300,7 +300,7 @@ static int check_basic(const SourceAuth *a, const AuthRequest *req) {
         user_ok = memeq_secret(decoded, (size_t) (colon - decoded), a->username, strlen(a->username));
         pass_ok = secret_matches(a, (const char *) colon + 1, len - (size_t) (colon - decoded) - 1);
         explicit_bzero(decoded, len);
-        return user_ok & pass_ok ? 0 : -EACCES;
+        return (user_ok & pass_ok) ? 0 : -EACCES; /* & not &&: both compared, always */
 }
 
 static int check_mtls(const SourceAuth *a, const AuthRequest *req) {

@@ -106,6 +106,9 @@ static void problem_add(Loader *l, char *line) {
         v[l->n_problems] = NULL;
 }
 
+static void problemv(Loader *l, const char *file, unsigned line, unsigned column, const char *fmt, va_list ap)
+        __attribute__((format(printf, 5, 0)));
+
 static void problemv(Loader *l, const char *file, unsigned line, unsigned column, const char *fmt, va_list ap) {
         _cleanup_(strbuf_free) StrBuf b;
         int r;
