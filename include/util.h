@@ -23,9 +23,12 @@ uint64_t now_usec(clockid_t clock);
 /* RFC 3339 UTC with seconds ("2026-11-27T02:22:05Z"); buf >= 32 bytes. */
 void format_rfc3339(uint64_t realtime_usec, char *buf, size_t size);
 
-/* Reads a whole file; fails with -E2BIG if it is larger than max bytes.
+/* Reads a whole regular file (-EISDIR for a directory, -EINVAL for any
+ * other kind: FIFOs, devices); fails with -E2BIG if it is larger than max bytes.
  * The result is NUL-terminated (size excludes the NUL); caller frees. */
 int read_file_limited(const char *path, size_t max, char **ret, size_t *ret_size);
+/* The same from an open fd of any kind (a pipe on stdin), to EOF. */
+int read_fd_limited(int fd, size_t max, char **ret, size_t *ret_size);
 
 /* Maps "credential:NAME" to "$CREDENTIALS_DIRECTORY/NAME" and returns any
  * other path as a copy. -ENXIO if CREDENTIALS_DIRECTORY is unset, -EINVAL

@@ -106,6 +106,9 @@ static void problem_add(Loader *l, char *line) {
         v[l->n_problems] = NULL;
 }
 
+static void problemv(Loader *l, const char *file, unsigned line, unsigned column, const char *fmt, va_list ap)
+        __attribute__((format(printf, 5, 0)));
+
 static void problemv(Loader *l, const char *file, unsigned line, unsigned column, const char *fmt, va_list ap) {
         _cleanup_(strbuf_free) StrBuf b;
         int r;
@@ -258,8 +261,10 @@ const char *config_api_version_to_string(ApiVersion v) {
 const Source *config_find_source(const Config *c, const char *name) {
         if (!c || !name)
                 return NULL;
+        /* A source whose name: was missing or invalid stays in the list
+         * (with a problem reported) until the load fails: skip it. */
         for (size_t i = 0; i < c->n_sources; i++)
-                if (strcmp(c->sources[i].name, name) == 0)
+                if (c->sources[i].name && strcmp(c->sources[i].name, name) == 0)
                         return &c->sources[i];
         return NULL;
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -112,7 +113,8 @@ int ctl_explain(const CtlContext *ctx, int argc, char **argv) {
                 return EXPLAIN_ERROR;
         }
 
-        r = read_file_limited(strcmp(file, "-") == 0 ? "/dev/stdin" : file, LIMIT_BODY_BYTES_MAX, &body, &size);
+        r = strcmp(file, "-") == 0 ? read_fd_limited(STDIN_FILENO, LIMIT_BODY_BYTES_MAX, &body, &size)
+                                 : read_file_limited(file, LIMIT_BODY_BYTES_MAX, &body, &size);
         if (r < 0) {
                 fprintf(stderr, "remedyctl explain: cannot read %s: %s\n", file, strerror(-r));
                 return EXPLAIN_ERROR;

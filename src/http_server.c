@@ -461,7 +461,13 @@ static int on_prepare(sd_event_source *source, void *userdata) {
         MHD_UNSIGNED_LONG_LONG ms;
         uint64_t when;
 
+        /* MHD returns 0 ms while a resumed keep-alive connection waits for
+         * its next recv(): that must run now, not within the timer's
+         * accuracy (250 ms), or every second request on a connection
+         * waits that long. */
         if (s->kick)
+                when = 1;
+        else if (MHD_get_timeout(s->daemon, &ms) == MHD_YES && ms == 0)
                 when = 1;
         else if (MHD_get_timeout(s->daemon, &ms) == MHD_YES) {
                 uint64_t now;
@@ -639,6 +645,9 @@ int http_server_new(sd_event *e, const HttpServerOptions *opts, HttpServer **ret
                 return r;
         (void) sd_event_source_set_description(s->io_source, "http-server-io");
 
+        /* Default accuracy (250 ms): MHD's other timeouts are connection
+         * idle timeouts, and a coarse timer spares a timerfd_settime() per
+         * loop iteration; on_prepare() turns "0 ms" into "now". */
         r = sd_event_add_time(e, &s->timer_source, CLOCK_MONOTONIC, USEC_INFINITY, 0, on_timer, s);
         if (r < 0)
                 return r;

@@ -174,6 +174,20 @@ static bool lookup_dotted(const JPath *p, size_t i, json_object *cur, char *scra
         }
         if (!cur)
                 return false;
+        /* Literal keys spanning several segments can only exist in an
+         * object that has a key with a dot; most have none, and trying
+         * every prefix there cost a hash lookup each (rules bench: lookups
+         * were half of the time per event). */
+        bool dotted_keys = false;
+        if (p->n - i > 1 && json_object_is_type(cur, json_type_object)) {
+                json_object_object_foreach(cur, key, val) {
+                        (void) val;
+                        if (strchr(key, '.')) {
+                                dotted_keys = true;
+                                break;
+                        }
+                }
+        }
         /* Longest literal key first: "kibana.alert.rule.name" as one key
          * wins over nested objects, then shorter prefixes. */
         for (size_t j = p->n; j > i; j--) {
@@ -182,7 +196,7 @@ static bool lookup_dotted(const JPath *p, size_t i, json_object *cur, char *scra
 
                 if (*budget == 0)
                         return false;
-                if (j - 1 > i && !json_object_is_type(cur, json_type_object))
+                if (j - 1 > i && !dotted_keys)
                         continue;
                 memcpy(scratch, p->text + p->start[i], n);
                 scratch[n] = 0;

@@ -113,22 +113,18 @@ void format_rfc3339(uint64_t realtime_usec, char *buf, size_t size) {
         strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-int read_file_limited(const char *path, size_t max, char **ret, size_t *ret_size) {
-        _cleanup_close_ int fd = -1;
+int read_fd_limited(int fd, size_t max, char **ret, size_t *ret_size) {
         _cleanup_free_ char *buf = NULL;
-        size_t n = 0, cap = 0;
+        size_t n = 0, cap = 4096;
         struct stat st;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return -errno;
         if (fstat(fd, &st) < 0)
                 return -errno;
-        if (S_ISDIR(st.st_mode))
-                return -EISDIR;
-        if (S_ISREG(st.st_mode) && (uint64_t) st.st_size > max)
-                return -E2BIG;
-        cap = S_ISREG(st.st_mode) ? (size_t) st.st_size + 1 : 4096;
+        if (S_ISREG(st.st_mode)) {
+                if ((uint64_t) st.st_size > max)
+                        return -E2BIG;
+                cap = (size_t) st.st_size + 1;
+        }
         buf = mem_malloc(cap);
         if (!buf)
                 return -ENOMEM;
@@ -163,6 +159,27 @@ int read_file_limited(const char *path, size_t max, char **ret, size_t *ret_size
         if (ret_size)
                 *ret_size = n;
         return 0;
+}
+
+int read_file_limited(const char *path, size_t max, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -1;
+        struct stat st;
+        int fl;
+
+        /* O_NONBLOCK: a FIFO must not hang a config load or a reload. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+                return -errno;
+        return read_fd_limited(fd, max, ret, ret_size);
 }
 
 int secret_path_resolve(const char *spec, char **ret_path) {

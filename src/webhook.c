@@ -498,7 +498,11 @@ static void log_accepted(const StoreEvent *ev) {
         if (ev->n_actions == 0) {
                 LogContext ctx = { .event_id = ev->id };
 
-                log_full(LOG_INFO, 0, &ctx, "accepted event from %s: no rule matched", ev->source);
+                /* Debug: at thousands of events a second, one line per
+                 * unmatched event would be the loudest thing in the
+                 * journal (and 2-5 us of the loop per event); the event
+                 * is in the store's history either way. */
+                log_full(LOG_DEBUG, 0, &ctx, "accepted event from %s: no rule matched", ev->source);
                 return;
         }
         for (size_t i = 0; i < ev->n_actions; i++) {

@@ -68,6 +68,10 @@ TEST(read_file_limited) {
         ASSERT_ERR(read_file_limited(p, 4, &buf, &n), E2BIG);
         ASSERT_ERR(read_file_limited("/nonexistent/x", 4, &buf, &n), ENOENT);
         ASSERT_ERR(read_file_limited(tmpdir, 4, &buf, &n), EISDIR);
+        snprintf(p, sizeof(p), "%s/fifo", tmpdir);
+        ASSERT_OK(mkfifo(p, 0600)); /* would block a blocking open for ever */
+        ASSERT_ERR(read_file_limited(p, 4, &buf, &n), EINVAL);
+        unlink(p);
 }
 
 TEST(secret_path) {
