@@ -167,7 +167,7 @@ static const char *const writer_sql[_W_MAX] = {
                             "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
         [W_INSERT_AUDIT] = "INSERT INTO audit (time_usec, kind, event_id, action_id, rule, user, user_key, "
                            "from_status, to_status, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        [W_COOLDOWN] = "SELECT 1 FROM actions WHERE rule = ?1 AND user_key = ?2 AND created_usec >= ?3 "
+        [W_COOLDOWN] = "SELECT 1 FROM actions WHERE rule = ?1 AND (user_key = ?2 OR user_key = ?4) AND created_usec >= ?3 "
                        "AND status IN ('queued', 'held', 'running', 'done', 'dry_run') LIMIT 1",
         [W_CAP] = "SELECT count(*) FROM actions WHERE action = 'suspend' "
                   "AND status IN ('queued', 'running', 'done') AND created_usec >= ?1",
@@ -718,18 +718,30 @@ out:
 }
 
 static int guard_cooldown(Store *s, const StoreAction *a, const char *key, uint64_t now, bool *ret) {
+        _cleanup_free_ char *email_key = NULL;
         sqlite3_stmt *st;
         int r;
 
         *ret = false;
         if (a->cooldown_usec == 0 || !key)
                 return 0;
+        /* An earlier action of the same user may have been recorded before
+         * its user id was known (keyed by the email then): match that key
+         * too. */
+        if (a->user_id && a->user) {
+                email_key = str_tolower_dup(a->user);
+                if (!email_key)
+                        return -ENOMEM;
+        }
         r = wstmt(s, W_COOLDOWN, &st);
         if (r < 0)
                 return r;
         if ((r = bind_text(st, 1, a->rule)) < 0 || (r = bind_text(st, 2, key)) < 0 ||
-            (r = bind_u64(st, 3, now > a->cooldown_usec ? now - a->cooldown_usec : 0)) < 0)
+            (r = bind_u64(st, 3, now > a->cooldown_usec ? now - a->cooldown_usec : 0)) < 0 ||
+            (r = bind_text(st, 4, email_key)) < 0) {
+                sqlite3_reset(st);
                 return r;
+        }
         r = step_row(st);
         sqlite3_reset(st);
         if (r < 0)

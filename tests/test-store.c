@@ -338,6 +338,13 @@ TEST(cooldown_and_dry_run) {
         ASSERT_EQ(r.status[0], ACTION_STATUS_QUEUED);
         submit1(e, s, NULL, (ActSpec) { "r3", ACTION_SUSPEND, uid, uid, ACTION_STATUS_QUEUED, HOUR }, &r);
         ASSERT_EQ(r.status[0], ACTION_STATUS_COOLDOWN);
+        /* the first action was recorded before its user id was known (the
+         * id is set when it executes; a restart came first), the second
+         * arrives with the id: still the same user (regression) */
+        submit1(e, s, NULL, (ActSpec) { "r5", ACTION_SUSPEND, "late@example.com", NULL, ACTION_STATUS_QUEUED, HOUR }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_QUEUED);
+        submit1(e, s, NULL, (ActSpec) { "r5", ACTION_SUSPEND, "LATE@example.com", "LATELATELATELATELATELATE12", ACTION_STATUS_QUEUED, HOUR }, &r);
+        ASSERT_EQ(r.status[0], ACTION_STATUS_COOLDOWN);
         /* a loop-side status is kept as is */
         submit1(e, s, NULL, (ActSpec) { "r3", ACTION_SUSPEND, uid, uid, ACTION_STATUS_PROTECTED, HOUR }, &r);
         ASSERT_EQ(r.status[0], ACTION_STATUS_PROTECTED);
