@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <json-c/json.h>
 #include <yaml.h>
@@ -70,6 +71,9 @@ int rules_condition_eval(const Condition *c, json_object *value);
 int jpath_compile(const char *text, JPath **ret);
 JPath *jpath_free(JPath *p);
 const char *jpath_text(const JPath *p);
+/* A hash of the path's text, computed at compile time: equal texts, equal
+ * hashes (rules.c memoizes lookups per evaluation with it). 0 for NULL. */
+uint64_t jpath_hash(const JPath *p);
 /* Finds the value; NULL when missing. Borrowed reference. A JSON null is
  * returned as NULL too, unless found_null is non-NULL (set to true). */
 json_object *jpath_lookup(const JPath *p, json_object *root, bool *found_null);

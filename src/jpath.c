@@ -15,6 +15,7 @@
 
 struct JPath {
         char *text;
+        uint64_t hash;  /* FNV-1a of text, for per-evaluation memos */
         bool pointer;
         /* dotted: segment i is text[start[i] .. end[i]); pointer: the
          * unescaped reference tokens in tokens[] */
@@ -41,6 +42,10 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(JPath *, jpath_free, jpath_freep)
 
 const char *jpath_text(const JPath *p) {
         return p ? p->text : NULL;
+}
+
+uint64_t jpath_hash(const JPath *p) {
+        return p ? p->hash : 0;
 }
 
 static int pointer_unescape(const char *s, size_t n, char **ret) {
@@ -86,6 +91,9 @@ int jpath_compile(const char *text, JPath **ret) {
         p->text = mem_strdup(text);
         if (!p->text)
                 return -ENOMEM;
+        p->hash = UINT64_C(14695981039346656037);
+        for (size_t i = 0; i < len; i++)
+                p->hash = (p->hash ^ (uint8_t) text[i]) * UINT64_C(1099511628211);
 
         if (text[0] == '/') {
                 const char *s = text + 1;

@@ -302,7 +302,53 @@ static CondOp op_from_string(const char *s) {
 
 /* --- evaluation ---------------------------------------------------------- */
 
-static int eval(const Condition *c, json_object *value, Failure *f) {
+/* Lookups from the event root, memoized for one evaluation: the ~250 rules
+ * of a source name the same few paths again and again, and resolving a
+ * dotted path costs a json-c lookup (hash + strcmp) per segment and per
+ * literal-dotted-key attempt. Keyed by the path's compile-time hash, then
+ * its text; a full table just stops memoizing. The event is not modified
+ * while the rules run, so a result stays valid for the whole walk. */
+#define PATH_MEMO_SLOTS 256u
+#define PATH_MEMO_PROBES 8u
+
+typedef struct PathMemoSlot {
+        const JPath *path;   /* NULL: empty */
+        uint64_t hash;
+        json_object *value;
+        bool found_null;
+} PathMemoSlot;
+
+typedef struct PathMemo {
+        PathMemoSlot slots[PATH_MEMO_SLOTS];
+} PathMemo;
+
+static json_object *memo_lookup(PathMemo *m, const JPath *p, json_object *root, bool *found_null) {
+        uint64_t h = jpath_hash(p);
+        PathMemoSlot *free_slot = NULL;
+        json_object *v;
+        bool null = false;
+
+        for (size_t i = 0; i < PATH_MEMO_PROBES; i++) {
+                PathMemoSlot *e = &m->slots[(h + i) & (PATH_MEMO_SLOTS - 1)];
+
+                if (!e->path) {
+                        free_slot = e;
+                        break;
+                }
+                if (e->hash == h && (e->path == p || streq(jpath_text(e->path), jpath_text(p)))) {
+                        *found_null = e->found_null;
+                        return e->value;
+                }
+        }
+        v = jpath_lookup(p, root, &null);
+        if (free_slot)
+                *free_slot = (PathMemoSlot) { .path = p, .hash = h, .value = v, .found_null = null };
+        *found_null = null;
+        return v;
+}
+
+/* m: the memo when value is the event root, else NULL. */
+static int eval(const Condition *c, json_object *value, Failure *f, PathMemo *m) {
         json_object *v;
         bool found_null;
         int r;
@@ -310,14 +356,14 @@ static int eval(const Condition *c, json_object *value, Failure *f) {
         switch (c->kind) {
         case COND_ALL:
                 for (size_t i = 0; i < c->n_children; i++) {
-                        r = eval(c->children[i], value, f);
+                        r = eval(c->children[i], value, f, m);
                         if (r <= 0)
                                 return r;
                 }
                 return 1;
         case COND_ANY:
                 for (size_t i = 0; i < c->n_children; i++) {
-                        r = eval(c->children[i], value, f);
+                        r = eval(c->children[i], value, f, m);
                         if (r != 0)
                                 return r;
                 }
@@ -325,7 +371,7 @@ static int eval(const Condition *c, json_object *value, Failure *f) {
                         *f = (Failure) { .cond = c };
                 return 0;
         case COND_NOT:
-                r = eval(c->children[0], value, NULL);
+                r = eval(c->children[0], value, NULL, m);
                 if (r < 0)
                         return r;
                 if (r > 0 && f)
@@ -333,7 +379,8 @@ static int eval(const Condition *c, json_object *value, Failure *f) {
                 return !r;
         case COND_LEAF:
                 /* A JSON null counts as missing: exists is false for it. */
-                v = jpath_lookup(c->field, value, &found_null);
+                found_null = false;
+                v = m ? memo_lookup(m, c->field, value, &found_null) : jpath_lookup(c->field, value, &found_null);
                 if (!v)
                         r = c->op == OP_EXISTS ? !c->exists : ops[c->op].when_missing;
                 else
@@ -348,7 +395,7 @@ static int eval(const Condition *c, json_object *value, Failure *f) {
 int rules_condition_eval(const Condition *c, json_object *value) {
         if (!c)
                 return 1;
-        return eval(c, value, NULL);
+        return eval(c, value, NULL, NULL);
 }
 
 /* --- compiling ----------------------------------------------------------- */
@@ -786,6 +833,7 @@ typedef struct Walk {
         StrBuf *out;      /* explain text, or NULL */
         bool verbose;     /* build lines: explain, or TRACE_RULES on */
         unsigned acting;  /* hits that would act (resolved, not protected) */
+        PathMemo *memo;   /* lookups from the event root, this walk only */
 } Walk;
 
 /* Emits one finished line: to the explain text and to the trace. */
@@ -911,13 +959,13 @@ static int walk_rule(Walk *w, const Rule *rule, StrBuf *line) {
                 return r < 0 ? r : emit(w, line);
         }
 
-        r = rules_condition_eval(rule->when, w->event);
+        r = rule->when ? eval(rule->when, w->event, NULL, w->memo) : 1;
         if (r < 0)
                 return r;
         if (r == 0) {
                 if (!w->verbose)
                         return 0;
-                (void) eval(rule->when, w->event, &f);
+                (void) eval(rule->when, w->event, &f, w->memo);
                 r = strbuf_printf(line, "rule %s: no match: ", rule->name);
                 if (r >= 0)
                         r = describe_failure(&f, line);
@@ -948,7 +996,7 @@ static int walk_rule(Walk *w, const Rule *rule, StrBuf *line) {
                 if (!rule->where)
                         r = 1;
                 else
-                        r = eval(rule->where, element, have_failure ? NULL : &f);
+                        r = eval(rule->where, element, have_failure ? NULL : &f, NULL);
                 if (r < 0)
                         return r;
                 if (r == 0) {
@@ -983,9 +1031,11 @@ static int walk_rule(Walk *w, const Rule *rule, StrBuf *line) {
 
 static int walk(Walk *w) {
         _cleanup_(strbuf_free) StrBuf line;
+        PathMemo memo = {};
         unsigned matched = 0;
         int r;
 
+        w->memo = &memo;
         strbuf_init(&line, 4096);
         w->verbose = w->out || (log_get_trace() & TRACE_RULES);
 

@@ -510,6 +510,34 @@ TEST(evaluate) {
         config_free(c);
 }
 
+/* The same path text in many conditions is resolved once per evaluation
+ * from the event root (rules.c memo); a where: clause resolves it from its
+ * element, and a JSON null stays "missing". */
+TEST(shared_paths) {
+        Config *c = load("rules:\n"
+                         "  - { name: r1, source: \"*\", when: { field: a.b, equals: x }, action: notify, user: u@example.com }\n"
+                         "  - { name: r2, source: \"*\", when: { field: a.b, equals: y }, action: notify, user: u@example.com }\n"
+                         "  - { name: r3, source: \"*\", when: { field: a.b, exists: true }, for_each: list,\n"
+                         "      where: { field: a.b, equals: z }, action: notify, user: \"${u}\" }\n"
+                         "  - { name: r4, source: \"*\", when: { field: a.n, exists: false }, action: notify, user: u@example.com }\n"
+                         "  - { name: r5, source: \"*\", when: { field: /a/b, equals: y }, action: notify, user: u@example.com }\n");
+        json_object *e = json_tokener_parse("{\"a\": {\"b\": \"y\", \"n\": null},"
+                                            " \"list\": [{\"a\": {\"b\": \"z\"}, \"u\": \"v@example.com\"}, {\"a\": {\"b\": \"y\"}}]}");
+        RuleHits hits = {};
+
+        ASSERT_NOT_NULL(e);
+        ASSERT_EQ(rules_evaluate(c, "okta", e, &hits), 4);
+        ASSERT_EQ(hits.n, 4);
+        ASSERT_STREQ(hits.hits[0].rule->name, "r2");
+        ASSERT_STREQ(hits.hits[1].rule->name, "r3");
+        ASSERT_STREQ(hits.hits[1].user, "v@example.com");
+        ASSERT_STREQ(hits.hits[2].rule->name, "r4");
+        ASSERT_STREQ(hits.hits[3].rule->name, "r5");
+        rule_hits_free(&hits);
+        json_object_put(e);
+        config_free(c);
+}
+
 TEST(for_each_limits) {
         Config *c = load("rules:\n  - { name: r, source: \"*\", for_each: list, action: notify, user: \"${u}\" }\n");
         json_object *e = json_object_new_object(), *list = json_object_new_array();
@@ -739,6 +767,7 @@ int main(void) {
         RUN(compile_problems);
         RUN(templates);
         RUN(evaluate);
+        RUN(shared_paths);
         RUN(for_each_limits);
         RUN(explain);
         RUN(ctl_explain);
