@@ -24,6 +24,9 @@
 #define SCHEMA_VERSION 1
 #define DEDUP_WINDOW_DEFAULT_USEC (24ULL * 3600ULL * USEC_PER_SEC)
 #define MAX_PAGE_COUNT_DEFAULT UINT64_C(1073741823)
+/* WAL size (pages) past which the writer checkpoints after a commit: SQLite's
+ * default auto-checkpoint threshold, but run after the batch is answered. */
+#define STORE_WAL_CHECKPOINT_PAGES 1000
 
 static const char *const action_status_table[_ACTION_STATUS_MAX] = {
         [ACTION_STATUS_QUEUED] = "queued",
@@ -261,6 +264,7 @@ struct Store {
         sd_event_source *kick_source; /* wakes the writer once per loop iteration */
         int efd;
         sqlite3 *wdb, *rdb;
+        int wal_pages;            /* writer thread only: WAL size after the last commit */
         sqlite3_stmt *wst[_W_MAX];
         sqlite3_stmt *rst[_R_MAX];
 
@@ -1279,6 +1283,31 @@ fail:
         return r;
 }
 
+/* Replaces SQLite's auto-checkpoint, which ran inside the COMMIT that
+ * crossed 1,000 WAL pages, before that batch's callers were woken. */
+static int wal_hook(void *userdata, sqlite3 *db, const char *name, int pages) {
+        Store *s = userdata;
+
+        s->wal_pages = pages;
+        return SQLITE_OK;
+}
+
+/* Off the commit path: after the batch's completions are handed to the
+ * loop. PASSIVE like SQLite's own auto-checkpoint (never waits for
+ * readers); a failure (disk full, busy) is tried again after the next
+ * commit. */
+static void writer_checkpoint(Store *s) {
+        int rc;
+
+        if (s->wal_pages < STORE_WAL_CHECKPOINT_PAGES)
+                return;
+        rc = sqlite3_wal_checkpoint_v2(s->wdb, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc == SQLITE_OK)
+                s->wal_pages = 0;
+        else
+                log_debug("store: WAL checkpoint failed: %s, will retry", sqlite3_errstr(rc));
+}
+
 static void *writer_main(void *userdata) {
         Store *s = userdata;
 
@@ -1333,6 +1362,8 @@ static void *writer_main(void *userdata) {
 
                 if (write(s->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
                         log_warning_errno(errno, "store: cannot wake the loop: %m, ignoring");
+
+                writer_checkpoint(s);
         }
         return NULL;
 }
@@ -1769,6 +1800,7 @@ int store_open(const char *path, sd_event *e, const StoreOptions *opts, Store **
             (r = sql_exec(s->wdb, "PRAGMA busy_timeout = 5000")) < 0 ||
             (r = sql_exec(s->wdb, "PRAGMA cache_size = -65536")) < 0)
                 goto fail;
+        (void) sqlite3_wal_hook(s->wdb, wal_hook, s);
         r = schema_migrate(s);
         if (r < 0)
                 goto fail;
