@@ -126,3 +126,7 @@ size_t users_api_pending(UsersApi *api);
 const char *users_api_operation_to_string(UsersApiOperation op);
 const char *users_api_state_to_string(OpUserState s);
 void op_user_done(OpUser *u);
+/* True when the API User object's "email", trimmed of blanks, equals want
+ * (already trimmed) ignoring ASCII case: how the directory and remedyctl
+ * match people. */
+bool users_api_user_has_email(json_object *user, const char *want);

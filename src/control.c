@@ -455,22 +455,6 @@ out:
         users_job_free(j);
 }
 
-static bool email_equal(json_object *user, const char *want) {
-        json_object *v;
-        const char *e;
-        size_t wl = strlen(want), el;
-
-        if (!json_object_object_get_ex(user, "email", &v) || !json_object_is_type(v, json_type_string))
-                return false;
-        e = json_object_get_string(v);
-        while (*e == ' ' || *e == '\t')
-                e++;
-        el = strlen(e);
-        while (el > 0 && (e[el - 1] == ' ' || e[el - 1] == '\t'))
-                el--;
-        return el == wl && strncasecmp(e, want, wl) == 0;
-}
-
 static void on_users_page(UsersApi *api, const UsersApiResult *res, void *userdata) {
         UsersJob *j = userdata;
         json_object *results;
@@ -490,7 +474,7 @@ static void on_users_page(UsersApi *api, const UsersApiResult *res, void *userda
 
                         if (!json_object_is_type(u, json_type_object))
                                 continue;
-                        if (j->email && !email_equal(u, j->email))
+                        if (j->email && !users_api_user_has_email(u, j->email))
                                 continue;
                         if (json_object_array_length(j->users) >= LIMIT_DIRECTORY_USERS)
                                 goto fail;

@@ -137,22 +137,6 @@ static void on_get(UsersApi *api, const UsersApiResult *res, void *userdata) {
         finish(run, USERS_OK);
 }
 
-static bool email_matches(json_object *user, const char *want) {
-        json_object *v;
-        const char *e;
-        size_t wl = strlen(want), el;
-
-        if (!json_object_object_get_ex(user, "email", &v) || !json_object_is_type(v, json_type_string))
-                return false;
-        e = json_object_get_string(v);
-        while (*e == ' ' || *e == '\t')
-                e++;
-        el = strlen(e);
-        while (el > 0 && (e[el - 1] == ' ' || e[el - 1] == '\t'))
-                el--;
-        return el == wl && strncasecmp(e, want, wl) == 0;
-}
-
 static void on_page(UsersApi *api, const UsersApiResult *res, void *userdata) {
         UsersRun *run = userdata;
         json_object *results;
@@ -171,7 +155,7 @@ static void on_page(UsersApi *api, const UsersApiResult *res, void *userdata) {
 
                         if (!json_object_is_type(u, json_type_object))
                                 continue;
-                        if (run->want_email && !email_matches(u, run->want_email))
+                        if (run->want_email && !users_api_user_has_email(u, run->want_email))
                                 continue;
                         if (json_object_array_add(run->users, json_object_get(u)) < 0) {
                                 json_object_put(u);

@@ -841,3 +841,19 @@ size_t users_api_pending(UsersApi *api) {
                 n++;
         return n;
 }
+
+bool users_api_user_has_email(json_object *user, const char *want) {
+        json_object *v;
+        const char *e;
+        size_t wl = strlen(want), el;
+
+        if (!json_object_object_get_ex(user, "email", &v) || !json_object_is_type(v, json_type_string))
+                return false;
+        e = json_object_get_string(v);
+        while (*e == ' ' || *e == '\t')
+                e++;
+        el = strlen(e);
+        while (el > 0 && (e[el - 1] == ' ' || e[el - 1] == '\t'))
+                el--;
+        return el == wl && strncasecmp(e, want, wl) == 0;
+}
