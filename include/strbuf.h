@@ -20,6 +20,9 @@ void strbuf_reset(StrBuf *b);
 int strbuf_append(StrBuf *b, const char *s, size_t n);
 int strbuf_puts(StrBuf *b, const char *s);
 int strbuf_printf(StrBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends s percent-encoded: everything but RFC 3986's unreserved
+ * characters becomes %XX (query strings, form bodies). -E2BIG as above. */
+int strbuf_append_urlencoded(StrBuf *b, const char *s);
 /* Takes the buffer out (caller frees with mem_free); returns "" copy when
  * empty, NULL on OOM. The StrBuf is reset. */
 char *strbuf_steal(StrBuf *b);

@@ -584,25 +584,6 @@ static int on_revoke_defer(sd_event_source *s, void *userdata) {
         return 0;
 }
 
-/* application/x-www-form-urlencoded value */
-static int form_escape(StrBuf *b, const char *s) {
-        static const char hex[] = "0123456789ABCDEF";
-        int r = 0;
-
-        for (; *s && r >= 0; s++) {
-                unsigned char ch = (unsigned char) *s;
-
-                if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-                    ch == '-' || ch == '.' || ch == '_' || ch == '~')
-                        r = strbuf_append(b, (const char *) &ch, 1);
-                else {
-                        char e[3] = { '%', hex[ch >> 4], hex[ch & 15] };
-                        r = strbuf_append(b, e, 3);
-                }
-        }
-        return r;
-}
-
 int oauth_revoke(OAuth *o, void (*done)(void *userdata), void *userdata) {
         const char *headers[3] = {};
         _cleanup_free_ char *url = NULL;
@@ -627,7 +608,7 @@ int oauth_revoke(OAuth *o, void (*done)(void *userdata), void *userdata) {
         strbuf_init(&body, OAUTH_TOKEN_MAX_BYTES * 3 + 16);
         r = strbuf_puts(&body, "token=");
         if (r >= 0)
-                r = form_escape(&body, o->token);
+                r = strbuf_append_urlencoded(&body, o->token);
         if (r >= 0)
                 r = url_join(o->base_url, revoke_path(o->api_version), &url);
         if (r >= 0)

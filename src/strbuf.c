@@ -88,3 +88,21 @@ char *strbuf_steal(StrBuf *b) {
         strbuf_init(b, b->max);
         return d;
 }
+
+int strbuf_append_urlencoded(StrBuf *b, const char *s) {
+        static const char hex[] = "0123456789ABCDEF";
+        int r = 0;
+
+        for (; *s && r >= 0; s++) {
+                unsigned char ch = (unsigned char) *s;
+
+                if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+                    ch == '-' || ch == '.' || ch == '_' || ch == '~')
+                        r = strbuf_append(b, (const char *) &ch, 1);
+                else {
+                        char e[3] = { '%', hex[ch >> 4], hex[ch & 15] };
+                        r = strbuf_append(b, e, 3);
+                }
+        }
+        return r;
+}

@@ -600,24 +600,6 @@ static int call_start(UsersApiCall *c) {
         return call_send(c, token, gen);
 }
 
-static int escape_append(StrBuf *b, const char *s) {
-        static const char hex[] = "0123456789ABCDEF";
-        int r = 0;
-
-        for (; *s && r >= 0; s++) {
-                unsigned char ch = (unsigned char) *s;
-
-                if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-                    ch == '-' || ch == '.' || ch == '_' || ch == '~')
-                        r = strbuf_append(b, (const char *) &ch, 1);
-                else {
-                        char e[3] = { '%', hex[ch >> 4], hex[ch & 15] };
-                        r = strbuf_append(b, e, 3);
-                }
-        }
-        return r;
-}
-
 static int build_url(const ApiSettings *s, UsersApiOperation op, const char *user_id, const char *filter,
                      unsigned max_page_size, const char *page_token, char **ret) {
         StrBuf b;
@@ -627,13 +609,13 @@ static int build_url(const ApiSettings *s, UsersApiOperation op, const char *use
         strbuf_init(&b, USERS_API_URL_MAX);
         r = strbuf_printf(&b, "%s/%s/accounts/", s->base_url, s->api_version == API_VERSION_V1 ? "v1" : "v1beta1");
         if (r >= 0)
-                r = escape_append(&b, s->account_id);
+                r = strbuf_append_urlencoded(&b, s->account_id);
         if (r >= 0)
                 r = strbuf_puts(&b, "/users");
         if (r >= 0 && user_id) {
                 r = strbuf_puts(&b, "/");
                 if (r >= 0)
-                        r = escape_append(&b, user_id);
+                        r = strbuf_append_urlencoded(&b, user_id);
                 /* The action colon is literal, not %3A. */
                 if (r >= 0 && op == USERS_API_SUSPEND)
                         r = strbuf_puts(&b, ":suspend");
@@ -644,7 +626,7 @@ static int build_url(const ApiSettings *s, UsersApiOperation op, const char *use
                 r = strbuf_printf(&b, "%cfilter=", sep);
                 sep = '&';
                 if (r >= 0)
-                        r = escape_append(&b, filter);
+                        r = strbuf_append_urlencoded(&b, filter);
         }
         if (r >= 0 && max_page_size > 0) {
                 r = strbuf_printf(&b, "%cmax_page_size=%u", sep, max_page_size);
@@ -653,7 +635,7 @@ static int build_url(const ApiSettings *s, UsersApiOperation op, const char *use
         if (r >= 0 && page_token && *page_token) {
                 r = strbuf_printf(&b, "%cpage_token=", sep);
                 if (r >= 0)
-                        r = escape_append(&b, page_token);
+                        r = strbuf_append_urlencoded(&b, page_token);
         }
         if (r < 0) {
                 strbuf_free(&b);

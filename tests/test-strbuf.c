@@ -34,8 +34,18 @@ TEST(growth) {
         strbuf_free(&b);
 }
 
+TEST(urlencoded) {
+        StrBuf b;
+
+        strbuf_init(&b, 64);
+        ASSERT_OK(strbuf_append_urlencoded(&b, "a+b/c=d e~_.-"));
+        ASSERT_STREQ(b.data, "a%2Bb%2Fc%3Dd%20e~_.-");
+        strbuf_free(&b);
+}
+
 int main(void) {
         RUN(limits);
         RUN(growth);
+        RUN(urlencoded);
         HARNESS_DONE();
 }
