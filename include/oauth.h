@@ -74,3 +74,11 @@ typedef struct OAuthState {
         uint64_t failures;          /* failed token requests */
 } OAuthState;
 void oauth_state(OAuth *o, OAuthState *ret);
+
+#define OAUTH_TOKEN_MAX_BYTES 4096u
+
+/* Reads a token endpoint's 200 body: 0 with the access token (a copy, at
+ * most OAUTH_TOKEN_MAX_BYTES, no CR/LF) and its lifetime in seconds clamped
+ * to 1 s..30 days (expires_in absent: the default), -EBADMSG when there is
+ * no usable bearer token, -ENOMEM. Exported for the fuzz target. */
+int oauth_parse_token(const char *body, size_t size, char **ret_token, uint64_t *ret_lifetime_sec);

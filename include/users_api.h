@@ -123,6 +123,18 @@ size_t users_api_cancel(UsersApi *api, void *userdata);
 /* Calls started and not yet called back. */
 size_t users_api_pending(UsersApi *api);
 
+/* How a response is read (the callbacks see the outcome; exported for the
+ * fuzz target). Fills res->body (the parsed JSON, or NULL) and, for a 2xx,
+ * res->user (get/suspend/reactivate) or res->users/n_users/next_page_token
+ * (list); for any other status, res->api_code/api_message from an error
+ * body. Returns 0 for a usable 2xx, -EBADMSG for a 2xx that is not the
+ * expected JSON, -E2BIG for a list page over LIMIT_DIRECTORY_USERS, -ENOMEM,
+ * or the errno of the status ("Errors" above: -EINVAL, -EACCES, -EPERM,
+ * -ENOENT, -EBUSY, -EREMOTEIO). Release with users_api_result_done(). */
+int users_api_parse_response(UsersApiOperation op, long status, const char *body, size_t size,
+                             UsersApiResult *res);
+void users_api_result_done(UsersApiResult *r);
+
 const char *users_api_operation_to_string(UsersApiOperation op);
 const char *users_api_state_to_string(OpUserState s);
 void op_user_done(OpUser *u);

@@ -21,7 +21,6 @@
 #include "strbuf.h"
 #include "util.h"
 
-#define OAUTH_TOKEN_MAX_BYTES 4096u
 #define OAUTH_RESPONSE_MAX_BYTES (64u * 1024u)
 #define OAUTH_REFRESH_BEFORE_USEC (60ULL * USEC_PER_SEC)
 
@@ -215,8 +214,7 @@ static void fetch_failed(OAuth *o, int error, long status) {
         fire_waiters(o, error, status);
 }
 
-/* Parses a token response; 0 with a token and lifetime, or -EBADMSG. */
-static int parse_token(const char *body, size_t size, char **ret_token, uint64_t *ret_lifetime_sec) {
+int oauth_parse_token(const char *body, size_t size, char **ret_token, uint64_t *ret_lifetime_sec) {
         _cleanup_(json_object_putp) json_object *j = NULL;
         json_tokener *tok;
         json_object *v;
@@ -224,6 +222,8 @@ static int parse_token(const char *body, size_t size, char **ret_token, uint64_t
         int64_t life = OAUTH_DEFAULT_LIFETIME_SEC;
         char *copy;
 
+        if (size > INT32_MAX)
+                return -EBADMSG;
         tok = json_tokener_new_ex(LIMIT_JSON_DEPTH);
         if (!tok)
                 return -ENOMEM;
@@ -295,7 +295,7 @@ static void on_fetch_done(HttpClient *c, const HttpResponse *resp, void *userdat
                 fetch_failed(o, r, resp->status);
                 return;
         }
-        r = parse_token(resp->body, resp->body_size, &token, &life);
+        r = oauth_parse_token(resp->body, resp->body_size, &token, &life);
         if (r < 0) {
                 set_error(o, "token endpoint answered 200 without a usable bearer token");
                 log_warning_errno(r, "oauth: token response unusable (no access_token, or token_type not bearer)");

@@ -163,7 +163,7 @@ static OAuthSettings oauth_settings(const Config *c, const ApiSettings *s) {
         };
 }
 
-static void result_done(UsersApiResult *r) {
+void users_api_result_done(UsersApiResult *r) {
         mem_free(r->api_code);
         mem_free(r->api_message);
         if (r->user) {
@@ -189,7 +189,7 @@ static void call_free(UsersApiCall *c) {
                 oauth_cancel(api->oauth, c->token_waiter);
         }
         c->retry_timer = sd_event_source_disable_unref(c->retry_timer);
-        result_done(&c->result);
+        users_api_result_done(&c->result);
         settings_unref(c->settings);
         mem_free(c->url);
         mem_free(c);
@@ -374,15 +374,14 @@ static int user_parse(json_object *o, OpUser *u) {
         return 0;
 }
 
-static int parse_success(UsersApiCall *c, json_object *j) {
-        UsersApiResult *res = &c->result;
+static int parse_success(UsersApiOperation op, json_object *j, UsersApiResult *res) {
         json_object *v;
         int r;
 
         if (!json_object_is_type(j, json_type_object))
                 return -EBADMSG;
 
-        if (c->op != USERS_API_LIST) {
+        if (op != USERS_API_LIST) {
                 OpUser *u = mem_calloc(1, sizeof(*u));
 
                 if (!u)
@@ -464,10 +463,20 @@ static int status_to_errno(long status) {
         }
 }
 
+int users_api_parse_response(UsersApiOperation op, long status, const char *body, size_t size,
+                             UsersApiResult *res) {
+        json_object *j = parse_json(body, size);
+
+        res->body = j;
+        if (status >= 200 && status < 300)
+                return j ? parse_success(op, j, res) : -EBADMSG;
+        parse_error_body(res, j);
+        return status_to_errno(status);
+}
+
 static void on_response(HttpClient *http, const HttpResponse *resp, void *userdata) {
         UsersApiCall *c = userdata;
         UsersApi *api = c->api;
-        json_object *j;
         int r;
 
         c->req = NULL;
@@ -496,11 +505,8 @@ static void on_response(HttpClient *http, const HttpResponse *resp, void *userda
                 }
         }
 
-        j = parse_json(resp->body, resp->body_size);
-        c->result.body = j;
-
+        r = users_api_parse_response(c->op, resp->status, resp->body, resp->body_size, &c->result);
         if (resp->status >= 200 && resp->status < 300) {
-                r = j ? parse_success(c, j) : -EBADMSG;
                 if (r == -EBADMSG) {
                         log_warning("users_api: %s answered HTTP %ld with a body that is not the expected JSON",
                                     users_api_operation_to_string(c->op), resp->status);
@@ -514,7 +520,6 @@ static void on_response(HttpClient *http, const HttpResponse *resp, void *userda
                 return;
         }
 
-        parse_error_body(&c->result, j);
         if (resp->status == 401 && !c->retried_401) {
                 c->retried_401 = true;
                 log_trace(TRACE_OAUTH, "users_api: %s got HTTP 401, fetching a fresh token and retrying once",
@@ -532,10 +537,10 @@ static void on_response(HttpClient *http, const HttpResponse *resp, void *userda
                 return;
         }
         if (resp->status == 429 || resp->status >= 500) {
-                call_retry_or_fail(c, status_to_errno(resp->status), resp->status, resp->retry_after_usec);
+                call_retry_or_fail(c, r, resp->status, resp->retry_after_usec);
                 return;
         }
-        call_fail(c, status_to_errno(resp->status), resp->status, /* transient= */ false);
+        call_fail(c, r, resp->status, /* transient= */ false);
 }
 
 static int call_send(UsersApiCall *c, const char *token, uint64_t generation) {
