@@ -7,8 +7,9 @@
  *     for_each shape, ${event.X} reaching the root);
  *   - the template is rendered against the document;
  *   - conditions with TEXT as the field, one per operator (ignore_case on
- *     and off, under all/any/not), are compiled from YAML exactly as
- *     config.c does and evaluated against the document. */
+ *     and off, under all/any/not; a quarter of them per input, picked by
+ *     its last byte), are compiled from YAML exactly as config.c does and
+ *     evaluated against the document. */
 #include <string.h>
 
 #include <json-c/json.h>
@@ -72,35 +73,52 @@ static char *yaml_escape(const char *s, size_t n) {
         return buf;
 }
 
-static void eval_conditions(const char *field, size_t field_len, json_object *doc) {
+/* A quarter of the conditions per input (the input's last byte picks
+ * which quarter), in one YAML flow sequence: one parser per input. Building
+ * every condition for every input (23 parsers, 4 regcomp) made this target
+ * run at ~1,600 inputs/s; the fuzzer still reaches every operator. */
+#define CONDITION_GROUPS 4
+
+static void eval_conditions(const char *field, size_t field_len, unsigned group, json_object *doc) {
+        const size_t n_all = sizeof(condition_templates) / sizeof(condition_templates[0]);
+        const size_t n_templates = (n_all - group + CONDITION_GROUPS - 1) / CONDITION_GROUPS;
         char *esc = yaml_escape(field, field_len);
-        size_t cap = 8 * field_len + 512;     /* some conditions name the field twice */
+        size_t esc_len = strlen(esc);
+        size_t cap = n_templates * (2 * esc_len + 128) + 16, len = 0;
         char *yaml_text = mem_malloc(cap);
+        yaml_parser_t parser;
+        yaml_document_t d;
+        yaml_node_t *root;
 
         if (!yaml_text)
                 abort();
-        for (size_t i = 0; i < sizeof(condition_templates) / sizeof(condition_templates[0]); i++) {
-                yaml_parser_t parser;
-                yaml_document_t d;
-                yaml_node_t *root;
-                Condition *c;
+        yaml_text[len++] = '[';
+        for (size_t i = 0; i < n_templates; i++) {
                 int n;
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
-                n = snprintf(yaml_text, cap, condition_templates[i], esc, esc);
+                n = snprintf(yaml_text + len, cap - len, condition_templates[group + i * CONDITION_GROUPS], esc, esc);
 #pragma GCC diagnostic pop
-                if (n < 0 || (size_t) n >= cap)
+                if (n < 0 || (size_t) n + 2 >= cap - len)
                         abort();
-                if (!yaml_parser_initialize(&parser))
-                        abort();
-                yaml_parser_set_input_string(&parser, (const unsigned char *) yaml_text, (size_t) n);
-                if (!yaml_parser_load(&parser, &d)) {
-                        /* The escaping makes every field a valid scalar. */
-                        abort();
-                }
-                root = yaml_document_get_root_node(&d);
-                c = root ? rules_condition_compile(&d, root, no_problem, NULL) : NULL;
+                len += (size_t) n;
+                yaml_text[len++] = i + 1 < n_templates ? ',' : ']';
+        }
+        if (!yaml_parser_initialize(&parser))
+                abort();
+        yaml_parser_set_input_string(&parser, (const unsigned char *) yaml_text, len);
+        /* The escaping makes every field a valid scalar. */
+        if (!yaml_parser_load(&parser, &d))
+                abort();
+        root = yaml_document_get_root_node(&d);
+        if (!root || root->type != YAML_SEQUENCE_NODE ||
+            (size_t) (root->data.sequence.items.top - root->data.sequence.items.start) != n_templates)
+                abort();
+        for (yaml_node_item_t *item = root->data.sequence.items.start; item < root->data.sequence.items.top; item++) {
+                yaml_node_t *node = yaml_document_get_node(&d, *item);
+                Condition *c = node ? rules_condition_compile(&d, node, no_problem, NULL) : NULL;
+
                 if (c) {
                         int r = rules_condition_eval(c, doc);
 
@@ -108,9 +126,9 @@ static void eval_conditions(const char *field, size_t field_len, json_object *do
                                 abort();
                         rules_condition_free(c);
                 }
-                yaml_document_delete(&d);
-                yaml_parser_delete(&parser);
         }
+        yaml_document_delete(&d);
+        yaml_parser_delete(&parser);
         mem_free(yaml_text);
         mem_free(esc);
 }
@@ -195,7 +213,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         } else if (err_off > text_len)
                 abort();
 
-        eval_conditions((const char *) data, text_len, doc);
+        eval_conditions((const char *) data, text_len, size > 0 ? data[size - 1] % CONDITION_GROUPS : 0, doc);
 
         json_object_put(doc);
         mem_free(text);
