@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
 #include <systemd/sd-event.h>
 
 #include "alloc.h"
@@ -615,6 +616,73 @@ TEST(crash_recovery) {
         store_close(s);
 }
 
+static void sql(const char *path, const char *text) {
+        sqlite3 *db = NULL;
+
+        ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+        ASSERT_EQ(sqlite3_exec(db, text, NULL, NULL, NULL), SQLITE_OK);
+        ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+}
+
+/* A version 1 database kept an audit row per event beside the events row;
+ * version 2 reads events from their table, so the migration drops those
+ * rows (or history would show every event twice) and adds the time index. */
+TEST(schema_v1_migration) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        StoreAuditEntry *h = NULL;
+        Result a = {}, b = {};
+        char text[512];
+        size_t n = 0;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 0, HOUR);
+        submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &a);
+        store_close(s);
+        /* What version 1 left behind. */
+        (void) snprintf(text, sizeof(text),
+                        "DROP INDEX events_time;"
+                        "INSERT INTO audit (time_usec, kind, event_id, detail) "
+                        "SELECT received_usec, 'event', id, source FROM events;"
+                        "PRAGMA user_version = 1;");
+        sql(dbpath, text);
+
+        s = open_store(e, 0, HOUR);
+        submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "b@example.com", NULL, ACTION_STATUS_QUEUED }, &b);
+        ASSERT_OK(store_history(s, NULL, 0, 0, &h, &n));
+        ASSERT_EQ(n, 4u);       /* two events, two decisions, each once */
+        ASSERT_STREQ(h[0].kind, "decision");
+        ASSERT_STREQ(h[1].kind, "event");
+        ASSERT_STREQ(h[1].event_id, b.event_id);
+        ASSERT_STREQ(h[3].kind, "event");
+        ASSERT_STREQ(h[3].event_id, a.event_id);
+        ASSERT_STREQ(h[3].detail, "splunk");
+        store_audit_free(h, n);
+        /* limit applies to the merged list, newest first */
+        ASSERT_OK(store_history(s, NULL, 0, 3, &h, &n));
+        ASSERT_EQ(n, 3u);
+        ASSERT_STREQ(h[2].kind, "decision");
+        ASSERT_STREQ(h[2].user, "a@example.com");
+        store_audit_free(h, n);
+        store_close(s);
+        sql(dbpath, "CREATE TABLE check_v2 AS SELECT 1 FROM pragma_index_list('events') WHERE name = 'events_time';");
+        {
+                sqlite3 *db = NULL;
+                sqlite3_stmt *st = NULL;
+
+                ASSERT_EQ(sqlite3_open(dbpath, &db), SQLITE_OK);
+                ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM check_v2), "
+                                             "(SELECT user_version FROM pragma_user_version)", -1, &st, NULL),
+                          SQLITE_OK);
+                ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+                ASSERT_EQ(sqlite3_column_int(st, 0), 1);
+                ASSERT_EQ(sqlite3_column_int(st, 1), 2);
+                sqlite3_finalize(st);
+                sqlite3_close(db);
+        }
+}
+
 static void claim_all(sd_event *e, Store *s, uint64_t when, Claimed *c) {
         *c = (Claimed) {};
         ASSERT_OK(store_claim_due(s, when, 64, on_claim, c));
@@ -927,6 +995,7 @@ int main(int argc, char **argv) {
         RUN(release_and_cancel);
         RUN(lifecycle);
         RUN(crash_recovery);
+        RUN(schema_v1_migration);
         RUN(timed_reactivation);
         RUN(failing_commit);
         RUN(open_errors);
