@@ -467,6 +467,20 @@ def smaps_kib(pid):
     return {"pss": g("Pss"), "private": g("Private_Dirty") + g("Private_Clean"), "shared_clean": g("Shared_Clean")}
 
 
+def floor_rss(d, fake):
+    """The baseline: rss-floor links the same libraries and does the least
+    remedyd's job needs of them (see bench/rss-floor.c), then idles."""
+    p = subprocess.Popen([os.path.join(ARGS.tools, "rss-floor"), fake.url + "/", os.path.join(d, "floor.db")],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        if not p.stdout.readline().startswith("ready"):
+            raise RuntimeError("rss-floor did not start")
+        time.sleep(1)
+        return rss_kib(p.pid)[0], smaps_kib(p.pid)
+    finally:
+        stop_proc(p)
+
+
 def bench_memory():
     for users in (10, 100000):
         d = fresh_dir("memory-%d" % users)
@@ -483,6 +497,7 @@ def bench_memory():
                 sm = smaps_kib(r.pid)
             finally:
                 r.stop()
+            floor = floor_rss(d, fake) if users == 10 else None
         finally:
             fake.stop()
         target = 10 if users == 10 else 48
@@ -490,6 +505,12 @@ def bench_memory():
             "shared library pages, %.1f MiB private; PSS %.1f MiB [%.0f s]"
             % (users, rss / 1024, hwm / 1024, target, sm["shared_clean"] / 1024, sm["private"] / 1024,
                sm["pss"] / 1024, time.monotonic() - t0))
+        if floor:
+            log("memory: baseline rss-floor (same libraries, their least use, no remedyd code): VmRSS %.1f MiB, "
+                "PSS %.1f MiB; remedyd idle is %+.1f MiB over it"
+                % (floor[0] / 1024, floor[1]["pss"] / 1024, (rss - floor[0]) / 1024))
+            sm["floor_rss_kib"] = floor[0]
+            sm["floor_pss_kib"] = floor[1]["pss"]
         record("memory", users=users, rss_kib=rss, hwm_kib=hwm, machine=machine(), **sm)
 
 
