@@ -220,6 +220,17 @@ def ingest_mhd(dur, seed):
         stop_proc(p)
 
 
+def ingest_mhd_durable(dur, seed):
+    d = fresh_dir("ingest-mhd-durable")
+    p = subprocess.Popen([os.path.join(ARGS.tools, "mhd-durable"), os.path.join(d, "bodies.log")],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(p.stdout.readline().split()[1])
+        return loadgen(port, ["--conns", 64, "--duration", dur, "--count", int(dur * 60000), "--seed", seed])
+    finally:
+        stop_proc(p)
+
+
 def ingest_webhook(dur, seed):
     d = fresh_dir("ingest-webhook")
     port = free_port()
@@ -242,7 +253,8 @@ def bench_ingest():
     rounds = []
     for k in range(ARGS.ingest_rounds):
         rows = {}
-        for name, fn in (("mhd", ingest_mhd), ("remedyd", ingest_remedyd), ("webhook", ingest_webhook)):
+        for name, fn in (("mhd", ingest_mhd), ("mhd-durable", ingest_mhd_durable), ("remedyd", ingest_remedyd),
+                         ("webhook", ingest_webhook)):
             res = fn(dur, seed)
             seed += 1
             rows[name] = res
@@ -253,14 +265,19 @@ def bench_ingest():
                    ("  db rows %d, VmHWM %d KiB" % (res["events_in_db"], res["rss_hwm_kib"])
                     if "events_in_db" in res else ""), machine()["load"]))
         rd, mh, wh = rows["remedyd"]["rate"], rows["mhd"]["rate"], rows["webhook"]["rate"]
-        rows["ratio_webhook"], rows["ratio_mhd"] = rd / wh, rd / mh
-        log("ingest: round %d remedyd/webhook = %.2fx, remedyd/mhd = %.0f%%" % (k + 1, rd / wh, 100 * rd / mh))
+        md = rows["mhd-durable"]["rate"]
+        rows["ratio_webhook"], rows["ratio_mhd"], rows["ratio_mhd_durable"] = rd / wh, rd / mh, rd / md
+        log("ingest: round %d remedyd/webhook = %.2fx, remedyd/mhd = %.0f%%, remedyd/mhd-durable = %.0f%% "
+            "(mhd-durable/mhd = %.0f%%)" % (k + 1, rd / wh, 100 * rd / mh, 100 * rd / md, 100 * md / mh))
         rounds.append(rows)
     med = lambda f: statistics.median(f(r) for r in rounds)  # noqa: E731
-    log("ingest: median of %d rounds: remedyd %.0f/s (target >= 30000/s), webhook %.0f/s, mhd %.0f/s; "
-        "remedyd/webhook %.2fx (target >= 4x), remedyd/mhd %.0f%% (target >= 40%%)"
+    log("ingest: median of %d rounds: remedyd %.0f/s (target >= 30000/s), webhook %.0f/s, mhd %.0f/s, "
+        "mhd-durable %.0f/s; remedyd/webhook %.2fx (target >= 4x), remedyd/mhd %.0f%% (target >= 40%%), "
+        "remedyd/mhd-durable %.0f%%"
         % (len(rounds), med(lambda r: r["remedyd"]["rate"]), med(lambda r: r["webhook"]["rate"]),
-           med(lambda r: r["mhd"]["rate"]), med(lambda r: r["ratio_webhook"]), 100 * med(lambda r: r["ratio_mhd"])))
+           med(lambda r: r["mhd"]["rate"]), med(lambda r: r["mhd-durable"]["rate"]),
+           med(lambda r: r["ratio_webhook"]), 100 * med(lambda r: r["ratio_mhd"]),
+           100 * med(lambda r: r["ratio_mhd_durable"])))
     record("ingest", duration=dur, conns=64, machine=machine(), rounds=rounds)
     return rounds
 

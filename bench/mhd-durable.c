@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+/* mhd-durable: the ceiling for ingest that is durable before it answers.
+ * mhd-baseline plus the one thing the benchmark requires of remedyd that
+ * costs time on this machine's disk: every body is appended to a file and
+ * fdatasync()ed before its 202. A writer thread commits in groups (all that
+ * arrived while the last fdatasync ran, in one write()), the connections
+ * wait suspended, like remedyd's. No authentication, no parsing, no index,
+ * no SQLite. Prints "port N" once listening on 127.0.0.1; runs until
+ * SIGTERM/SIGINT.
+ *
+ *   mhd-durable FILE
+ *
+ * Built by scripts/bench. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BODY_MAX (1024 * 1024)
+
+typedef struct Req {
+        struct MHD_Connection *conn;
+        char *body;
+        size_t len, cap;
+        bool queued, done;
+        struct Req *next;
+} Req;
+
+static struct MHD_Response *accepted;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static Req *pending;
+static int fd = -1;
+static unsigned long long commits, bodies;
+
+static void *writer(void *unused) {
+        char *buf = NULL;
+        size_t cap = 0;
+
+        for (;;) {
+                Req *batch;
+                size_t n = 0;
+
+                pthread_mutex_lock(&lock);
+                while (!pending)
+                        pthread_cond_wait(&cond, &lock);
+                batch = pending;
+                pending = NULL;
+                pthread_mutex_unlock(&lock);
+
+                for (Req *r = batch; r; r = r->next) {
+                        if (n + r->len + 1 > cap) {
+                                cap = 2 * (n + r->len + 1);
+                                buf = realloc(buf, cap);
+                                if (!buf)
+                                        abort();
+                        }
+                        memcpy(buf + n, r->body, r->len);
+                        n += r->len;
+                        buf[n++] = '\n';
+                }
+                if (write(fd, buf, n) != (ssize_t) n || fdatasync(fd) < 0) {
+                        perror("mhd-durable: write");
+                        abort();
+                }
+                commits++;
+                for (Req *r = batch, *next; r; r = next) {
+                        next = r->next;
+                        bodies++;
+                        r->done = true;
+                        MHD_resume_connection(r->conn);
+                }
+        }
+        return NULL;
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                               const char *version, const char *upload_data, size_t *upload_data_size,
+                               void **con_cls) {
+        Req *r = *con_cls;
+
+        if (!r) {
+                r = calloc(1, sizeof(*r));
+                if (!r)
+                        return MHD_NO;
+                r->conn = c;
+                *con_cls = r;
+                return MHD_YES;
+        }
+        if (*upload_data_size > 0) {
+                if (r->len + *upload_data_size > BODY_MAX)
+                        return MHD_NO;
+                if (r->len + *upload_data_size > r->cap) {
+                        r->cap = 2 * (r->len + *upload_data_size);
+                        r->body = realloc(r->body, r->cap);
+                        if (!r->body)
+                                return MHD_NO;
+                }
+                memcpy(r->body + r->len, upload_data, *upload_data_size);
+                r->len += *upload_data_size;
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+        if (r->done)
+                return MHD_queue_response(c, 202, accepted);
+        if (!r->queued) {
+                r->queued = true;
+                MHD_suspend_connection(c);
+                pthread_mutex_lock(&lock);
+                r->next = pending;
+                pending = r;
+                pthread_cond_signal(&cond);
+                pthread_mutex_unlock(&lock);
+        }
+        return MHD_YES;
+}
+
+static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+        Req *r = *con_cls;
+
+        if (r) {
+                free(r->body);
+                free(r);
+                *con_cls = NULL;
+        }
+}
+
+int main(int argc, char **argv) {
+        static const char body[] = "{\"event_id\":\"00000000000000000000000000000000\",\"duplicate\":false,\"actions\":[]}";
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        const union MHD_DaemonInfo *info;
+        struct MHD_Daemon *d;
+        pthread_t t;
+        sigset_t ss;
+        int sig;
+
+        if (argc != 2) {
+                fprintf(stderr, "usage: mhd-durable FILE\n");
+                return 2;
+        }
+        fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                perror("mhd-durable: open");
+                return 1;
+        }
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGTERM);
+        sigaddset(&ss, SIGINT);
+        sigprocmask(SIG_BLOCK, &ss, NULL);
+        if (pthread_create(&t, NULL, writer, NULL) != 0)
+                return 1;
+
+        accepted = MHD_create_response_from_buffer(sizeof body - 1, (void *) body, MHD_RESPMEM_PERSISTENT);
+        MHD_add_response_header(accepted, "Content-Type", "application/json");
+        d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, handler, NULL,
+                             MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                             MHD_OPTION_CONNECTION_LIMIT, 1024,
+                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 16384,
+                             MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
+        if (!d) {
+                fprintf(stderr, "mhd-durable: MHD_start_daemon failed\n");
+                return 1;
+        }
+        info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+        printf("port %u\n", info ? info->port : 0);
+        fflush(stdout);
+        sigwait(&ss, &sig);
+        fprintf(stderr, "mhd-durable: %llu bodies in %llu commits\n", bodies, commits);
+        /* The writer may be inside MHD_resume_connection(): leave without
+         * tearing MHD down under it. */
+        _exit(0);
+}
