@@ -11,6 +11,7 @@
 #include "harness.h"
 #include "http_client.h"
 #include "log.h"
+#include "oauth.h"
 #include "users_api.h"
 #include "util.h"
 #include "version.h"
@@ -160,6 +161,65 @@ TEST(error_mapping) {
         ASSERT_EQ(http_client_curl_error_to_errno(CURLE_COULDNT_RESOLVE_HOST), -EHOSTUNREACH);
         ASSERT_EQ(http_client_curl_error_to_errno(CURLE_PEER_FAILED_VERIFICATION), -EPROTO);
         ASSERT_EQ(http_client_curl_error_to_errno(CURLE_GOT_NOTHING), -ECONNRESET);
+}
+
+/* The parsers on_response() uses, without a server. */
+TEST(parse_response) {
+        static const char list[] =
+                "{\"results\":[{\"id\":\"U1\",\"email\":\"a@example.com\",\"state\":\"SUSPENDED\"},7,"
+                "{\"id\":\"U2\",\"state\":\"WEIRD\"}],\"next_page_token\":\"p2\"}";
+        static const char last[] = "{\"results\":[],\"next_page_token\":\"\"}";
+        static const char user[] = "{\"id\":\"U1\",\"email\":\"a@example.com\",\"state\":\"ACTIVE\"}";
+        static const char err[] = "{\"code\":409,\"message\":\"no_owner_remain\"}";
+        static const char tok_ok[] = "{\"access_token\":\"t\",\"token_type\":\"Bearer\",\"expires_in\":\"900\"}";
+        static const char tok_mac[] = "{\"access_token\":\"t\",\"token_type\":\"mac\"}";
+        static const char tok_crlf[] = "{\"access_token\":\"a\\r\\nb\"}";
+        static const char tok_negative[] = "{\"access_token\":\"t\",\"expires_in\":-5}";
+        UsersApiResult r = {};
+        char *token = NULL;
+        uint64_t life = 0;
+
+        ASSERT_OK(users_api_parse_response(USERS_API_LIST, 200, list, strlen(list), &r));
+        ASSERT_EQ(r.n_users, 2u);      /* the non-object entry is skipped */
+        ASSERT_STREQ(r.users[0].id, "U1");
+        ASSERT_EQ(r.users[0].state, OP_USER_STATE_SUSPENDED);
+        ASSERT_EQ(r.users[1].state, OP_USER_STATE_UNSPECIFIED);
+        ASSERT_STREQ(r.next_page_token, "p2");
+        users_api_result_done(&r);
+        ASSERT_OK(users_api_parse_response(USERS_API_LIST, 200, last, strlen(last), &r));
+        ASSERT_EQ(r.n_users, 0u);
+        ASSERT_NULL(r.next_page_token);
+        users_api_result_done(&r);
+        ASSERT_OK(users_api_parse_response(USERS_API_SUSPEND, 200, user, strlen(user), &r));
+        ASSERT_STREQ(r.user->email, "a@example.com");
+        ASSERT_EQ(r.user->state, OP_USER_STATE_ACTIVE);
+        users_api_result_done(&r);
+        ASSERT_EQ(users_api_parse_response(USERS_API_GET, 200, "[1]", 3, &r), -EBADMSG);
+        users_api_result_done(&r);
+        ASSERT_EQ(users_api_parse_response(USERS_API_GET, 200, "", 0, &r), -EBADMSG);
+        users_api_result_done(&r);
+        ASSERT_EQ(users_api_parse_response(USERS_API_SUSPEND, 409, err, strlen(err), &r), -EREMOTEIO);
+        ASSERT_STREQ(r.api_code, "409");
+        ASSERT_STREQ(r.api_message, "no_owner_remain");
+        ASSERT_NULL(r.user);
+        users_api_result_done(&r);
+        ASSERT_EQ(users_api_parse_response(USERS_API_GET, 404, "not json", 8, &r), -ENOENT);
+        ASSERT_NULL(r.api_code);
+        users_api_result_done(&r);
+        ASSERT_EQ(users_api_parse_response(USERS_API_LIST, 429, "", 0, &r), -EBUSY);
+        users_api_result_done(&r);
+
+        ASSERT_OK(oauth_parse_token(tok_ok, strlen(tok_ok), &token, &life));
+        ASSERT_STREQ(token, "t");
+        ASSERT_EQ(life, 900u);
+        mem_free(token);
+        token = NULL;
+        ASSERT_EQ(oauth_parse_token(tok_mac, strlen(tok_mac), &token, &life), -EBADMSG);
+        ASSERT_EQ(oauth_parse_token(tok_crlf, strlen(tok_crlf), &token, &life), -EBADMSG);
+        ASSERT_NULL(token);
+        ASSERT_OK(oauth_parse_token(tok_negative, strlen(tok_negative), &token, &life));
+        ASSERT_EQ(life, 1u);   /* clamped */
+        mem_free(token);
 }
 
 TEST(token_fetched_and_reused) {
@@ -636,6 +696,7 @@ int main(void) {
         RUN(retry_after_parse);
         RUN(backoff_bounds);
         RUN(error_mapping);
+        RUN(parse_response);
 
         fake_require();
         fake_start(&fake, args);
