@@ -62,6 +62,7 @@ typedef struct Loader {
 
         bool have_onepassword;
         bool main_unparsed;  /* syntax error in the main file: nothing else to check */
+        uint64_t regex_budget; /* LIMIT_CONFIG_REGEX_EXPANSION, less what the patterns use */
 } Loader;
 
 typedef struct Field Field;
@@ -535,7 +536,7 @@ static int p_condition(Loader *l, yaml_node_t *v, void *dst, const Field *f, con
 
         if (node_is_null(v))
                 return 0;
-        c = rules_condition_compile(l->doc, v, rules_problem, l);
+        c = rules_condition_compile_budget(l->doc, v, rules_problem, l, &l->regex_budget);
         if (!c)
                 /* NULL without a problem is OOM: never let that turn into
                  * "no condition", which would match everything. */
@@ -1709,7 +1710,7 @@ static void loader_done(Loader *l) {
 
 int config_load(const char *path, unsigned flags, Config **ret, ConfigProblems *problems) {
         _cleanup_(config_freep) Config *c = NULL;
-        _cleanup_(loader_done) Loader l = { .flags = flags };
+        _cleanup_(loader_done) Loader l = { .flags = flags, .regex_budget = LIMIT_CONFIG_REGEX_EXPANSION };
         int r;
 
         if (!path || !ret)

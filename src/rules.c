@@ -406,7 +406,133 @@ typedef struct Compiler {
         void *userdata;
         unsigned nodes;
         bool nodes_reported;
+        uint64_t *regex_budget;  /* the config's, or NULL */
 } Compiler;
+
+#define EXPANSION_CAP (UINT64_C(1) << 40)
+
+static uint64_t sat_add(uint64_t a, uint64_t b) {
+        return a + b > EXPANSION_CAP ? EXPANSION_CAP : a + b;
+}
+
+static uint64_t sat_mul(uint64_t a, uint64_t b) {
+        return b != 0 && a > EXPANSION_CAP / b ? EXPANSION_CAP : a * b;
+}
+
+/* An upper bound of the nodes regcomp() builds for an ERE (see
+ * LIMIT_REGEX_EXPANSION): every atom counts one, a group counts its
+ * contents, '+' doubles what it repeats, {n,m} multiplies it by m ({n,}:
+ * n + 1), alternatives add up. Conservative, not exact: its only job is to
+ * refuse patterns that would take the process's memory. */
+uint64_t rules_regex_expansion(const char *p) {
+        struct {
+                uint64_t sum, last;
+        } stack[LIMIT_REGEX_BYTES + 1];
+        size_t depth = 0;
+
+        stack[0].sum = stack[0].last = 0;
+        for (size_t i = 0; p[i]; i++) {
+                uint64_t k = 1;
+
+                switch (p[i]) {
+                case '\\':
+                        if (p[i + 1])
+                                i++;
+                        stack[depth].last = 1;
+                        break;
+                case '[': {
+                        size_t j = i + 1;
+
+                        if (p[j] == '^')
+                                j++;
+                        if (p[j] == ']')
+                                j++;
+                        while (p[j] && p[j] != ']') {
+                                if (p[j] == '[' && (p[j + 1] == ':' || p[j + 1] == '=' || p[j + 1] == '.')) {
+                                        const char *end = strstr(p + j + 2, (char[]) { p[j + 1], ']', 0 });
+
+                                        j = end ? (size_t) (end - p) + 2 : strlen(p);
+                                } else
+                                        j++;
+                        }
+                        i = p[j] ? j : j - 1;
+                        stack[depth].last = 1;
+                        break;
+                }
+                case '(':
+                        if (depth < LIMIT_REGEX_BYTES) {
+                                depth++;
+                                stack[depth].sum = stack[depth].last = 0;
+                        }
+                        continue;
+                case ')':
+                        if (depth > 0) {
+                                uint64_t g = stack[depth].sum ? stack[depth].sum : 1;
+
+                                depth--;
+                                stack[depth].last = g;
+                                stack[depth].sum = sat_add(stack[depth].sum, g);
+                                continue;
+                        }
+                        stack[depth].last = 1;
+                        break;
+                case '|':
+                        stack[depth].last = 0;
+                        continue;
+                case '*':
+                case '?':
+                        continue;
+                case '+':
+                        k = 2;
+                        goto repeat;
+                case '{': {
+                        uint64_t n = 0, m = 0;
+                        bool comma = false, have_m = false;
+                        size_t j = i + 1;
+
+                        if (p[j] < '0' || p[j] > '9') {
+                                stack[depth].last = 1;
+                                break;
+                        }
+                        while (p[j] >= '0' && p[j] <= '9')
+                                n = sat_add(sat_mul(n, 10), (uint64_t) (p[j++] - '0'));
+                        if (p[j] == ',') {
+                                comma = true;
+                                j++;
+                                while (p[j] >= '0' && p[j] <= '9') {
+                                        m = sat_add(sat_mul(m, 10), (uint64_t) (p[j++] - '0'));
+                                        have_m = true;
+                                }
+                        }
+                        if (p[j] != '}') {
+                                stack[depth].last = 1;
+                                break;
+                        }
+                        i = j;
+                        k = have_m ? m : comma ? n + 1 : n;
+                        if (k == 0)
+                                k = 1;
+                        goto repeat;
+                }
+                default:
+                        stack[depth].last = 1;
+                        break;
+                }
+                /* an atom */
+                stack[depth].sum = sat_add(stack[depth].sum, 1);
+                continue;
+        repeat:
+                stack[depth].sum = sat_add(stack[depth].sum, sat_mul(stack[depth].last, k - 1));
+                stack[depth].last = sat_mul(stack[depth].last, k);
+        }
+        while (depth > 0) {
+                uint64_t g = stack[depth].sum;
+
+                depth--;
+                stack[depth].sum = sat_add(stack[depth].sum, g);
+        }
+        return stack[0].sum;
+}
 
 Condition *rules_condition_free(Condition *c) {
         if (!c)
@@ -717,6 +843,24 @@ static Condition *compile(Compiler *cc, yaml_node_t *node, unsigned depth) {
         if (r < 0)
                 return NULL;
         if (c->op == OP_MATCHES) {
+                uint64_t x = rules_regex_expansion(c->values[0].text);
+
+                if (x > LIMIT_REGEX_EXPANSION) {
+                        cc->problem(cc->userdata, &op_node->start_mark,
+                                    "regular expression '%s' is too complex: it expands to more than %u states "
+                                    "(nested or stacked repetitions multiply)", c->values[0].text, LIMIT_REGEX_EXPANSION);
+                        return NULL;
+                }
+                if (cc->regex_budget) {
+                        if (x > *cc->regex_budget) {
+                                cc->problem(cc->userdata, &op_node->start_mark,
+                                            "regular expression '%s' is over the configuration's budget: all its "
+                                            "patterns together may expand to %u states", c->values[0].text,
+                                            LIMIT_CONFIG_REGEX_EXPANSION);
+                                return NULL;
+                        }
+                        *cc->regex_budget -= x;
+                }
                 r = regcomp(&c->regex, c->values[0].text,
                             REG_EXTENDED | REG_NOSUB | (c->ignore_case ? REG_ICASE : 0));
                 if (r != 0) {
@@ -732,14 +876,20 @@ static Condition *compile(Compiler *cc, yaml_node_t *node, unsigned depth) {
         return TAKE_PTR(c);
 }
 
-Condition *rules_condition_compile(yaml_document_t *doc, yaml_node_t *node, RulesProblemFn problem, void *userdata) {
+Condition *rules_condition_compile_budget(yaml_document_t *doc, yaml_node_t *node, RulesProblemFn problem,
+                                          void *userdata, uint64_t *regex_budget) {
         Compiler cc = {
                 .doc = doc,
                 .problem = problem,
                 .userdata = userdata,
+                .regex_budget = regex_budget,
         };
 
         return compile(&cc, node, 1);
+}
+
+Condition *rules_condition_compile(yaml_document_t *doc, yaml_node_t *node, RulesProblemFn problem, void *userdata) {
+        return rules_condition_compile_budget(doc, node, problem, userdata, NULL);
 }
 
 /* --- describing (explain, trace) ---------------------------------------- */

@@ -305,6 +305,37 @@ TEST(compile_problems) {
         ASSERT_STREQ(problem_text, "1:7: 'any' takes a list of conditions");
         ASSERT_NULL(compile("{field: a, matches: \"[z-a]\"}"));
         ASSERT_STREQ(problem_text, "1:21: invalid regular expression '[z-a]': Invalid range end");
+        /* fuzz-rules-yaml/oom-stacked-plus: regcomp() doubles a subexpression
+         * for every stacked '+'; 97 of them took all memory */
+        ASSERT_NULL(compile("{field: a, matches: \"a++++++++++++++++\"}"));
+        ASSERT_STREQ(problem_text, "1:21: regular expression 'a++++++++++++++++' is too complex: it expands to more "
+                                   "than 32768 states (nested or stacked repetitions multiply)");
+        ASSERT_NULL(compile("{field: a, matches: \"((a{100}){100}){4}\"}"));
+        ASSERT_CONTAINS(problem_text, "is too complex");
+}
+
+TEST(regex_expansion) {
+        ASSERT_EQ(rules_regex_expansion(""), 0u);
+        ASSERT_EQ(rules_regex_expansion("abc"), 3u);
+        ASSERT_EQ(rules_regex_expansion("a+"), 2u);
+        ASSERT_EQ(rules_regex_expansion("a++++"), 16u);
+        ASSERT_EQ(rules_regex_expansion("a*b?c"), 3u);
+        ASSERT_EQ(rules_regex_expansion("a{1000}"), 1000u);
+        ASSERT_EQ(rules_regex_expansion("a{2,}"), 3u);
+        ASSERT_EQ(rules_regex_expansion("a{2,5}"), 5u);
+        ASSERT_EQ(rules_regex_expansion("(ab){10}"), 20u);
+        ASSERT_EQ(rules_regex_expansion("(a{100}){100}"), 10000u);
+        ASSERT_EQ(rules_regex_expansion("(a|bc)d"), 4u);
+        ASSERT_EQ(rules_regex_expansion("[a-z]{2,63}"), 63u);
+        ASSERT_EQ(rules_regex_expansion("[]a{}]{3}"), 3u);    /* ']' and '{' inside brackets are members */
+        ASSERT_EQ(rules_regex_expansion("[[:alpha:]]{4}"), 4u);
+        ASSERT_EQ(rules_regex_expansion("\\{3}"), 3u);     /* an escaped '\' repeated */
+        ASSERT_EQ(rules_regex_expansion("a{x}"), 4u);        /* not a bound: '{', 'x', '}' */
+        ASSERT_EQ(rules_regex_expansion("((("), 0u);
+        ASSERT_EQ(rules_regex_expansion("(a"), 1u);
+        ASSERT_EQ(rules_regex_expansion("a{99999999999999999999}"), UINT64_C(1) << 40);   /* saturates */
+        /* what the product's own rule packs use stays small */
+        ASSERT_TRUE(rules_regex_expansion("^[a-z0-9._%+-]+@(example|corp)\\.com$") < 64);
 }
 
 static char *render(const char *tmpl, const char *value, const char *event, int *ret, char **missing) {
@@ -765,6 +796,7 @@ int main(void) {
         RUN(operators);
         RUN(composition);
         RUN(compile_problems);
+        RUN(regex_expansion);
         RUN(templates);
         RUN(evaluate);
         RUN(shared_paths);
