@@ -237,8 +237,9 @@ int oauth_parse_token(const char *body, size_t size, char **ret_token, uint64_t 
         if (!json_object_object_get_ex(j, "access_token", &v) || !json_object_is_type(v, json_type_string))
                 return -EBADMSG;
         t = json_object_get_string(v);
-        if (!t || *t == 0 || strlen(t) > OAUTH_TOKEN_MAX_BYTES || strpbrk(t, "\r\n"))
-                return -EBADMSG;
+        if (!t || *t == 0 || strlen(t) > OAUTH_TOKEN_MAX_BYTES || strpbrk(t, "\r\n") ||
+            strlen(t) != (size_t) json_object_get_string_len(v))
+                return -EBADMSG;      /* ... or a NUL inside, which would cut it short */
         if (json_object_object_get_ex(j, "token_type", &v) &&
             (!json_object_is_type(v, json_type_string) || strcasecmp(json_object_get_string(v), "bearer") != 0))
                 return -EBADMSG;

@@ -336,12 +336,19 @@ static json_object *parse_json(const char *body, size_t size) {
         return j;
 }
 
+/* A JSON string that holds a NUL ("\u0000") would be cut short by every C
+ * string function after it: an id "U1\u0000X" would become "U1". */
+static bool json_string_has_nul(json_object *v) {
+        return strlen(json_object_get_string(v)) != (size_t) json_object_get_string_len(v);
+}
+
 static int dup_string_member(json_object *o, const char *key, char **ret) {
         json_object *v;
 
         *ret = NULL;
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-                return 0;
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string) ||
+            json_string_has_nul(v))
+                return 0;     /* missing, mistyped or unusable: NULL */
         *ret = mem_strdup(json_object_get_string(v));
         return *ret ? 0 : -ENOMEM;
 }
@@ -419,6 +426,10 @@ static int parse_success(UsersApiOperation op, json_object *j, UsersApiResult *r
         }
         if (json_object_object_get_ex(j, "next_page_token", &v) && json_object_is_type(v, json_type_string) &&
             json_object_get_string_len(v) > 0) {
+                /* Cut at the NUL it would read as "" or a different page:
+                 * "" restarts the listing, so paging would never end. */
+                if (json_string_has_nul(v))
+                        return -EBADMSG;
                 res->next_page_token = mem_strdup(json_object_get_string(v));
                 if (!res->next_page_token)
                         return -ENOMEM;
@@ -834,7 +845,8 @@ bool users_api_user_has_email(json_object *user, const char *want) {
         const char *e;
         size_t wl = strlen(want), el;
 
-        if (!json_object_object_get_ex(user, "email", &v) || !json_object_is_type(v, json_type_string))
+        if (!json_object_object_get_ex(user, "email", &v) || !json_object_is_type(v, json_type_string) ||
+            json_string_has_nul(v))
                 return false;
         e = json_object_get_string(v);
         while (*e == ' ' || *e == '\t')

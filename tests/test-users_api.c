@@ -171,6 +171,10 @@ TEST(parse_response) {
         static const char last[] = "{\"results\":[],\"next_page_token\":\"\"}";
         static const char user[] = "{\"id\":\"U1\",\"email\":\"a@example.com\",\"state\":\"ACTIVE\"}";
         static const char err[] = "{\"code\":409,\"message\":\"no_owner_remain\"}";
+        static const char nul_token[] = "{\"results\":[],\"next_page_token\":\"\\u0000abc\"}";
+        static const char nul_id[] = "{\"id\":\"U1\\u0000X\",\"email\":\"a@example.com\"}";
+        static const char nul_email[] = "{\"id\":\"U1\",\"email\":\"a@example.com\\u0000.evil\"}";
+        static const char tok_nul[] = "{\"access_token\":\"t\\u0000u\"}";
         static const char tok_ok[] = "{\"access_token\":\"t\",\"token_type\":\"Bearer\",\"expires_in\":\"900\"}";
         static const char tok_mac[] = "{\"access_token\":\"t\",\"token_type\":\"mac\"}";
         static const char tok_crlf[] = "{\"access_token\":\"a\\r\\nb\"}";
@@ -194,6 +198,18 @@ TEST(parse_response) {
         ASSERT_STREQ(r.user->email, "a@example.com");
         ASSERT_EQ(r.user->state, OP_USER_STATE_ACTIVE);
         users_api_result_done(&r);
+        /* fuzz-users-api-parsers/crash-nul-in-page-token: "\u0000abc" read
+         * as "" would restart the listing for ever */
+        ASSERT_EQ(users_api_parse_response(USERS_API_LIST, 200, nul_token, strlen(nul_token), &r), -EBADMSG);
+        users_api_result_done(&r);
+        ASSERT_OK(users_api_parse_response(USERS_API_GET, 200, nul_id, strlen(nul_id), &r));
+        ASSERT_NULL(r.user->id);       /* not "U1" */
+        ASSERT_STREQ(r.user->email, "a@example.com");
+        users_api_result_done(&r);
+        ASSERT_OK(users_api_parse_response(USERS_API_GET, 200, nul_email, strlen(nul_email), &r));
+        ASSERT_NULL(r.user->email);
+        ASSERT_FALSE(users_api_user_has_email(r.body, "a@example.com"));
+        users_api_result_done(&r);
         ASSERT_EQ(users_api_parse_response(USERS_API_GET, 200, "[1]", 3, &r), -EBADMSG);
         users_api_result_done(&r);
         ASSERT_EQ(users_api_parse_response(USERS_API_GET, 200, "", 0, &r), -EBADMSG);
@@ -216,6 +232,7 @@ TEST(parse_response) {
         token = NULL;
         ASSERT_EQ(oauth_parse_token(tok_mac, strlen(tok_mac), &token, &life), -EBADMSG);
         ASSERT_EQ(oauth_parse_token(tok_crlf, strlen(tok_crlf), &token, &life), -EBADMSG);
+        ASSERT_EQ(oauth_parse_token(tok_nul, strlen(tok_nul), &token, &life), -EBADMSG);
         ASSERT_NULL(token);
         ASSERT_OK(oauth_parse_token(tok_negative, strlen(tok_negative), &token, &life));
         ASSERT_EQ(life, 1u);   /* clamped */
