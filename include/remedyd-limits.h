@@ -20,13 +20,13 @@
 #define LIMIT_SECRETS_PER_FILE        16u
 #define LIMIT_TEMPLATE_OUTPUT_BYTES   4096u
 #define LIMIT_REGEX_BYTES             1024u
-/* Nodes glibc's regcomp() may build for one pattern, and for a whole
- * config: it spells out every repetition it must count ({n,m}: m copies,
- * '+': two), so nested bounds multiply and stacked '+' double; about 200
- * bytes each (a{32767}: 7 MB; "a" and 20 '+': 640 MB). rules.c estimates
- * the count before compiling. */
-#define LIMIT_REGEX_EXPANSION         32768u
-#define LIMIT_CONFIG_REGEX_EXPANSION  (1024u * 1024u)
+/* Memory glibc's regcomp() may take for one pattern, and for all the
+ * patterns of a config, as rules_regex_cost() estimates it before
+ * compiling: repetitions are spelled out (nested bounds multiply, stacked
+ * '+' double) and runs of things that may match nothing cost quadratic
+ * time and memory (a{0,10000}: 790 MB measured). */
+#define LIMIT_REGEX_COMPILE_BYTES         (16u * 1024u * 1024u)
+#define LIMIT_CONFIG_REGEX_COMPILE_BYTES  (256u * 1024u * 1024u)
 
 /* webhook */
 #define LIMIT_BODY_BYTES_DEFAULT      (1024u * 1024u)

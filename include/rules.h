@@ -60,14 +60,14 @@ typedef void (*RulesProblemFn)(void *userdata, const yaml_mark_t *mark, const ch
 /* Compiles a condition from a libyaml document node. Returns NULL after
  * reporting through problem() (or on OOM). */
 Condition *rules_condition_compile(yaml_document_t *doc, yaml_node_t *node, RulesProblemFn problem, void *userdata);
-/* The same, drawing each pattern's regex_expansion from *regex_budget (a
- * config's LIMIT_CONFIG_REGEX_EXPANSION); a pattern over what is left is a
- * problem. */
+/* The same, drawing each pattern's rules_regex_cost() from *regex_budget
+ * (a config's LIMIT_CONFIG_REGEX_COMPILE_BYTES); a pattern over what is
+ * left is a problem. */
 Condition *rules_condition_compile_budget(yaml_document_t *doc, yaml_node_t *node, RulesProblemFn problem,
                                           void *userdata, uint64_t *regex_budget);
-/* An upper bound of the nodes regcomp() builds for the ERE p (for the
- * LIMIT_REGEX_EXPANSION check; exported for tests). */
-uint64_t rules_regex_expansion(const char *p);
+/* An estimate, on the high side, of the bytes regcomp() takes for the ERE
+ * p (for the LIMIT_REGEX_COMPILE_BYTES check; exported for tests). */
+uint64_t rules_regex_cost(const char *p);
 Condition *rules_condition_free(Condition *c);
 /* Evaluates a condition on a JSON value (the event or a for_each element). */
 int rules_condition_eval(const Condition *c, json_object *value);

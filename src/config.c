@@ -62,7 +62,7 @@ typedef struct Loader {
 
         bool have_onepassword;
         bool main_unparsed;  /* syntax error in the main file: nothing else to check */
-        uint64_t regex_budget; /* LIMIT_CONFIG_REGEX_EXPANSION, less what the patterns use */
+        uint64_t regex_budget; /* LIMIT_CONFIG_REGEX_COMPILE_BYTES, less what the patterns use */
 } Loader;
 
 typedef struct Field Field;
@@ -1710,7 +1710,7 @@ static void loader_done(Loader *l) {
 
 int config_load(const char *path, unsigned flags, Config **ret, ConfigProblems *problems) {
         _cleanup_(config_freep) Config *c = NULL;
-        _cleanup_(loader_done) Loader l = { .flags = flags, .regex_budget = LIMIT_CONFIG_REGEX_EXPANSION };
+        _cleanup_(loader_done) Loader l = { .flags = flags, .regex_budget = LIMIT_CONFIG_REGEX_COMPILE_BYTES };
         int r;
 
         if (!path || !ret)

@@ -2,6 +2,7 @@
  * small tree, one predicate per operator (OpenSMTPD ruleset.c), and the
  * walk over the rules for one event. Non-logging apart from TRACE_RULES. */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <regex.h>
 #include <stdint.h>
@@ -419,26 +420,104 @@ static uint64_t sat_mul(uint64_t a, uint64_t b) {
         return b != 0 && a > EXPANSION_CAP / b ? EXPANSION_CAP : a * b;
 }
 
-/* An upper bound of the nodes regcomp() builds for an ERE (see
- * LIMIT_REGEX_EXPANSION): every atom counts one, a group counts its
- * contents, '+' doubles what it repeats, {n,m} multiplies it by m ({n,}:
- * n + 1), alternatives add up. Conservative, not exact: its only job is to
- * refuse patterns that would take the process's memory. */
-uint64_t rules_regex_expansion(const char *p) {
-        struct {
-                uint64_t sum, last;
-        } stack[LIMIT_REGEX_BYTES + 1];
+/* An estimate of the memory regcomp() needs for an ERE (see
+ * LIMIT_REGEX_COMPILE_BYTES), meant to be on the high side. glibc builds a
+ * tree with a copy of a subexpression for every repetition it must spell
+ * out ({n,m}: m copies, '+': two; nested bounds multiply, stacked '+'
+ * double), ~256 bytes a node, and an epsilon closure for every node that is
+ * quadratic in a run of things that may match nothing ("a{0,3000}": 9M
+ * entries, ~20 bytes each: 72 MB measured). Tracked per group: nodes, the
+ * closure entries inside, whether it can match nothing, and the run of such
+ * items it ends with. UINT64_MAX for stacked repetition operators ("a*+"),
+ * which POSIX leaves undefined and glibc compiles at any cost. */
+typedef struct RegexItem {
+        uint64_t nodes, quad;
+        bool nullable;
+} RegexItem;
+
+typedef struct RegexFrame {
+        uint64_t nodes, quad, run;
+        bool alt_nullable, any_nullable; /* this alternative so far; an earlier one */
+        RegexItem last;
+        bool have_last;
+        /* before the last item, for a repetition to replace it */
+        uint64_t prev_nodes, prev_quad, prev_run;
+        bool prev_alt_nullable;
+} RegexFrame;
+
+static void regex_append(RegexFrame *f, RegexItem x) {
+        f->prev_nodes = f->nodes;
+        f->prev_quad = f->quad;
+        f->prev_run = f->run;
+        f->prev_alt_nullable = f->alt_nullable;
+        f->nodes = sat_add(f->nodes, x.nodes);
+        f->quad = sat_add(f->quad, x.quad);
+        if (x.nullable) {
+                /* every node of the run before reaches every node of x */
+                f->quad = sat_add(f->quad, sat_mul(sat_add(f->run, 1), x.nodes));
+                f->run = sat_add(f->run, x.nodes);
+        } else {
+                f->run = 0;
+                f->alt_nullable = false;
+        }
+        f->last = x;
+        f->have_last = true;
+}
+
+/* Replaces the frame's last item by min..max copies of it (max 0: no upper
+ * bound, one starred copy after min). */
+static void regex_repeat(RegexFrame *f, uint64_t min, uint64_t max) {
+        RegexItem x = f->last, y;
+        uint64_t copies, optional;
+
+        if (!f->have_last)
+                return;
+        if (max == 0) {
+                copies = sat_add(min, 1);
+                optional = 1;
+        } else {
+                if (max < min)
+                        max = min;
+                copies = max ? max : 1;
+                optional = max - min;
+        }
+        y.nodes = sat_mul(x.nodes, copies);
+        y.quad = sat_mul(x.quad, copies);
+        if (x.nullable) {
+                /* copies that may match nothing: each node reaches every node after it */
+                uint64_t n = sat_mul(copies, x.nodes);
+
+                y.quad = sat_add(y.quad, sat_mul(n, n / 2 + 1));
+        } else
+                /* optional copies: each start reaches the starts after it */
+                y.quad = sat_add(y.quad, sat_mul(optional, optional / 2 + 1));
+        y.nullable = x.nullable || min == 0;
+        /* undo the item, append the repetition */
+        f->nodes = f->prev_nodes;
+        f->quad = f->prev_quad;
+        f->run = f->prev_run;
+        f->alt_nullable = f->prev_alt_nullable;
+        regex_append(f, y);
+}
+
+uint64_t rules_regex_cost(const char *p) {
+        RegexFrame stack[LIMIT_REGEX_BYTES + 1];
         size_t depth = 0;
+        uint64_t bytes;
+        bool quantified = false;  /* the last token was a repetition operator */
 
-        stack[0].sum = stack[0].last = 0;
+        stack[0] = (RegexFrame) { .alt_nullable = true };
         for (size_t i = 0; p[i]; i++) {
-                uint64_t k = 1;
+                RegexFrame *f = &stack[depth];
+                const RegexItem atom = { .nodes = 1 };
+                bool was_quantified = quantified;
 
+                quantified = false;
                 switch (p[i]) {
                 case '\\':
                         if (p[i + 1])
                                 i++;
-                        stack[depth].last = 1;
+                        regex_append(f, atom);
                         break;
                 case '[': {
                         size_t j = i + 1;
@@ -456,42 +535,47 @@ uint64_t rules_regex_expansion(const char *p) {
                                         j++;
                         }
                         i = p[j] ? j : j - 1;
-                        stack[depth].last = 1;
+                        regex_append(f, atom);
                         break;
                 }
                 case '(':
-                        if (depth < LIMIT_REGEX_BYTES) {
-                                depth++;
-                                stack[depth].sum = stack[depth].last = 0;
-                        }
-                        continue;
+                        if (depth < LIMIT_REGEX_BYTES)
+                                stack[++depth] = (RegexFrame) { .alt_nullable = true };
+                        break;
                 case ')':
                         if (depth > 0) {
-                                uint64_t g = stack[depth].sum ? stack[depth].sum : 1;
+                                RegexItem g = { .nodes = f->nodes ? f->nodes : 1, .quad = f->quad,
+                                                .nullable = f->alt_nullable || f->any_nullable };
 
                                 depth--;
-                                stack[depth].last = g;
-                                stack[depth].sum = sat_add(stack[depth].sum, g);
-                                continue;
-                        }
-                        stack[depth].last = 1;
+                                regex_append(&stack[depth], g);
+                        } else
+                                regex_append(f, atom);
                         break;
                 case '|':
-                        stack[depth].last = 0;
-                        continue;
+                        f->any_nullable = f->any_nullable || f->alt_nullable;
+                        f->alt_nullable = true;
+                        f->run = 0;
+                        f->have_last = false;
+                        break;
                 case '*':
                 case '?':
-                        continue;
                 case '+':
-                        k = 2;
-                        goto repeat;
+                        /* "a*+", "a?{3}": POSIX leaves stacked repetitions
+                         * undefined, and glibc's take memory without bound */
+                        if (was_quantified)
+                                return UINT64_MAX;
+                        quantified = true;
+                        regex_repeat(f, p[i] == '+' ? 1 : 0, p[i] == '?' ? 1 : 0);
+                        break;
                 case '{': {
                         uint64_t n = 0, m = 0;
                         bool comma = false, have_m = false;
                         size_t j = i + 1;
 
-                        if (p[j] < '0' || p[j] > '9') {
-                                stack[depth].last = 1;
+                        /* glibc takes "{,m}" as "{0,m}" */
+                        if ((p[j] < '0' || p[j] > '9') && p[j] != ',') {
+                                regex_append(f, atom);
                                 break;
                         }
                         while (p[j] >= '0' && p[j] <= '9')
@@ -505,33 +589,35 @@ uint64_t rules_regex_expansion(const char *p) {
                                 }
                         }
                         if (p[j] != '}') {
-                                stack[depth].last = 1;
+                                regex_append(f, atom);
                                 break;
                         }
                         i = j;
-                        k = have_m ? m : comma ? n + 1 : n;
-                        if (k == 0)
-                                k = 1;
-                        goto repeat;
-                }
-                default:
-                        stack[depth].last = 1;
+                        if (was_quantified)
+                                return UINT64_MAX;
+                        quantified = true;
+                        if (!comma)
+                                regex_repeat(f, n, n ? n : 1);
+                        else if (have_m)
+                                regex_repeat(f, n, m ? m : 1);
+                        else
+                                regex_repeat(f, n, 0);
                         break;
                 }
-                /* an atom */
-                stack[depth].sum = sat_add(stack[depth].sum, 1);
-                continue;
-        repeat:
-                stack[depth].sum = sat_add(stack[depth].sum, sat_mul(stack[depth].last, k - 1));
-                stack[depth].last = sat_mul(stack[depth].last, k);
+                default:
+                        regex_append(f, atom);
+                        break;
+                }
         }
         while (depth > 0) {
-                uint64_t g = stack[depth].sum;
+                RegexFrame *f = &stack[depth];
+                RegexItem g = { .nodes = f->nodes, .quad = f->quad, .nullable = f->alt_nullable || f->any_nullable };
 
                 depth--;
-                stack[depth].sum = sat_add(stack[depth].sum, g);
+                regex_append(&stack[depth], g);
         }
-        return stack[0].sum;
+        bytes = sat_add(sat_mul(stack[0].nodes, 256), sat_mul(stack[0].quad, 20));
+        return bytes;
 }
 
 Condition *rules_condition_free(Condition *c) {
@@ -843,20 +929,28 @@ static Condition *compile(Compiler *cc, yaml_node_t *node, unsigned depth) {
         if (r < 0)
                 return NULL;
         if (c->op == OP_MATCHES) {
-                uint64_t x = rules_regex_expansion(c->values[0].text);
+                uint64_t x = rules_regex_cost(c->values[0].text);
 
-                if (x > LIMIT_REGEX_EXPANSION) {
+                if (x == UINT64_MAX) {
                         cc->problem(cc->userdata, &op_node->start_mark,
-                                    "regular expression '%s' is too complex: it expands to more than %u states "
-                                    "(nested or stacked repetitions multiply)", c->values[0].text, LIMIT_REGEX_EXPANSION);
+                                    "regular expression '%s' stacks repetition operators (such as 'a*+' or "
+                                    "'a{2}{3}'), which POSIX leaves undefined; group instead: '(a*)+'",
+                                    c->values[0].text);
+                        return NULL;
+                }
+                if (x > LIMIT_REGEX_COMPILE_BYTES) {
+                        cc->problem(cc->userdata, &op_node->start_mark,
+                                    "regular expression '%s' is too complex: compiling it would take about %" PRIu64
+                                    " MiB, more than %u MiB (nested, stacked or optional repetitions multiply)",
+                                    c->values[0].text, x >> 20, LIMIT_REGEX_COMPILE_BYTES >> 20);
                         return NULL;
                 }
                 if (cc->regex_budget) {
                         if (x > *cc->regex_budget) {
                                 cc->problem(cc->userdata, &op_node->start_mark,
                                             "regular expression '%s' is over the configuration's budget: all its "
-                                            "patterns together may expand to %u states", c->values[0].text,
-                                            LIMIT_CONFIG_REGEX_EXPANSION);
+                                            "patterns together may take %u MiB to compile", c->values[0].text,
+                                            LIMIT_CONFIG_REGEX_COMPILE_BYTES >> 20);
                                 return NULL;
                         }
                         *cc->regex_budget -= x;

@@ -403,8 +403,8 @@ TEST(problems) {
                        "    when: { field: a, matches: \"(unclosed\" }\n",
                        "t.yaml:13:32: invalid regular expression '(unclosed': Unmatched ( or \\(");
         {
-                /* 32 patterns of 32,000 states fit the config's 1 Mi budget;
-                 * the 33rd does not (rules start on line 9, one per line) */
+                /* 32 patterns of ~8 MB (a{32000}) fit the config's 256 MiB
+                 * budget; the 33rd does not (rules start on line 9) */
                 StrBuf b;
                 _cleanup_free_ char *text = NULL;
 
@@ -415,12 +415,12 @@ TEST(problems) {
                                                     "when: { field: a, matches: \"a{32000}\" } }\n", i));
                 text = strbuf_steal(&b);
                 expect_problem(text, "t.yaml:41:82: regular expression 'a{32000}' is over the configuration's budget: "
-                                     "all its patterns together may expand to 1048576 states");
+                                     "all its patterns together may take 256 MiB to compile");
         }
         expect_problem(HEAD SRC_OK "rules:\n  - name: r\n    source: s\n    action: suspend\n    user: x\n"
                        "    when: { field: a, matches: \"(x+)++++++++++++++++\" }\n",
-                       "t.yaml:13:32: regular expression '(x+)++++++++++++++++' is too complex: it expands to more than "
-                       "32768 states (nested or stacked repetitions multiply)");
+                       "t.yaml:13:32: regular expression '(x+)++++++++++++++++' stacks repetition operators (such as "
+                       "'a*+' or 'a{2}{3}'), which POSIX leaves undefined; group instead: '(a*)+'");
         expect_problem(HEAD SRC_OK "rules:\n  - name: r\n    source: s\n    action: suspend\n    user: x\n"
                        "    when: { field: a, equals: 1, in: [1] }\n",
                        "t.yaml:13:34: a condition takes exactly one operator, got 'equals' and 'in'");

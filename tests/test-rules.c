@@ -305,37 +305,53 @@ TEST(compile_problems) {
         ASSERT_STREQ(problem_text, "1:7: 'any' takes a list of conditions");
         ASSERT_NULL(compile("{field: a, matches: \"[z-a]\"}"));
         ASSERT_STREQ(problem_text, "1:21: invalid regular expression '[z-a]': Invalid range end");
-        /* fuzz-rules-yaml/oom-stacked-plus: regcomp() doubles a subexpression
-         * for every stacked '+'; 97 of them took all memory */
+        /* fuzz-rules-yaml/oom-stacked-plus-regex: regcomp() doubles a
+         * subexpression for every stacked '+'; 97 of them took all memory */
         ASSERT_NULL(compile("{field: a, matches: \"a++++++++++++++++\"}"));
-        ASSERT_STREQ(problem_text, "1:21: regular expression 'a++++++++++++++++' is too complex: it expands to more "
-                                   "than 32768 states (nested or stacked repetitions multiply)");
-        ASSERT_NULL(compile("{field: a, matches: \"((a{100}){100}){4}\"}"));
+        ASSERT_STREQ(problem_text, "1:21: regular expression 'a++++++++++++++++' stacks repetition operators (such "
+                                   "as 'a*+' or 'a{2}{3}'), which POSIX leaves undefined; group instead: '(a*)+'");
+        ASSERT_NULL(compile("{field: a, matches: \"x{,3000}\"}"));
+        ASSERT_STREQ(problem_text, "1:21: regular expression 'x{,3000}' is too complex: compiling it would take about "
+                                   "86 MiB, more than 16 MiB (nested, stacked or optional repetitions multiply)");
+        ASSERT_NULL(compile("{field: a, matches: \"((a{100}){100}){8}\"}"));
         ASSERT_CONTAINS(problem_text, "is too complex");
 }
 
-TEST(regex_expansion) {
-        ASSERT_EQ(rules_regex_expansion(""), 0u);
-        ASSERT_EQ(rules_regex_expansion("abc"), 3u);
-        ASSERT_EQ(rules_regex_expansion("a+"), 2u);
-        ASSERT_EQ(rules_regex_expansion("a++++"), 16u);
-        ASSERT_EQ(rules_regex_expansion("a*b?c"), 3u);
-        ASSERT_EQ(rules_regex_expansion("a{1000}"), 1000u);
-        ASSERT_EQ(rules_regex_expansion("a{2,}"), 3u);
-        ASSERT_EQ(rules_regex_expansion("a{2,5}"), 5u);
-        ASSERT_EQ(rules_regex_expansion("(ab){10}"), 20u);
-        ASSERT_EQ(rules_regex_expansion("(a{100}){100}"), 10000u);
-        ASSERT_EQ(rules_regex_expansion("(a|bc)d"), 4u);
-        ASSERT_EQ(rules_regex_expansion("[a-z]{2,63}"), 63u);
-        ASSERT_EQ(rules_regex_expansion("[]a{}]{3}"), 3u);    /* ']' and '{' inside brackets are members */
-        ASSERT_EQ(rules_regex_expansion("[[:alpha:]]{4}"), 4u);
-        ASSERT_EQ(rules_regex_expansion("\\{3}"), 3u);     /* an escaped '\' repeated */
-        ASSERT_EQ(rules_regex_expansion("a{x}"), 4u);        /* not a bound: '{', 'x', '}' */
-        ASSERT_EQ(rules_regex_expansion("((("), 0u);
-        ASSERT_EQ(rules_regex_expansion("(a"), 1u);
-        ASSERT_EQ(rules_regex_expansion("a{99999999999999999999}"), UINT64_C(1) << 40);   /* saturates */
+/* Estimates against what regcomp() took (maxrss, measured): the limit is
+ * 16 MiB per pattern. */
+TEST(regex_cost) {
+        const uint64_t MiB = 1024 * 1024, limit = LIMIT_REGEX_COMPILE_BYTES;
+
+        ASSERT_EQ(rules_regex_cost(""), 0u);
+        ASSERT_EQ(rules_regex_cost("abc"), 3u * 256);
+        ASSERT_EQ(rules_regex_cost("a{1000}"), 1000u * 256);
+        ASSERT_EQ(rules_regex_cost("a{2,}"), 3u * 256 + 20 * 1);   /* a a a*: one optional copy */
+        ASSERT_EQ(rules_regex_cost("a{,5}"), rules_regex_cost("a{0,5}"));   /* glibc reads {,m} as {0,m} */
+        ASSERT_EQ(rules_regex_cost("[]a{}]{3}"), rules_regex_cost("x{3}"));  /* members, not a bound */
+        ASSERT_EQ(rules_regex_cost("[[:alpha:]]{4}"), rules_regex_cost("x{4}"));
+        ASSERT_EQ(rules_regex_cost("\\{3}"), rules_regex_cost("x{3}"));  /* an escaped '\' repeated */
+        ASSERT_EQ(rules_regex_cost("a{x}"), 4u * 256);       /* not a bound: '{', 'x', '}' */
+        ASSERT_EQ(rules_regex_cost("((("), 0u);
+        /* stacked repetition operators */
+        ASSERT_EQ(rules_regex_cost("a++"), UINT64_MAX);
+        ASSERT_EQ(rules_regex_cost("a*?"), UINT64_MAX);
+        ASSERT_EQ(rules_regex_cost("a{2}{3}"), UINT64_MAX);
+        ASSERT_EQ(rules_regex_cost("a*{,297}"), UINT64_MAX);
+        ASSERT_TRUE(rules_regex_cost("(a*)+") < MiB);
+        /* measured: a{32767} 7 MB, a{,1000} 9.5 MB, (a?){1000} 9.7 MB, a
+         * hostname pattern 8.4 MB: allowed, estimated within 2x */
+        ASSERT_TRUE(rules_regex_cost("a{32767}") >= 7 * MiB && rules_regex_cost("a{32767}") <= limit);
+        ASSERT_TRUE(rules_regex_cost("a{,1000}") >= 8 * MiB && rules_regex_cost("a{,1000}") <= limit);
+        ASSERT_TRUE(rules_regex_cost("(a?){1000}") >= 8 * MiB && rules_regex_cost("(a?){1000}") <= limit);
+        ASSERT_TRUE(rules_regex_cost("([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.){1,126}") >= 4 * MiB &&
+                    rules_regex_cost("([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.){1,126}") <= limit);
+        /* measured: a{,3000} 72 MB, a{,10000} 790 MB: refused */
+        ASSERT_TRUE(rules_regex_cost("a{,3000}") > limit);
+        ASSERT_TRUE(rules_regex_cost("a{,10000}") > 500 * MiB);
+        ASSERT_TRUE(rules_regex_cost("(a{,1000}){,100}") > limit);   /* 1 GB measured */
+        ASSERT_TRUE(rules_regex_cost("a{99999999999999999999}") > limit);   /* saturates */
         /* what the product's own rule packs use stays small */
-        ASSERT_TRUE(rules_regex_expansion("^[a-z0-9._%+-]+@(example|corp)\\.com$") < 64);
+        ASSERT_TRUE(rules_regex_cost("^[a-z0-9._%+-]+@(example|corp)\\.com$") < 64 * 1024);
 }
 
 static char *render(const char *tmpl, const char *value, const char *event, int *ret, char **missing) {
@@ -796,7 +812,7 @@ int main(void) {
         RUN(operators);
         RUN(composition);
         RUN(compile_problems);
-        RUN(regex_expansion);
+        RUN(regex_cost);
         RUN(templates);
         RUN(evaluate);
         RUN(shared_paths);
