@@ -142,3 +142,8 @@ void op_user_done(OpUser *u);
  * (already trimmed) ignoring ASCII case: how the directory and remedyctl
  * match people. */
 bool users_api_user_has_email(json_object *user, const char *want);
+/* Appends a list page's User objects (only those users_api_user_has_email()
+ * matches with want, unless want is NULL) to the JSON array into, holding
+ * a reference to each: 0, -E2BIG once into would pass max entries, or
+ * -ENOMEM. How the control socket and remedyctl users collect pages. */
+int users_api_page_collect(const UsersApiResult *res, const char *want, json_object *into, size_t max);

@@ -457,7 +457,6 @@ out:
 
 static void on_users_page(UsersApi *api, const UsersApiResult *res, void *userdata) {
         UsersJob *j = userdata;
-        json_object *results;
         int r;
 
         if (res->error < 0) {
@@ -467,22 +466,8 @@ static void on_users_page(UsersApi *api, const UsersApiResult *res, void *userda
                 return;
         }
         j->pages++;
-        if (res->body && json_object_object_get_ex(res->body, "results", &results) &&
-            json_object_is_type(results, json_type_array))
-                for (size_t i = 0; i < json_object_array_length(results); i++) {
-                        json_object *u = json_object_array_get_idx(results, i);
-
-                        if (!json_object_is_type(u, json_type_object))
-                                continue;
-                        if (j->email && !users_api_user_has_email(u, j->email))
-                                continue;
-                        if (json_object_array_length(j->users) >= LIMIT_DIRECTORY_USERS)
-                                goto fail;
-                        if (json_object_array_add(j->users, json_object_get(u)) < 0) {
-                                json_object_put(u);
-                                goto fail;
-                        }
-                }
+        if (users_api_page_collect(res, j->email, j->users, LIMIT_DIRECTORY_USERS) < 0)
+                goto fail;
         if (!res->next_page_token || !j->req) {
                 users_job_finish(j);
                 return;

@@ -139,7 +139,6 @@ static void on_get(UsersApi *api, const UsersApiResult *res, void *userdata) {
 
 static void on_page(UsersApi *api, const UsersApiResult *res, void *userdata) {
         UsersRun *run = userdata;
-        json_object *results;
         int r;
 
         if (res->error < 0) {
@@ -148,22 +147,11 @@ static void on_page(UsersApi *api, const UsersApiResult *res, void *userdata) {
                 return;
         }
         run->pages++;
-        if (res->body && json_object_object_get_ex(res->body, "results", &results) &&
-            json_object_is_type(results, json_type_array))
-                for (size_t i = 0; i < json_object_array_length(results); i++) {
-                        json_object *u = json_object_array_get_idx(results, i);
-
-                        if (!json_object_is_type(u, json_type_object))
-                                continue;
-                        if (run->want_email && !users_api_user_has_email(u, run->want_email))
-                                continue;
-                        if (json_object_array_add(run->users, json_object_get(u)) < 0) {
-                                json_object_put(u);
-                                fprintf(stderr, "remedyctl: out of memory\n");
-                                finish(run, USERS_API_FAILED);
-                                return;
-                        }
-                }
+        if (users_api_page_collect(res, run->want_email, run->users, SIZE_MAX) < 0) {
+                fprintf(stderr, "remedyctl: out of memory\n");
+                finish(run, USERS_API_FAILED);
+                return;
+        }
         if (!res->next_page_token) {
                 finish(run, USERS_OK);
                 return;

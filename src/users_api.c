@@ -856,3 +856,26 @@ bool users_api_user_has_email(json_object *user, const char *want) {
                 el--;
         return el == wl && strncasecmp(e, want, wl) == 0;
 }
+
+int users_api_page_collect(const UsersApiResult *res, const char *want, json_object *into, size_t max) {
+        json_object *results;
+
+        if (!res->body || !json_object_object_get_ex(res->body, "results", &results) ||
+            !json_object_is_type(results, json_type_array))
+                return 0;
+        for (size_t i = 0; i < json_object_array_length(results); i++) {
+                json_object *u = json_object_array_get_idx(results, i);
+
+                if (!json_object_is_type(u, json_type_object))
+                        continue;
+                if (want && !users_api_user_has_email(u, want))
+                        continue;
+                if (json_object_array_length(into) >= max)
+                        return -E2BIG;
+                if (json_object_array_add(into, json_object_get(u)) < 0) {
+                        json_object_put(u);
+                        return -ENOMEM;
+                }
+        }
+        return 0;
+}

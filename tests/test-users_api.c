@@ -189,6 +189,16 @@ TEST(parse_response) {
         ASSERT_EQ(r.users[0].state, OP_USER_STATE_SUSPENDED);
         ASSERT_EQ(r.users[1].state, OP_USER_STATE_UNSPECIFIED);
         ASSERT_STREQ(r.next_page_token, "p2");
+        {
+                json_object *into = json_object_new_array();
+
+                ASSERT_OK(users_api_page_collect(&r, "A@example.com", into, 10));
+                ASSERT_EQ(json_object_array_length(into), 1u);   /* U2 has no email, 7 is no object */
+                ASSERT_OK(users_api_page_collect(&r, NULL, into, 10));
+                ASSERT_EQ(json_object_array_length(into), 3u);
+                ASSERT_EQ(users_api_page_collect(&r, NULL, into, 4), -E2BIG);
+                json_object_put(into);
+        }
         users_api_result_done(&r);
         ASSERT_OK(users_api_parse_response(USERS_API_LIST, 200, last, strlen(last), &r));
         ASSERT_EQ(r.n_users, 0u);
