@@ -154,6 +154,9 @@ enum {
 int config_load(const char *path, unsigned flags, Config **ret, ConfigProblems *problems);
 Config *config_free(Config *c);
 void config_problems_free(ConfigProblems *p);
+/* For command-line tools: prints every problem line to stderr, or, when a
+ * load failed without one, "PREFIXPATH: strerror(-error)"; then frees them. */
+void config_problems_report(ConfigProblems *p, const char *prefix, const char *path, int error);
 
 const Source *config_find_source(const Config *c, const char *name);
 

@@ -1699,6 +1699,14 @@ void config_problems_free(ConfigProblems *p) {
         *p = (ConfigProblems) {};
 }
 
+void config_problems_report(ConfigProblems *p, const char *prefix, const char *path, int error) {
+        for (size_t i = 0; i < p->n; i++)
+                fprintf(stderr, "%s\n", p->lines[i]);
+        if (p->n == 0)
+                fprintf(stderr, "%s%s: %s\n", prefix, path, strerror(-error));
+        config_problems_free(p);
+}
+
 static void loader_done(Loader *l) {
         strv_free(l->problems);
         mem_free(l->refs);

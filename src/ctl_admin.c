@@ -42,11 +42,7 @@ static int socket_path(const CtlContext *ctx, char **ret) {
         }
         r = config_load(ctx->config_path, CONFIG_LOAD_NO_SECRETS, &c, &problems);
         if (r < 0) {
-                for (size_t i = 0; i < problems.n; i++)
-                        fprintf(stderr, "%s\n", problems.lines[i]);
-                if (problems.n == 0)
-                        fprintf(stderr, "remedyctl: %s: %s\n", ctx->config_path, strerror(-r));
-                config_problems_free(&problems);
+                config_problems_report(&problems, "remedyctl: ", ctx->config_path, r);
                 return r;
         }
         if (!c->listen.control || c->listen.control_addr.kind != LISTEN_UNIX) {

@@ -97,11 +97,7 @@ int ctl_explain(const CtlContext *ctx, int argc, char **argv) {
 
         r = config_load(ctx->config_path, CONFIG_LOAD_NO_SECRETS, &c, &problems);
         if (r < 0) {
-                for (size_t i = 0; i < problems.n; i++)
-                        fprintf(stderr, "%s\n", problems.lines[i]);
-                if (problems.n == 0)
-                        fprintf(stderr, "%s: %s\n", ctx->config_path, strerror(-r));
-                config_problems_free(&problems);
+                config_problems_report(&problems, "", ctx->config_path, r);
                 return EXPLAIN_ERROR;
         }
 

@@ -420,11 +420,7 @@ static int users_direct(const CtlContext *ctx, const char *filter, const char *t
 
         r = config_load(ctx->config_path, 0, &c, &problems);
         if (r < 0) {
-                for (size_t i = 0; i < problems.n; i++)
-                        fprintf(stderr, "%s\n", problems.lines[i]);
-                if (problems.n == 0)
-                        fprintf(stderr, "%s: %s\n", ctx->config_path, strerror(-r));
-                config_problems_free(&problems);
+                config_problems_report(&problems, "", ctx->config_path, r);
                 return USERS_USAGE;
         }
 
@@ -508,11 +504,7 @@ static int control_socket(const CtlContext *ctx, Config **ret_config, const char
                         config_problems_free(&problems);
                         return -1;
                 }
-                for (size_t i = 0; i < problems.n; i++)
-                        fprintf(stderr, "%s\n", problems.lines[i]);
-                if (problems.n == 0)
-                        fprintf(stderr, "%s: %s\n", ctx->config_path, strerror(-r));
-                config_problems_free(&problems);
+                config_problems_report(&problems, "", ctx->config_path, r);
                 return USERS_USAGE;
         }
         if (!*ret && c->listen.control && c->listen.control_addr.kind == LISTEN_UNIX)

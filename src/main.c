@@ -101,11 +101,7 @@ static int check_config(void) {
 
         r = config_load(arg_config, 0, &c, &problems);
         if (r < 0) {
-                for (size_t i = 0; i < problems.n; i++)
-                        fprintf(stderr, "%s\n", problems.lines[i]);
-                if (problems.n == 0)
-                        fprintf(stderr, "%s: %s\n", arg_config, strerror(-r));
-                config_problems_free(&problems);
+                config_problems_report(&problems, "", arg_config, r);
                 return EXIT_CONFIG;
         }
         config_free(c);

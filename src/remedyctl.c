@@ -37,11 +37,7 @@ static int check(const CtlContext *ctx) {
 
         r = config_load(ctx->config_path, 0, &c, &problems);
         if (r < 0) {
-                for (size_t i = 0; i < problems.n; i++)
-                        fprintf(stderr, "%s\n", problems.lines[i]);
-                if (problems.n == 0)
-                        fprintf(stderr, "%s: %s\n", ctx->config_path, strerror(-r));
-                config_problems_free(&problems);
+                config_problems_report(&problems, "", ctx->config_path, r);
                 return 1;
         }
         config_free(c);
