@@ -217,12 +217,18 @@ int store_submit_manual(Store *s, StoreAction *a, StoreActionCallback cb, void *
 
 /* --- statistics and tests ------------------------------------------------ */
 
+/* Operations waiting past which an idle writer starts a commit before the
+ * loop iteration that submits them ends (op_submit()). 2 to 32 measured
+ * alike; 1 lost 15% of ingest to one-event commits. */
+#define STORE_EARLY_COMMIT 8
+
 typedef struct StoreStats {
         uint64_t commits;        /* successful transactions (= fsync groups) */
         uint64_t failed_commits;
         uint64_t ops;            /* operations committed */
         uint64_t pending;        /* submitted, not yet committed */
         int last_error;          /* errno of the last failed commit, 0 after a success */
+        bool writer_idle;        /* the writer waits for work */
 } StoreStats;
 void store_stats(Store *s, StoreStats *ret);
 

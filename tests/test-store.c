@@ -916,6 +916,51 @@ TEST(group_commit) {
         run_bench(20000, 2048, true);
 }
 
+/* An idle writer does not wait for the loop iteration to end once
+ * STORE_EARLY_COMMIT operations wait: it commits them while the loop goes
+ * on building the next batch. The loop does not run here until the commit
+ * is seen. */
+TEST(early_commit) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        static Result res[STORE_EARLY_COMMIT];
+        uint64_t deadline = now_usec(CLOCK_MONOTONIC) + 60 * USEC_PER_SEC;
+        Result first = {};
+        StoreStats st;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 0, HOUR);
+        /* one commit through the loop, then wait for the writer to idle */
+        submit1(e, s, NULL, (ActSpec) { "r", ACTION_NOTIFY, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &first);
+        for (store_stats(s, &st); !st.writer_idle; store_stats(s, &st)) {
+                ASSERT_TRUE(now_usec(CLOCK_MONOTONIC) < deadline);
+                (void) usleep(1000);
+        }
+        ASSERT_EQ(st.commits, 1u);
+
+        for (unsigned i = 0; i < STORE_EARLY_COMMIT; i++) {
+                StoreEvent *ev = ev_new("splunk", NULL);
+                ev_add(ev, (ActSpec) { "r", ACTION_NOTIFY, "a@example.com", NULL, ACTION_STATUS_QUEUED });
+                ASSERT_OK(store_submit_event(s, ev, on_event, &res[i]));
+                if (i + 1 < STORE_EARLY_COMMIT) { /* fewer wait for the loop's kick */
+                        store_stats(s, &st);
+                        ASSERT_EQ(st.commits, 1u);
+                }
+        }
+        /* the loop does not run until the writer has committed them all */
+        for (store_stats(s, &st); st.ops < 1 + STORE_EARLY_COMMIT; store_stats(s, &st)) {
+                ASSERT_TRUE(now_usec(CLOCK_MONOTONIC) < deadline);
+                (void) usleep(1000);
+        }
+        ASSERT_EQ(st.commits, 2u);
+        ASSERT_EQ(res[0].calls, 0u); /* callbacks run on the loop only */
+        wait_for(e, &res[STORE_EARLY_COMMIT - 1].calls, 1);
+        for (unsigned i = 0; i < STORE_EARLY_COMMIT; i++)
+                ASSERT_OK(res[i].r);
+        store_close(s);
+}
+
 TEST(close_commits_pending) {
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         Result r = {};
@@ -1000,6 +1045,7 @@ int main(int argc, char **argv) {
         RUN(failing_commit);
         RUN(open_errors);
         RUN(group_commit);
+        RUN(early_commit);
         RUN(close_commits_pending);
         HARNESS_DONE();
 }
