@@ -194,7 +194,7 @@ def ingest_remedyd(dur, seed):
         r = start_remedyd(d, fake)
         try:
             port = webhook_port(r.webhook_url)
-            res = loadgen(port, ["--conns", 64, "--duration", dur, "--count", int(dur * 60000),
+            res = loadgen(port, ["--conns", 64, "--duration", dur, "--count", int(dur * 100000),
                                  "--seed", seed])
             pid = r.pid
             with open("/proc/%d/status" % pid) as f:
@@ -226,7 +226,7 @@ def ingest_mhd_durable(dur, seed):
                          stdout=subprocess.PIPE, text=True)
     try:
         port = int(p.stdout.readline().split()[1])
-        return loadgen(port, ["--conns", 64, "--duration", dur, "--count", int(dur * 60000), "--seed", seed])
+        return loadgen(port, ["--conns", 64, "--duration", dur, "--count", int(dur * 100000), "--seed", seed])
     finally:
         stop_proc(p)
 
