@@ -127,6 +127,10 @@ int http_server_request_add_header(HttpServerRequest *req, const char *name, con
  * added. Resumes a suspended request. On -ENOMEM the request gets a static
  * 503 instead, so callers may ignore the result. */
 int http_server_respond(HttpServerRequest *req, unsigned status, const char *content_type, const char *body);
+/* The same with a body of len bytes from mem_malloc() (a StrBuf's), which
+ * it takes always: no copy. */
+int http_server_respond_take(HttpServerRequest *req, unsigned status, const char *content_type, char *body,
+                             size_t len);
 /* Answers with obj serialised as application/json (obj is not consumed). */
 int http_server_respond_json(HttpServerRequest *req, unsigned status, json_object *obj);
 /* Answers {"error": code, "message": message} as application/json.

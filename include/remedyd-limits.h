@@ -34,6 +34,10 @@
 #define LIMIT_JSON_DEPTH              64
 #define LIMIT_ACTIONS_PER_EVENT       1000u
 #define LIMIT_FOR_EACH_ITEMS          1000u
+/* The answer to a delivery: LIMIT_ACTIONS_PER_EVENT actions whose user
+ * (LIMIT_TEMPLATE_OUTPUT_BYTES) and rule name (LIMIT_NAME_BYTES) are all
+ * control characters, each escaped to 6 bytes, take 25.5 MB: never hit. */
+#define LIMIT_WEBHOOK_RESPONSE_BYTES  (32u * 1024u * 1024u)
 #define LIMIT_HTTP_CONNECTIONS        4096u
 /* MHD's per-connection pool (request line, headers, read buffer, response
  * head): headers are limited to LIMIT_HEADER_BYTES, and MHD zeroes the pool

@@ -860,14 +860,9 @@ static int respond_oom(HttpServerRequest *req) {
         return -ENOMEM;
 }
 
-int http_server_respond(HttpServerRequest *req, unsigned status, const char *content_type, const char *body) {
-        struct MHD_Response *resp;
-        const char *b = body ? body : "";
-
-        if (http_server_request_responded(req))
-                return -EALREADY;
-
-        resp = MHD_create_response_from_buffer(strlen(b), (void *) (uintptr_t) b, MHD_RESPMEM_MUST_COPY);
+/* Adds the headers and answers with resp; destroys resp on failure. */
+static int respond_with(HttpServerRequest *req, unsigned status, const char *content_type,
+                        struct MHD_Response *resp) {
         if (!resp)
                 goto oom;
         if (content_type &&
@@ -888,6 +883,31 @@ oom:
         if (resp)
                 MHD_destroy_response(resp);
         return respond_oom(req);
+}
+
+int http_server_respond(HttpServerRequest *req, unsigned status, const char *content_type, const char *body) {
+        const char *b = body ? body : "";
+
+        if (http_server_request_responded(req))
+                return -EALREADY;
+        return respond_with(req, status, content_type,
+                            MHD_create_response_from_buffer(strlen(b), (void *) (uintptr_t) b,
+                                                            MHD_RESPMEM_MUST_COPY));
+}
+
+int http_server_respond_take(HttpServerRequest *req, unsigned status, const char *content_type, char *body,
+                             size_t len) {
+        struct MHD_Response *resp;
+
+        if (http_server_request_responded(req)) {
+                mem_free(body);
+                return -EALREADY;
+        }
+        /* MHD frees it with free(): mem_malloc() is malloc(). */
+        resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+        if (!resp)
+                mem_free(body);
+        return respond_with(req, status, content_type, resp);
 }
 
 int http_server_respond_json(HttpServerRequest *req, unsigned status, json_object *obj) {

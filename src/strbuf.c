@@ -106,3 +106,44 @@ int strbuf_append_urlencoded(StrBuf *b, const char *s) {
         }
         return r;
 }
+
+int strbuf_append_json_string(StrBuf *b, const char *s) {
+        static const char hex[] = "0123456789abcdef";
+        const char *run;
+        int r;
+
+        if (!s)
+                return strbuf_append(b, "null", 4);
+        r = strbuf_append(b, "\"", 1);
+        for (run = s; r >= 0 && *s; s++) {
+                unsigned char ch = (unsigned char) *s;
+                char e[6] = { '\\', 0 };
+                size_t n = 2;
+
+                if (ch >= 0x20 && ch != '"' && ch != '\\')
+                        continue;
+                r = strbuf_append(b, run, (size_t) (s - run));
+                run = s + 1;
+                switch (ch) {
+                case '"': e[1] = '"'; break;
+                case '\\': e[1] = '\\'; break;
+                case '\b': e[1] = 'b'; break;
+                case '\f': e[1] = 'f'; break;
+                case '\n': e[1] = 'n'; break;
+                case '\r': e[1] = 'r'; break;
+                case '\t': e[1] = 't'; break;
+                default:
+                        memcpy(e + 1, "u00", 3);
+                        e[4] = hex[ch >> 4];
+                        e[5] = hex[ch & 15];
+                        n = 6;
+                }
+                if (r >= 0)
+                        r = strbuf_append(b, e, n);
+        }
+        if (r >= 0)
+                r = strbuf_append(b, run, (size_t) (s - run));
+        if (r >= 0)
+                r = strbuf_append(b, "\"", 1);
+        return r;
+}

@@ -22,6 +22,7 @@
 #include "rules.h"
 #include "safety.h"
 #include "store.h"
+#include "strbuf.h"
 #include "util.h"
 #include "webhook.h"
 
@@ -44,6 +45,8 @@ struct Webhook {
         bool stopping;
         Pending *pending;     /* events handed to the store */
         unsigned n_pending;
+        json_tokener *tok;    /* parse_body()'s, kept: two allocations and
+                               * a zeroed 64-level stack per event less */
 };
 
 /* One event handed to the store: outlives the request if the client or
@@ -252,24 +255,26 @@ static int on_headers(HttpServerRequest *req, void *userdata) {
 }
 
 /* Parses the body as one JSON object, nothing after it but blanks. */
-static int parse_body(const char *body, size_t len, json_object **ret) {
+static int parse_body(Webhook *w, const char *body, size_t len, json_object **ret) {
         json_tokener *tok;
         json_object *o;
         size_t end;
 
         if (len > INT32_MAX)
                 return -E2BIG;
-        tok = json_tokener_new_ex(LIMIT_JSON_DEPTH);
-        if (!tok)
-                return -ENOMEM;
+        if (!w->tok) {
+                w->tok = json_tokener_new_ex(LIMIT_JSON_DEPTH);
+                if (!w->tok)
+                        return -ENOMEM;
+        }
+        tok = w->tok;
+        json_tokener_reset(tok);
         o = json_tokener_parse_ex(tok, body, (int) len);
         if (!o || json_tokener_get_error(tok) != json_tokener_success) {
-                json_tokener_free(tok);
                 json_object_put(o);
                 return -EINVAL;
         }
         end = json_tokener_get_parse_end(tok);
-        json_tokener_free(tok);
         for (; end < len; end++)
                 if (!strchr(" \t\r\n", body[end])) {
                         json_object_put(o);
@@ -423,75 +428,45 @@ fail:
         return r;
 }
 
-static int actions_json(const StoreEvent *ev, json_object **ret) {
-        _cleanup_(json_object_putp) json_object *arr = NULL;
+/* The answer to a delivery, written out: building it as json-c objects
+ * took 20 allocations per event, a quarter of the loop's (perf probes on
+ * malloc). {"event_id": ..., "duplicate": ..., "actions": [{"id", "rule",
+ * "action", "user", "status"}, ...]}. */
+static int event_response(const StoreEvent *ev, bool duplicate, StrBuf *b) {
+        int r;
 
-        arr = json_object_new_array();
-        if (!arr)
-                return -ENOMEM;
-        for (size_t i = 0; i < ev->n_actions; i++) {
+        r = strbuf_puts(b, "{\"event_id\":");
+        if (r >= 0)
+                r = strbuf_append_json_string(b, ev->id);
+        if (r >= 0)
+                r = strbuf_puts(b, duplicate ? ",\"duplicate\":true,\"actions\":[" :
+                                               ",\"duplicate\":false,\"actions\":[");
+        for (size_t i = 0; r >= 0 && i < ev->n_actions; i++) {
                 const StoreAction *a = &ev->actions[i];
-                json_object *o;
-                struct {
+                const struct {
                         const char *key;
                         const char *value;
                 } fields[] = {
-                        { "id", a->id },
-                        { "rule", a->rule },
-                        { "action", config_action_kind_to_string(a->action) },
-                        { "user", a->user },
-                        { "status", store_action_status_to_string(a->status) },
+                        { "{\"id\":", a->id },
+                        { ",\"rule\":", a->rule },
+                        { ",\"action\":", config_action_kind_to_string(a->action) },
+                        { ",\"user\":", a->user },
+                        { ",\"status\":", store_action_status_to_string(a->status) },
                 };
 
-                o = json_object_new_object();
-                if (!o || json_object_array_add(arr, o) < 0) {
-                        json_object_put(o);
-                        return -ENOMEM;
+                if (i > 0)
+                        r = strbuf_puts(b, ",");
+                for (size_t j = 0; r >= 0 && j < ELEMENTSOF(fields); j++) {
+                        r = strbuf_puts(b, fields[j].key);
+                        if (r >= 0)
+                                r = strbuf_append_json_string(b, fields[j].value);
                 }
-                for (size_t j = 0; j < ELEMENTSOF(fields); j++) {
-                        json_object *v = NULL;
-
-                        if (fields[j].value) {
-                                v = json_object_new_string(fields[j].value);
-                                if (!v)
-                                        return -ENOMEM;
-                        }
-                        if (json_object_object_add(o, fields[j].key, v) < 0) {
-                                json_object_put(v);
-                                return -ENOMEM;
-                        }
-                }
+                if (r >= 0)
+                        r = strbuf_puts(b, "}");
         }
-        *ret = TAKE_PTR(arr);
-        return 0;
-}
-
-static int event_json(const StoreEvent *ev, bool duplicate, json_object **ret) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
-        json_object *v, *actions = NULL;
-        int r;
-
-        o = json_object_new_object();
-        if (!o)
-                return -ENOMEM;
-        v = json_object_new_string(ev->id);
-        if (!v || json_object_object_add(o, "event_id", v) < 0)
-                goto oom;
-        v = json_object_new_boolean(duplicate);
-        if (!v || json_object_object_add(o, "duplicate", v) < 0)
-                goto oom;
-        r = actions_json(ev, &actions);
-        if (r < 0)
-                return r;
-        if (json_object_object_add(o, "actions", actions) < 0) {
-                json_object_put(actions);
-                return -ENOMEM;
-        }
-        *ret = TAKE_PTR(o);
-        return 0;
-oom:
-        json_object_put(v);
-        return -ENOMEM;
+        if (r >= 0)
+                r = strbuf_puts(b, "]}");
+        return r;
 }
 
 static void log_accepted(const StoreEvent *ev) {
@@ -522,7 +497,6 @@ static void log_accepted(const StoreEvent *ev) {
 }
 
 static void on_committed(Store *s, int r, const StoreEvent *ev, bool duplicate, void *userdata) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
         Pending *p = userdata;
         Webhook *w = p->webhook;
         HttpServerRequest *req = p->req;
@@ -567,14 +541,22 @@ static void on_committed(Store *s, int r, const StoreEvent *ev, bool duplicate, 
         }
 
         if (req) {
-                r = event_json(ev, duplicate, &o);
-                if (r < 0)
+                StrBuf b;
+
+                strbuf_init(&b, LIMIT_WEBHOOK_RESPONSE_BYTES);
+                r = event_response(ev, duplicate, &b);
+                if (r < 0) {
+                        strbuf_free(&b);
                         /* Committed all the same: the sender will retry and
                          * get the duplicate answer. */
                         (void) respond_error(req, MHD_HTTP_SERVICE_UNAVAILABLE, "out_of_memory",
                                              "The server is out of memory, try again later.");
-                else
-                        (void) http_server_respond_json(req, duplicate ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED, o);
+                } else {
+                        size_t len = b.len;
+
+                        (void) http_server_respond_take(req, duplicate ? MHD_HTTP_OK : MHD_HTTP_ACCEPTED,
+                                                        "application/json", strbuf_steal(&b), len);
+                }
         }
 
         if (queued && w && w->daemon->executor)
@@ -638,7 +620,7 @@ static int on_request(HttpServerRequest *req, void *userdata) {
         }
 
         body = http_server_request_body(req, &len);
-        r = parse_body(body, len, &event);
+        r = parse_body(w, body, len, &event);
         if (r == -ENOMEM)
                 return r;
         if (r < 0)
@@ -769,6 +751,8 @@ Webhook *webhook_free(Webhook *w) {
         while (w->pending)
                 pending_unlink(w->pending);
         limiters_free(w->limiters, w->n_limiters);
+        if (w->tok)
+                json_tokener_free(w->tok);
         mem_free(w);
         return NULL;
 }
