@@ -16,12 +16,13 @@
 
 #include "alloc.h"
 #include "cleanup.h"
+#include "dedup.h"
 #include "log.h"
 #include "remedyd-limits.h"
 #include "store.h"
 #include "util.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define DEDUP_WINDOW_DEFAULT_USEC (24ULL * 3600ULL * USEC_PER_SEC)
 #define MAX_PAGE_COUNT_DEFAULT UINT64_C(1073741823)
 /* WAL size (pages) past which the writer checkpoints after a commit: SQLite's
@@ -137,6 +138,12 @@ static const char schema_v2[] =
         "CREATE INDEX events_time ON events(received_usec);"
         "DELETE FROM audit WHERE kind = 'event';";
 
+/* v3: redeliveries are found through the in-memory dedup index (dedup.h),
+ * loaded from the events of the window at open: the B-tree on the key put
+ * each event on a random page when keys are random. */
+static const char schema_v3[] =
+        "DROP INDEX IF EXISTS events_dedup;";
+
 #define ACTION_COLUMNS                                                                            \
         "a.id, a.event_id, a.rule, a.action, a.user, a.user_id, a.reason, a.status, a.detail, "   \
         "a.created_usec, a.updated_usec, a.not_before_usec, a.attempts, a.for_usec, "             \
@@ -166,8 +173,9 @@ typedef enum WriterStmt {
 } WriterStmt;
 
 static const char *const writer_sql[_W_MAX] = {
-        [W_DEDUP] = "SELECT id FROM events WHERE source = ?1 AND dedup_key = ?2 AND received_usec >= ?3 "
-                    "ORDER BY received_usec DESC LIMIT 1",
+        /* a candidate of the dedup index */
+        [W_DEDUP] = "SELECT id FROM events WHERE rowid = ?1 AND source = ?2 AND dedup_key = ?3 "
+                    "AND received_usec >= ?4",
         [W_EVENT_ACTIONS] = "SELECT " ACTION_COLUMNS "WHERE a.event_id = ?1 ORDER BY a.rowid",
         [W_INSERT_EVENT] = "INSERT INTO events (id, source, dedup_key, received_usec, body) "
                            "VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -278,6 +286,7 @@ struct Store {
         int efd;
         sqlite3 *wdb, *rdb;
         int wal_pages;            /* writer thread only: WAL size after the last commit */
+        DedupIndex *dedup;        /* writer thread only (and open, before it starts) */
         sqlite3_stmt *wst[_W_MAX];
         sqlite3_stmt *rst[_R_MAX];
 
@@ -874,7 +883,7 @@ static int action_insert(Store *s, StoreAction *a, const char *event_id, const c
 
 static int op_event(Store *s, StoreOp *op, const StoreOptions *o) {
         StoreEvent *ev = op->ev;
-        uint64_t now = now_usec(CLOCK_REALTIME), window;
+        uint64_t now = now_usec(CLOCK_REALTIME), window, hash = 0;
         sqlite3_stmt *st;
         int r;
 
@@ -883,23 +892,29 @@ static int op_event(Store *s, StoreOp *op, const StoreOptions *o) {
         window = o->dedup_window_usec ? o->dedup_window_usec : DEDUP_WINDOW_DEFAULT_USEC;
 
         if (ev->dedup_key) {
+                uint64_t since = ev->received_usec > window ? ev->received_usec - window : 0;
                 char orig[33] = "";
+                size_t cursor = 0;
+                int64_t rowid;
 
-                r = wstmt(s, W_DEDUP, &st);
-                if (r < 0)
-                        return r;
-                if ((r = bind_text(st, 1, ev->source)) < 0 || (r = bind_text(st, 2, ev->dedup_key)) < 0 ||
-                    (r = bind_u64(st, 3, ev->received_usec > window ? ev->received_usec - window : 0)) < 0)
-                        return r;
-                r = step_row(st);
-                if (r > 0) {
-                        const char *t = (const char *) sqlite3_column_text(st, 0);
-                        if (t && strlen(t) < sizeof(orig))
-                                strcpy(orig, t);
+                hash = dedup_index_hash(s->dedup, ev->source, ev->dedup_key);
+                while (!orig[0] && dedup_index_next(s->dedup, hash, since, &cursor, &rowid)) {
+                        r = wstmt(s, W_DEDUP, &st);
+                        if (r < 0)
+                                return r;
+                        if ((r = bind_u64(st, 1, (uint64_t) rowid)) < 0 || (r = bind_text(st, 2, ev->source)) < 0 ||
+                            (r = bind_text(st, 3, ev->dedup_key)) < 0 || (r = bind_u64(st, 4, since)) < 0)
+                                return r;
+                        r = step_row(st);
+                        if (r > 0) {
+                                const char *t = (const char *) sqlite3_column_text(st, 0);
+                                if (t && strlen(t) < sizeof(orig))
+                                        strcpy(orig, t);
+                        }
+                        sqlite3_reset(st);
+                        if (r < 0)
+                                return r;
                 }
-                sqlite3_reset(st);
-                if (r < 0)
-                        return r;
                 if (orig[0]) {
                         StoreAction *v = NULL;
                         size_t n = 0;
@@ -939,6 +954,12 @@ static int op_event(Store *s, StoreOp *op, const StoreOptions *o) {
         r = step_done(st);
         if (r < 0)
                 return r;
+        if (ev->dedup_key) {
+                r = dedup_index_add(s->dedup, hash, sqlite3_last_insert_rowid(s->wdb), ev->received_usec,
+                                    ev->received_usec > window ? ev->received_usec - window : 0);
+                if (r < 0)
+                        return r;
+        }
         /* No audit row: store_history() reads events from this table. */
         for (size_t i = 0; i < ev->n_actions; i++) {
                 r = action_insert(s, &ev->actions[i], ev->id, "decision", NULL, o, now);
@@ -1740,6 +1761,8 @@ static int schema_migrate(Store *s) {
                 goto fail;
         if (v < 2 && (r = sql_exec(s->wdb, schema_v2)) < 0)
                 goto fail;
+        if (v < 3 && (r = sql_exec(s->wdb, schema_v3)) < 0)
+                goto fail;
         (void) snprintf(buf, sizeof(buf), "PRAGMA user_version = %d", SCHEMA_VERSION);
         if ((r = sql_exec(s->wdb, buf)) < 0)
                 goto fail;
@@ -1750,6 +1773,43 @@ fail:
         if (!sqlite3_get_autocommit(s->wdb))
                 (void) sql_exec(s->wdb, "ROLLBACK");
         return log_error_errno(r, "store: schema migration failed: %m");
+}
+
+/* The dedup index from the events of the window, oldest first (past
+ * LIMIT_DEDUP_KEYS the oldest are the ones dropped). Runs before the writer
+ * starts, on its connection. */
+static int dedup_load(Store *s) {
+        uint64_t window = s->opts.dedup_window_usec ? s->opts.dedup_window_usec : DEDUP_WINDOW_DEFAULT_USEC;
+        uint64_t now = now_usec(CLOCK_REALTIME), since = now > window ? now - window : 0, n = 0;
+        sqlite3_stmt *st = NULL;
+        int rc, r;
+
+        r = dedup_index_new(LIMIT_DEDUP_KEYS, &s->dedup);
+        if (r < 0)
+                return log_error_errno(r, "store: cannot set up the dedup index: %m");
+        rc = sqlite3_prepare_v2(s->wdb,
+                                "SELECT rowid, source, dedup_key, received_usec FROM events "
+                                "WHERE received_usec >= ?1 AND dedup_key IS NOT NULL ORDER BY received_usec",
+                                -1, &st, NULL);
+        if (rc != SQLITE_OK)
+                return log_error_errno(sqlite_errno(rc), "store: cannot read the dedup keys: %s",
+                                       sqlite3_errmsg(s->wdb));
+        r = bind_u64(st, 1, since);
+        while (r >= 0 && (r = step_row(st)) > 0) {
+                const char *source = (const char *) sqlite3_column_text(st, 1);
+                const char *key = (const char *) sqlite3_column_text(st, 2);
+
+                if (!source || !key)
+                        continue;
+                r = dedup_index_add(s->dedup, dedup_index_hash(s->dedup, source, key), sqlite3_column_int64(st, 0),
+                                    column_u64(st, 3), since);
+                n++;
+        }
+        sqlite3_finalize(st);
+        if (r < 0)
+                return log_error_errno(r, "store: cannot load the dedup keys: %m");
+        log_debug("store: %" PRIu64 " dedup keys of the last %" PRIu64 " s loaded", n, (uint64_t) (window / USEC_PER_SEC));
+        return 0;
 }
 
 /* Crash recovery: whatever was running when the last process died goes back
@@ -1836,6 +1896,9 @@ int store_open(const char *path, sd_event *e, const StoreOptions *opts, Store **
                 log_error_errno(r, "store: crash recovery failed: %m");
                 goto fail;
         }
+        r = dedup_load(s);
+        if (r < 0)
+                goto fail;
 
         r = db_open(path, SQLITE_OPEN_READONLY, &s->rdb);
         if (r < 0)
@@ -1899,6 +1962,7 @@ Store *store_close(Store *s) {
                 sqlite3_finalize(s->rst[i]);
         sqlite3_close(s->rdb);
         sqlite3_close(s->wdb);
+        dedup_index_free(s->dedup);
         if (s->lock_initialised) {
                 pthread_cond_destroy(&s->cond);
                 pthread_mutex_destroy(&s->lock);

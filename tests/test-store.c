@@ -677,7 +677,67 @@ TEST(schema_v1_migration) {
                           SQLITE_OK);
                 ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
                 ASSERT_EQ(sqlite3_column_int(st, 0), 1);
-                ASSERT_EQ(sqlite3_column_int(st, 1), 2);
+                ASSERT_EQ(sqlite3_column_int(st, 1), 3);
+                sqlite3_finalize(st);
+                sqlite3_close(db);
+        }
+}
+
+/* Redeliveries are found through the in-memory index, which a restart
+ * loads from the events of the window; a version 2 database loses its
+ * B-tree on the key (version 3) and keeps its dedup. */
+TEST(dedup_after_restart) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Result r1 = {}, old = {}, r2 = {}, r3 = {}, r4 = {};
+        StoreEvent *ev;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 0, HOUR);
+        submit1(e, s, "id:k1", (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &r1);
+        ev = ev_new("splunk", "id:old");
+        ev->received_usec -= 25 * HOUR;
+        ASSERT_OK(store_submit_event(s, ev, on_event, &old));
+        wait_for(e, &old.calls, 1);
+        ASSERT_OK(old.r);
+        store_close(s);
+        sql(dbpath, "CREATE INDEX events_dedup ON events(source, dedup_key, received_usec);"
+                    "PRAGMA user_version = 2;");
+
+        s = open_store(e, 0, HOUR);
+        ev = ev_new("splunk", "id:k1");
+        ev_add(ev, (ActSpec) { "r9", ACTION_NOTIFY, "b@example.com", NULL, ACTION_STATUS_QUEUED });
+        ASSERT_OK(store_submit_event(s, ev, on_event, &r2));
+        ev = ev_new("okta", "id:k1");
+        ASSERT_OK(store_submit_event(s, ev, on_event, &r3));
+        ev = ev_new("splunk", "id:old"); /* its first delivery left the window */
+        ASSERT_OK(store_submit_event(s, ev, on_event, &r4));
+        wait_for(e, &r4.calls, 1);
+        wait_for(e, &r2.calls, 1);
+        wait_for(e, &r3.calls, 1);
+        ASSERT_TRUE(r2.duplicate);
+        ASSERT_STREQ(r2.event_id, r1.event_id);
+        ASSERT_EQ(r2.n, 1u);
+        ASSERT_STREQ(r2.ids[0], r1.ids[0]);
+        ASSERT_FALSE(r3.duplicate);
+        ASSERT_FALSE(r4.duplicate);
+        ASSERT_TRUE(strcmp(r4.event_id, old.event_id) != 0);
+        store_close(s);
+
+        sql(dbpath, "CREATE TABLE check_v3 AS SELECT count(*) AS n FROM pragma_index_list('events') "
+                    "WHERE name = 'events_dedup';");
+        {
+                sqlite3 *db = NULL;
+                sqlite3_stmt *st = NULL;
+
+                ASSERT_EQ(sqlite3_open(dbpath, &db), SQLITE_OK);
+                ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT (SELECT n FROM check_v3), "
+                                             "(SELECT user_version FROM pragma_user_version)", -1, &st, NULL),
+                          SQLITE_OK);
+                ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+                ASSERT_EQ(sqlite3_column_int(st, 0), 0);
+                ASSERT_EQ(sqlite3_column_int(st, 1), 3);
                 sqlite3_finalize(st);
                 sqlite3_close(db);
         }
@@ -1041,6 +1101,7 @@ int main(int argc, char **argv) {
         RUN(lifecycle);
         RUN(crash_recovery);
         RUN(schema_v1_migration);
+        RUN(dedup_after_restart);
         RUN(timed_reactivation);
         RUN(failing_commit);
         RUN(open_errors);

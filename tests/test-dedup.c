@@ -1,0 +1,125 @@
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dedup.h"
+#include "harness.h"
+
+/* The reference vectors (SipHash paper, appendix A; the reference
+ * implementation's vectors.h): key 00..0f, messages 00.. of length 0..15. */
+TEST(siphash_vectors) {
+        static const uint64_t want[16] = {
+                UINT64_C(0x726fdb47dd0e0e31), UINT64_C(0x74f839c593dc67fd), UINT64_C(0x0d6c8009d9a94f5a),
+                UINT64_C(0x85676696d7fb7e2d), UINT64_C(0xcf2794e0277187b7), UINT64_C(0x18765564cd99a68d),
+                UINT64_C(0xcbc9466e58fee3ce), UINT64_C(0xab0200f58b01d137), UINT64_C(0x93f5f5799a932462),
+                UINT64_C(0x9e0082df0ba9e4b0), UINT64_C(0x7a5dbbc594ddb9f3), UINT64_C(0xf4b32f46226bada7),
+                UINT64_C(0x751e8fbc860ee5fb), UINT64_C(0x14ea5627c0843d90), UINT64_C(0xf723ca908e7af2ee),
+                UINT64_C(0xa129ca6149be45e5),
+        };
+        uint8_t key[16], msg[16];
+
+        for (unsigned i = 0; i < 16; i++)
+                key[i] = msg[i] = (uint8_t) i;
+        for (unsigned n = 0; n < 16; n++)
+                ASSERT_EQ(siphash24(key, msg, n), want[n]);
+}
+
+TEST(lookup) {
+        DedupIndex *d;
+        uint64_t h1, h2;
+        size_t cursor = 0;
+        int64_t rowid;
+
+        ASSERT_OK(dedup_index_new(1000, &d));
+        h1 = dedup_index_hash(d, "splunk", "id:1");
+        h2 = dedup_index_hash(d, "splunk", "id:2");
+        ASSERT_TRUE(h1 != h2);
+        /* the source is part of the key, and "a"+"bc" is not "ab"+"c" */
+        ASSERT_TRUE(h1 != dedup_index_hash(d, "sentinel", "id:1"));
+        ASSERT_TRUE(dedup_index_hash(d, "a", "bc") != dedup_index_hash(d, "ab", "c"));
+
+        ASSERT_FALSE(dedup_index_next(d, h1, 0, &cursor, &rowid));
+        ASSERT_OK(dedup_index_add(d, h1, 7, 1000, 0));
+        cursor = 0;
+        ASSERT_TRUE(dedup_index_next(d, h1, 0, &cursor, &rowid));
+        ASSERT_EQ(rowid, 7);
+        ASSERT_FALSE(dedup_index_next(d, h1, 0, &cursor, &rowid));
+        /* outside the window */
+        cursor = 0;
+        ASSERT_FALSE(dedup_index_next(d, h1, 1001, &cursor, &rowid));
+        cursor = 0;
+        ASSERT_FALSE(dedup_index_next(d, h2, 0, &cursor, &rowid));
+
+        /* the same hash twice (a rolled-back row and its redelivery):
+         * both are candidates, the caller checks each row */
+        ASSERT_OK(dedup_index_add(d, h1, 9, 1002, 0));
+        cursor = 0;
+        ASSERT_TRUE(dedup_index_next(d, h1, 0, &cursor, &rowid));
+        ASSERT_EQ(rowid, 7);
+        ASSERT_TRUE(dedup_index_next(d, h1, 0, &cursor, &rowid));
+        ASSERT_EQ(rowid, 9);
+        ASSERT_FALSE(dedup_index_next(d, h1, 0, &cursor, &rowid));
+        dedup_index_free(d);
+}
+
+/* Growth by rebuilds keeps every live entry findable and drops those that
+ * left the window. */
+TEST(growth_and_expiry) {
+        DedupIndex *d;
+        char key[32];
+
+        ASSERT_OK(dedup_index_new(1000000, &d));
+        for (unsigned i = 0; i < 100000; i++) {
+                snprintf(key, sizeof(key), "id:%u", i);
+                /* time i; the window is the last 60,000 */
+                ASSERT_OK(dedup_index_add(d, dedup_index_hash(d, "s", key), i, i, i >= 60000 ? i - 60000 : 0));
+        }
+        for (unsigned i = 0; i < 100000; i++) {
+                size_t cursor = 0;
+                int64_t rowid = -1;
+                bool found;
+
+                snprintf(key, sizeof(key), "id:%u", i);
+                found = dedup_index_next(d, dedup_index_hash(d, "s", key), 40000, &cursor, &rowid);
+                ASSERT_EQ(found, i >= 40000);
+                if (found)
+                        ASSERT_EQ(rowid, (int64_t) i);
+        }
+        /* rebuilds dropped the expired: at most the window plus the
+         * additions since the last rebuild remain */
+        ASSERT_TRUE(dedup_index_size(d) < 100000);
+        ASSERT_EQ(dedup_index_evicted(d), 0u);
+        dedup_index_free(d);
+}
+
+/* Past max_keys the oldest go, and no more than max_keys are kept. */
+TEST(max_keys) {
+        DedupIndex *d;
+        char key[32];
+
+        ASSERT_OK(dedup_index_new(1000, &d));
+        for (unsigned i = 0; i < 5000; i++) {
+                snprintf(key, sizeof(key), "id:%u", i);
+                ASSERT_OK(dedup_index_add(d, dedup_index_hash(d, "s", key), i, 1000000 + i, 0));
+                ASSERT_TRUE(dedup_index_size(d) <= 1000);
+        }
+        ASSERT_TRUE(dedup_index_evicted(d) >= 4000);
+        /* the newest 875 are always there */
+        for (unsigned i = 5000 - 875; i < 5000; i++) {
+                size_t cursor = 0;
+                int64_t rowid;
+
+                snprintf(key, sizeof(key), "id:%u", i);
+                ASSERT_TRUE(dedup_index_next(d, dedup_index_hash(d, "s", key), 0, &cursor, &rowid));
+                ASSERT_EQ(rowid, (int64_t) i);
+        }
+        dedup_index_free(d);
+}
+
+int main(void) {
+        RUN(siphash_vectors);
+        RUN(lookup);
+        RUN(growth_and_expiry);
+        RUN(max_keys);
+        HARNESS_DONE();
+}
