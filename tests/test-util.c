@@ -138,6 +138,19 @@ TEST(hex_and_compare) {
         ASSERT_TRUE(memcmp(b, o, 3) == 0);
         ASSERT_ERR(hex_decode("00abf", o, 3), EINVAL);
         ASSERT_ERR(hex_decode("00abfg", o, 3), EINVAL);
+        /* every byte, in either place of a pair, against strtol()'s idea */
+        for (int c = 1; c < 256; c++) {
+                char in[3] = { (char) c, '7', 0 }, sw[3] = { '7', (char) c, 0 }, one[2] = { (char) c, 0 };
+                bool digit = strchr("0123456789abcdefABCDEF", c) != NULL;
+                uint8_t v;
+
+                ASSERT_EQ(hex_decode(in, &v, 1) == 0, digit);
+                if (digit)
+                        ASSERT_EQ(v, (uint8_t) (strtol(one, NULL, 16) << 4 | 7));
+                ASSERT_EQ(hex_decode(sw, &v, 1) == 0, digit);
+                if (digit)
+                        ASSERT_EQ(v, (uint8_t) (0x70 | strtol(one, NULL, 16)));
+        }
         ASSERT_TRUE(memeq_secret("abc", 3, "abc", 3));
         ASSERT_FALSE(memeq_secret("abc", 3, "abd", 3));
         ASSERT_FALSE(memeq_secret("abc", 3, "abcd", 4));
