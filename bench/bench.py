@@ -101,9 +101,11 @@ def rules_yaml(match_rule):
     return rules
 
 
-def start_remedyd(d, fake, match_rule=False, extra=None, args=()):
+def start_remedyd(d, fake, match_rule=False, extra=None, args=(), event_id="${sid}"):
+    """event_id None: the source has no event_id, so remedyd deduplicates by
+    the body's SHA-256 (random keys, where the load's sids are sequential)."""
     config = {
-        "sources": [{"name": "bench", "event_id": "${sid}",
+        "sources": [{"name": "bench", **({"event_id": event_id} if event_id else {}),
                      "auth": {"hmac_sha256": {"header": "X-Remedyd-Signature", "prefix": "sha256=",
                                               "secret_file": os.path.join(ARGS.workdir, "hmac.secret")}}}],
         "rules": rules_yaml(match_rule),
@@ -187,11 +189,11 @@ def bench_fsync():
 
 # ------------------------------------------------------------------ ingest
 
-def ingest_remedyd(dur, seed):
+def ingest_remedyd(dur, seed, event_id="${sid}"):
     d = fresh_dir("ingest-remedyd")
     fake = harness.FakeOnePassword(d, users=10)
     try:
-        r = start_remedyd(d, fake)
+        r = start_remedyd(d, fake, event_id=event_id)
         try:
             port = webhook_port(r.webhook_url)
             res = loadgen(port, ["--conns", 64, "--duration", dur, "--count", int(dur * 100000),
@@ -209,6 +211,10 @@ def ingest_remedyd(dur, seed):
     finally:
         fake.stop()
     return res
+
+
+def ingest_remedyd_sha256(dur, seed):
+    return ingest_remedyd(dur, seed, event_id=None)
 
 
 def ingest_mhd(dur, seed):
@@ -246,14 +252,16 @@ def ingest_webhook(dur, seed):
 
 
 def bench_ingest():
-    """mhd, remedyd, webhook back to back, --ingest-rounds times; medians of
-    the rates and of the per-round ratios (the machine is shared)."""
+    """mhd, mhd-durable, remedyd, remedyd-sha256 (no event_id: random dedup
+    keys), webhook back to back, --ingest-rounds times; medians of the rates
+    and of the per-round ratios (the machine is shared)."""
     dur = ARGS.duration
     seed = int(time.time())
     rounds = []
     for k in range(ARGS.ingest_rounds):
         rows = {}
         for name, fn in (("mhd", ingest_mhd), ("mhd-durable", ingest_mhd_durable), ("remedyd", ingest_remedyd),
+                         ("remedyd-sha256", ingest_remedyd_sha256),
                          ("webhook", ingest_webhook)):
             res = fn(dur, seed)
             seed += 1
@@ -267,17 +275,20 @@ def bench_ingest():
         rd, mh, wh = rows["remedyd"]["rate"], rows["mhd"]["rate"], rows["webhook"]["rate"]
         md = rows["mhd-durable"]["rate"]
         rows["ratio_webhook"], rows["ratio_mhd"], rows["ratio_mhd_durable"] = rd / wh, rd / mh, rd / md
+        rows["ratio_sha256_mhd"] = rows["remedyd-sha256"]["rate"] / mh
         log("ingest: round %d remedyd/webhook = %.2fx, remedyd/mhd = %.0f%%, remedyd/mhd-durable = %.0f%% "
-            "(mhd-durable/mhd = %.0f%%)" % (k + 1, rd / wh, 100 * rd / mh, 100 * rd / md, 100 * md / mh))
+            "(mhd-durable/mhd = %.0f%%); remedyd-sha256/mhd = %.0f%%"
+            % (k + 1, rd / wh, 100 * rd / mh, 100 * rd / md, 100 * md / mh, 100 * rows["ratio_sha256_mhd"]))
         rounds.append(rows)
     med = lambda f: statistics.median(f(r) for r in rounds)  # noqa: E731
     log("ingest: median of %d rounds: remedyd %.0f/s (target >= 30000/s), webhook %.0f/s, mhd %.0f/s, "
         "mhd-durable %.0f/s; remedyd/webhook %.2fx (target >= 4x), remedyd/mhd %.0f%% (target >= 40%%), "
-        "remedyd/mhd-durable %.0f%%"
+        "remedyd/mhd-durable %.0f%%; remedyd-sha256 (random dedup keys) %.0f/s, %.0f%% of mhd"
         % (len(rounds), med(lambda r: r["remedyd"]["rate"]), med(lambda r: r["webhook"]["rate"]),
            med(lambda r: r["mhd"]["rate"]), med(lambda r: r["mhd-durable"]["rate"]),
            med(lambda r: r["ratio_webhook"]), 100 * med(lambda r: r["ratio_mhd"]),
-           100 * med(lambda r: r["ratio_mhd_durable"])))
+           100 * med(lambda r: r["ratio_mhd_durable"]), med(lambda r: r["remedyd-sha256"]["rate"]),
+           100 * med(lambda r: r["ratio_sha256_mhd"])))
     record("ingest", duration=dur, conns=64, machine=machine(), rounds=rounds)
     return rounds
 
