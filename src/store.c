@@ -955,10 +955,16 @@ static int op_event(Store *s, StoreOp *op, const StoreOptions *o) {
         if (r < 0)
                 return r;
         if (ev->dedup_key) {
+                uint64_t evicted = dedup_index_evicted(s->dedup);
+
                 r = dedup_index_add(s->dedup, hash, sqlite3_last_insert_rowid(s->wdb), ev->received_usec,
                                     ev->received_usec > window ? ev->received_usec - window : 0);
                 if (r < 0)
                         return r;
+                if (dedup_index_evicted(s->dedup) != evicted)
+                        log_warning("store: more than %u deliveries in the dedup window: the oldest %" PRIu64
+                                    " were forgotten, their redeliveries will count as new events",
+                                    LIMIT_DEDUP_KEYS, dedup_index_evicted(s->dedup) - evicted);
         }
         /* No audit row: store_history() reads events from this table. */
         for (size_t i = 0; i < ev->n_actions; i++) {
