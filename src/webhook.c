@@ -254,8 +254,12 @@ static int on_headers(HttpServerRequest *req, void *userdata) {
         return 0;
 }
 
+/* Bodies up to this size leave the kept tokener as it is. */
+#define TOKENER_KEEP_BYTES (8u * 1024u)
+
 /* Parses the body as one JSON object, nothing after it but blanks. */
 static int parse_body(Webhook *w, const char *body, size_t len, json_object **ret) {
+        enum json_tokener_error err;
         json_tokener *tok;
         json_object *o;
         size_t end;
@@ -270,11 +274,18 @@ static int parse_body(Webhook *w, const char *body, size_t len, json_object **re
         tok = w->tok;
         json_tokener_reset(tok);
         o = json_tokener_parse_ex(tok, body, (int) len);
-        if (!o || json_tokener_get_error(tok) != json_tokener_success) {
+        err = json_tokener_get_error(tok);
+        end = json_tokener_get_parse_end(tok);
+        if (len > TOKENER_KEEP_BYTES) {
+                /* Its buffer has grown to the body's longest string: not
+                 * kept for the life of the daemon. */
+                json_tokener_free(w->tok);
+                w->tok = NULL;
+        }
+        if (!o || err != json_tokener_success) {
                 json_object_put(o);
                 return -EINVAL;
         }
-        end = json_tokener_get_parse_end(tok);
         for (; end < len; end++)
                 if (!strchr(" \t\r\n", body[end])) {
                         json_object_put(o);
