@@ -68,9 +68,9 @@
 /* state store */
 #define LIMIT_STORE_PENDING           262144u  /* submitted, not yet committed */
 #define LIMIT_STORE_READ_ROWS         10000u   /* list/history answers */
-/* Deliveries of the dedup window the in-memory dedup index holds (24 bytes
- * a slot, at most 2 slots a key: 192 MiB at the limit, 46 deliveries a
- * second for a whole day). Past it the oldest are forgotten first: such a
+/* Deliveries of the dedup window the in-memory dedup index holds (24-byte
+ * slots, a power of two of them, 2 to 4 per key: 192 MiB at the limit, 46
+ * deliveries a second for a whole day). Past it the oldest are forgotten first: such a
  * redelivery would be taken as a new event, which cooldowns then hold. */
 #define LIMIT_DEDUP_KEYS              4194304u
 
