@@ -39,5 +39,15 @@ int dedup_index_add(DedupIndex *d, uint64_t hash, int64_t rowid, uint64_t receiv
 size_t dedup_index_size(const DedupIndex *d);          /* entries, dead ones included */
 uint64_t dedup_index_evicted(const DedupIndex *d);     /* live entries dropped for max_keys */
 
-/* SipHash-2-4 (Aumasson and Bernstein), exposed for its test vectors. */
+/* SipHash-2-4 (Aumasson and Bernstein): in one call, or fed in pieces. */
 uint64_t siphash24(const uint8_t key[static 16], const void *data, size_t len);
+
+typedef struct SipHash {
+        uint64_t v0, v1, v2, v3;
+        uint64_t tail;   /* up to 7 bytes not yet compressed, little-endian */
+        size_t n_tail;
+        size_t len;
+} SipHash;
+void siphash24_init(SipHash *s, const uint8_t key[static 16]);
+void siphash24_update(SipHash *s, const void *data, size_t len);
+uint64_t siphash24_final(SipHash *s);

@@ -10,13 +10,6 @@
 
 /* --- SipHash-2-4 ------------------------------------------------------- */
 
-typedef struct SipState {
-        uint64_t v0, v1, v2, v3;
-        uint64_t tail;   /* up to 7 bytes not yet compressed, little-endian */
-        size_t n_tail;
-        size_t len;
-} SipState;
-
 static uint64_t rotl(uint64_t x, unsigned b) {
         return (x << b) | (x >> (64 - b));
 }
@@ -29,7 +22,7 @@ static uint64_t le64(const uint8_t *p) {
         return v;
 }
 
-static void sip_round(SipState *s) {
+static void sip_round(SipHash *s) {
         s->v0 += s->v1;
         s->v1 = rotl(s->v1, 13);
         s->v1 ^= s->v0;
@@ -46,17 +39,17 @@ static void sip_round(SipState *s) {
         s->v2 = rotl(s->v2, 32);
 }
 
-static void sip_compress(SipState *s, uint64_t m) {
+static void sip_compress(SipHash *s, uint64_t m) {
         s->v3 ^= m;
         sip_round(s);
         sip_round(s);
         s->v0 ^= m;
 }
 
-static void sip_init(SipState *s, const uint8_t key[static 16]) {
+void siphash24_init(SipHash *s, const uint8_t key[static 16]) {
         uint64_t k0 = le64(key), k1 = le64(key + 8);
 
-        *s = (SipState) {
+        *s = (SipHash) {
                 .v0 = k0 ^ UINT64_C(0x736f6d6570736575),
                 .v1 = k1 ^ UINT64_C(0x646f72616e646f6d),
                 .v2 = k0 ^ UINT64_C(0x6c7967656e657261),
@@ -64,7 +57,7 @@ static void sip_init(SipState *s, const uint8_t key[static 16]) {
         };
 }
 
-static void sip_update(SipState *s, const void *data, size_t len) {
+void siphash24_update(SipHash *s, const void *data, size_t len) {
         const uint8_t *p = data;
 
         s->len += len;
@@ -83,7 +76,7 @@ static void sip_update(SipState *s, const void *data, size_t len) {
                 s->tail |= (uint64_t) *p++ << (8 * s->n_tail++);
 }
 
-static uint64_t sip_final(SipState *s) {
+uint64_t siphash24_final(SipHash *s) {
         sip_compress(s, s->tail | (uint64_t) s->len << 56);
         s->v2 ^= 0xff;
         for (unsigned i = 0; i < 4; i++)
@@ -92,11 +85,11 @@ static uint64_t sip_final(SipState *s) {
 }
 
 uint64_t siphash24(const uint8_t key[static 16], const void *data, size_t len) {
-        SipState s;
+        SipHash s;
 
-        sip_init(&s, key);
-        sip_update(&s, data, len);
-        return sip_final(&s);
+        siphash24_init(&s, key);
+        siphash24_update(&s, data, len);
+        return siphash24_final(&s);
 }
 
 /* --- the table ----------------------------------------------------------- */
@@ -153,14 +146,14 @@ DedupIndex *dedup_index_free(DedupIndex *d) {
 }
 
 uint64_t dedup_index_hash(const DedupIndex *d, const char *source, const char *key) {
-        SipState s;
+        SipHash s;
         uint64_t h;
 
         /* Neither string holds a NUL: "source\0key" is unambiguous. */
-        sip_init(&s, d->key);
-        sip_update(&s, source, strlen(source) + 1);
-        sip_update(&s, key, strlen(key));
-        h = sip_final(&s);
+        siphash24_init(&s, d->key);
+        siphash24_update(&s, source, strlen(source) + 1);
+        siphash24_update(&s, key, strlen(key));
+        h = siphash24_final(&s);
         return h ? h : 1;
 }
 

@@ -22,6 +22,18 @@ TEST(siphash_vectors) {
                 key[i] = msg[i] = (uint8_t) i;
         for (unsigned n = 0; n < 16; n++)
                 ASSERT_EQ(siphash24(key, msg, n), want[n]);
+        /* fed in two and three pieces, cut anywhere */
+        for (unsigned n = 0; n < 16; n++)
+                for (unsigned a = 0; a <= n; a++)
+                        for (unsigned b = a; b <= n; b++) {
+                                SipHash s;
+
+                                siphash24_init(&s, key);
+                                siphash24_update(&s, msg, a);
+                                siphash24_update(&s, msg + a, b - a);
+                                siphash24_update(&s, msg + b, n - b);
+                                ASSERT_EQ(siphash24_final(&s), want[n]);
+                        }
 }
 
 TEST(lookup) {
