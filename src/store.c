@@ -883,16 +883,16 @@ static int action_insert(Store *s, StoreAction *a, const char *event_id, const c
 
 static int op_event(Store *s, StoreOp *op, const StoreOptions *o) {
         StoreEvent *ev = op->ev;
-        uint64_t now = now_usec(CLOCK_REALTIME), window, hash = 0;
+        uint64_t now = now_usec(CLOCK_REALTIME), window, since, hash = 0;
         sqlite3_stmt *st;
         int r;
 
         if (ev->received_usec == 0)
                 ev->received_usec = now;
         window = o->dedup_window_usec ? o->dedup_window_usec : DEDUP_WINDOW_DEFAULT_USEC;
+        since = ev->received_usec > window ? ev->received_usec - window : 0;
 
         if (ev->dedup_key) {
-                uint64_t since = ev->received_usec > window ? ev->received_usec - window : 0;
                 char orig[33] = "";
                 size_t cursor = 0;
                 int64_t rowid;
@@ -957,8 +957,7 @@ static int op_event(Store *s, StoreOp *op, const StoreOptions *o) {
         if (ev->dedup_key) {
                 uint64_t evicted = dedup_index_evicted(s->dedup);
 
-                r = dedup_index_add(s->dedup, hash, sqlite3_last_insert_rowid(s->wdb), ev->received_usec,
-                                    ev->received_usec > window ? ev->received_usec - window : 0);
+                r = dedup_index_add(s->dedup, hash, sqlite3_last_insert_rowid(s->wdb), ev->received_usec, since);
                 if (r < 0)
                         return r;
                 if (dedup_index_evicted(s->dedup) != evicted)

@@ -624,6 +624,21 @@ static void sql(const char *path, const char *text) {
         ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
 }
 
+/* The integer a one-row query gives. */
+static int sql_int(const char *path, const char *query) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        int v;
+
+        ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+        ASSERT_EQ(sqlite3_prepare_v2(db, query, -1, &st, NULL), SQLITE_OK);
+        ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+        v = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return v;
+}
+
 /* A version 1 database kept an audit row per event beside the events row;
  * version 2 reads events from their table, so the migration drops those
  * rows (or history would show every event twice) and adds the time index. */
@@ -666,21 +681,8 @@ TEST(schema_v1_migration) {
         ASSERT_STREQ(h[2].user, "a@example.com");
         store_audit_free(h, n);
         store_close(s);
-        sql(dbpath, "CREATE TABLE check_v2 AS SELECT 1 FROM pragma_index_list('events') WHERE name = 'events_time';");
-        {
-                sqlite3 *db = NULL;
-                sqlite3_stmt *st = NULL;
-
-                ASSERT_EQ(sqlite3_open(dbpath, &db), SQLITE_OK);
-                ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM check_v2), "
-                                             "(SELECT user_version FROM pragma_user_version)", -1, &st, NULL),
-                          SQLITE_OK);
-                ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-                ASSERT_EQ(sqlite3_column_int(st, 0), 1);
-                ASSERT_EQ(sqlite3_column_int(st, 1), 3);
-                sqlite3_finalize(st);
-                sqlite3_close(db);
-        }
+        ASSERT_EQ(sql_int(dbpath, "SELECT count(*) FROM pragma_index_list('events') WHERE name = 'events_time'"), 1);
+        ASSERT_EQ(sql_int(dbpath, "SELECT user_version FROM pragma_user_version"), 3);
 }
 
 /* Redeliveries are found through the in-memory index, which a restart
@@ -725,22 +727,8 @@ TEST(dedup_after_restart) {
         ASSERT_TRUE(strcmp(r4.event_id, old.event_id) != 0);
         store_close(s);
 
-        sql(dbpath, "CREATE TABLE check_v3 AS SELECT count(*) AS n FROM pragma_index_list('events') "
-                    "WHERE name = 'events_dedup';");
-        {
-                sqlite3 *db = NULL;
-                sqlite3_stmt *st = NULL;
-
-                ASSERT_EQ(sqlite3_open(dbpath, &db), SQLITE_OK);
-                ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT (SELECT n FROM check_v3), "
-                                             "(SELECT user_version FROM pragma_user_version)", -1, &st, NULL),
-                          SQLITE_OK);
-                ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-                ASSERT_EQ(sqlite3_column_int(st, 0), 0);
-                ASSERT_EQ(sqlite3_column_int(st, 1), 3);
-                sqlite3_finalize(st);
-                sqlite3_close(db);
-        }
+        ASSERT_EQ(sql_int(dbpath, "SELECT count(*) FROM pragma_index_list('events') WHERE name = 'events_dedup'"), 0);
+        ASSERT_EQ(sql_int(dbpath, "SELECT user_version FROM pragma_user_version"), 3);
 }
 
 static void claim_all(sd_event *e, Store *s, uint64_t when, Claimed *c) {
