@@ -358,6 +358,7 @@ static int sql_exec(sqlite3 *db, const char *sql) {
 static int stmt_get(sqlite3 *db, sqlite3_stmt **cache, const char *sql, sqlite3_stmt **ret) {
         int rc;
 
+        *ret = NULL; /* set on every path: gcc -O2/-O3 cannot see log_*_errno() < 0 */
         if (!*cache) {
                 rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, cache, NULL);
                 if (rc != SQLITE_OK)
