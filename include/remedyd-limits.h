@@ -74,6 +74,14 @@
  * redelivery would be taken as a new event, which cooldowns then hold. */
 #define LIMIT_DEDUP_KEYS              4194304u
 
+/* notifications (interface.md section 9) */
+#define LIMIT_NOTIFY_SINKS            64u
+#define LIMIT_NOTIFY_INFLIGHT         16u                  /* deliveries at once, per instance */
+#define LIMIT_NOTIFY_ATTEMPTS         20u                  /* then the row is failed */
+#define LIMIT_NOTIFY_RETENTION_USEC   (7ULL * 24 * 3600 * 1000000ULL) /* delivered/failed rows kept */
+#define LIMIT_NOTIFY_MESSAGE_BYTES    (64u * 1024u)        /* one rendered message */
+#define LIMIT_NOTIFY_FIELD_BYTES      2048u                /* one alert value inside a message */
+
 /* rules: JSON paths and conditions */
 #define LIMIT_JPATH_BYTES             1024u   /* one path or pointer */
 #define LIMIT_JPATH_SEGMENTS          64u

@@ -93,10 +93,21 @@ struct StoreEvent {
  * the duration of the callback and freed by the store after it. */
 typedef void (*StoreEventCallback)(Store *s, int r, const StoreEvent *ev, bool duplicate, void *userdata);
 
+/* A notification sink as the store needs it to fill the outbox: which
+ * action outcomes and which rules it wants (interface.md section 9). */
+typedef struct StoreNotifySink {
+        const char *name;
+        unsigned on_mask;           /* bit (1u << ActionStatus) per outcome that notifies */
+        char **rules;               /* NULL-terminated fnmatch() globs; NULL = every rule;
+                                     * manual actions have rule "manual" */
+} StoreNotifySink;
+
 typedef struct StoreOptions {
         unsigned max_suspensions;   /* from safety.max_suspensions; 0 = no cap */
         uint64_t window_usec;
         uint64_t dedup_window_usec; /* 24 h */
+        const StoreNotifySink *notify; /* copied by store_open()/store_set_options() */
+        size_t n_notify;
 } StoreOptions;
 
 /* Opens (creating, migrating) the database at path and starts the writer
@@ -214,6 +225,67 @@ int store_cancel_action(Store *s, const char *id, const char *by, StoreDoneCallb
  * a->reason. Takes ownership of a always (a is heap-allocated, freed with
  * store_actions_free(a, 1)). The callback gets the committed action. */
 int store_submit_manual(Store *s, StoreAction *a, StoreActionCallback cb, void *userdata);
+
+/* --- the notification outbox (interface.md section 9) --------------------
+ *
+ * Whenever an action enters a status in a sink's on_mask (created held,
+ * dry_run, protected ...; finished done or failed; ...) for a rule the sink
+ * wants, the same transaction inserts one outbox row per such sink: a
+ * delivery id (32 hex, X-Remedyd-Delivery, stable across retries), state
+ * pending. Rows are claimed with a lease (claimed rows get not_before = now +
+ * lease, so a crashed deliverer's rows come back), then delivered, retried
+ * or given up. Delivered and failed rows older than LIMIT_NOTIFY_RETENTION
+ * are pruned by the writer. */
+
+typedef enum NotifyState {
+        NOTIFY_STATE_PENDING,
+        NOTIFY_STATE_DELIVERED,
+        NOTIFY_STATE_FAILED,      /* given up after LIMIT_NOTIFY_ATTEMPTS */
+        _NOTIFY_STATE_MAX,
+        _NOTIFY_STATE_INVALID = -22,
+} NotifyState;
+
+const char *store_notify_state_to_string(NotifyState s);
+
+typedef struct StoreNotification {
+        char id[33];              /* delivery id */
+        char *sink;
+        ActionStatus outcome;     /* the status that caused it */
+        NotifyState state;
+        unsigned attempts;
+        uint64_t created_usec, updated_usec, not_before_usec; /* CLOCK_REALTIME */
+        char *last_error;         /* or NULL */
+        StoreAction action;       /* the action as it is now (id, rule, user, reason, api_*) */
+        char *event_source;       /* the owning event's source, NULL for manual actions */
+        uint64_t event_received_usec;
+        char *instance;           /* instance that recorded the outcome */
+} StoreNotification;
+
+void store_notifications_free(StoreNotification *n, size_t count);
+
+/* n is borrowed for the callback (the callee may take members, leaving NULLs);
+ * next_due_usec as for store_claim_due(). */
+typedef void (*StoreNotificationCallback)(Store *s, int r, StoreNotification *n, size_t count,
+                                          uint64_t next_due_usec, void *userdata);
+/* pending rows with not_before <= now, oldest first, at most max: their
+ * not_before becomes now + lease_usec and attempts + 1. */
+int store_claim_notifications(Store *s, uint64_t now_usec, unsigned max, uint64_t lease_usec,
+                              StoreNotificationCallback cb, void *userdata);
+/* pending -> delivered. */
+int store_notification_delivered(Store *s, const char *id, StoreDoneCallback cb, void *userdata);
+/* pending stays pending with the given next attempt (give_up: -> failed); error
+ * is kept as last_error (may be NULL). */
+int store_notification_retry(Store *s, const char *id, uint64_t not_before_usec, bool give_up,
+                             const char *error, StoreDoneCallback cb, void *userdata);
+/* Newest first; limit 0 = LIMIT_STORE_READ_ROWS. Loop-thread read. */
+int store_list_notifications(Store *s, unsigned limit, StoreNotification **ret, size_t *ret_n);
+int store_notification_counts(Store *s, uint64_t *ret_pending, uint64_t *ret_failed);
+
+/* Wake-ups: called on the loop after a commit that queued work (new queued
+ * actions, a release) or new outbox rows, and, on a shared backend, when
+ * another instance did (LISTEN/NOTIFY). Either may be NULL. */
+typedef void (*StoreWakeup)(void *userdata);
+void store_set_wakeups(Store *s, StoreWakeup on_queue, StoreWakeup on_outbox, void *userdata);
 
 /* --- statistics and tests ------------------------------------------------ */
 
