@@ -118,7 +118,14 @@ struct Config {
         } onepassword;
 
         struct {
+                char *backend;            /* "sqlite" (default) or "postgresql" */
                 char *path;               /* default $STATE_DIRECTORY/state.db else /var/lib/remedyd/state.db */
+                char *conninfo_file;      /* postgresql: resolved like the other *_file keys */
+                char *conninfo;           /* its contents; NULL with NO_SECRETS or for sqlite */
+                char *schema;             /* default "remedyd" */
+                unsigned pool;            /* default 4 */
+                char *instance;           /* NULL = the host name */
+                uint64_t lease_usec;      /* default 30s */
         } state;
 
         struct {

@@ -62,6 +62,8 @@ struct StoreAction {
         char *parent_id;         /* timed reactivation: the suspend it ends, else NULL */
         char *api_code;          /* from a failed API call, or NULL */
         char *api_message;
+        char *owner;             /* instance that claimed it last, or NULL */
+        ActionStatus pre_status; /* internal: the loop's pre-status, kept for a re-run */
 };
 
 struct StoreEvent {
@@ -110,8 +112,22 @@ typedef struct StoreOptions {
         size_t n_notify;
 } StoreOptions;
 
-/* Opens (creating, migrating) the database at path and starts the writer
- * thread; its completions are dispatched on e. */
+/* Where the state lives (config section state, interface.md section 8). */
+typedef struct StoreConfig {
+        const char *backend;        /* "sqlite" (NULL: sqlite) or "postgresql" */
+        const char *path;           /* sqlite: the database file */
+        const char *conninfo;       /* postgresql: libpq connection string or URI (a secret) */
+        const char *schema;         /* postgresql: NULL = "remedyd" */
+        unsigned pool;              /* postgresql: connections of this instance (>= 2: one
+                                     * for the loop's reads, the rest write); 0 = 4 */
+        const char *instance;       /* NULL = the host name */
+        uint64_t lease_usec;        /* claims a dead instance stops renewing expire; 0 = 30 s */
+} StoreConfig;
+
+/* Opens (creating, migrating) the database and starts the writer
+ * thread(s); completions are dispatched on e. */
+int store_open_config(const StoreConfig *cfg, sd_event *e, const StoreOptions *opts, Store **ret);
+/* The same for a SQLite file. */
 int store_open(const char *path, sd_event *e, const StoreOptions *opts, Store **ret);
 /* Stops the writer after committing what was submitted; NULL-safe. */
 Store *store_close(Store *s);
@@ -131,6 +147,20 @@ void store_action_done(StoreAction *a); /* frees the members, not a itself */
 
 /* True while the last commit succeeded (readiness). */
 bool store_writable(Store *s);
+
+typedef struct StoreInfo {
+        const char *backend;        /* "sqlite" or "postgresql" (static) */
+        const char *instance;       /* borrowed from the store */
+        bool shared;                /* several instances may share it */
+        bool connected;             /* the writer's connection is up */
+        uint64_t latency_usec;      /* the last heartbeat's round trip (0 = none yet) */
+        uint64_t lease_usec;
+} StoreInfo;
+void store_info(Store *s, StoreInfo *ret);
+/* Names of the instances whose heartbeat is younger than the lease (this
+ * one included), sorted; a NULL-terminated array the caller frees with
+ * strv_free() (util.h). Loop-thread read. */
+int store_instances(Store *s, char ***ret);
 
 /* --- reads on the loop thread (second connection) ------------------------ */
 
@@ -163,6 +193,7 @@ typedef struct StoreAuditEntry {
         uint64_t time_usec;     /* CLOCK_REALTIME */
         char *kind;             /* "event", "decision", "manual", "transition" */
         char *event_id, *action_id, *rule, *user, *from_status, *to_status, *detail; /* each may be NULL */
+        char *instance;         /* the instance that wrote it, or NULL */
 } StoreAuditEntry;
 
 /* The audit trail, newest first. user: NULL = everyone, else an email

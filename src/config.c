@@ -817,9 +817,91 @@ static const Field onepassword_fields[_OP_FIELDS] = {
         [OP_DIRECTORY_REFRESH]  = { "directory_refresh",  p_duration,    offsetof(Config, onepassword.directory_refresh_usec), .min = 1 },
 };
 
-static const Field state_fields[] = {
-        { "path", p_string, offsetof(Config, state.path) }, /* as written: relative to the working directory */
+enum { ST_BACKEND, ST_PATH, ST_POSTGRESQL, ST_INSTANCE, ST_LEASE, _ST_FIELDS };
+enum { PG_CONNINFO_FILE, PG_SCHEMA, PG_POOL, _PG_FIELDS };
+
+static const Field postgresql_fields[_PG_FIELDS] = {
+        [PG_CONNINFO_FILE] = { "conninfo_file", p_path,   offsetof(Config, state.conninfo_file) },
+        [PG_SCHEMA]        = { "schema",        p_string, offsetof(Config, state.schema) },
+        [PG_POOL]          = { "pool",          p_uint,   offsetof(Config, state.pool), .min = 2, .max = 64 },
 };
+
+static int p_state_postgresql(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+        yaml_node_t *seen[_PG_FIELDS] = {};
+        Config *c = l->c;
+        ConfigMark m;
+        int r;
+
+        r = parse_mapping(l, v, SECTION(postgresql_fields), c, name, seen);
+        if (r < 0)
+                return r;
+        if (!seen[PG_CONNINFO_FILE])
+                problem(l, &v->start_mark, "'%s' is missing the required key 'conninfo_file'", name);
+        if (seen[PG_SCHEMA] && c->state.schema) {
+                const char *sc = c->state.schema;
+                /* an unquoted PostgreSQL identifier, at most 63 bytes; it also
+                 * names the LISTEN channels (SCHEMA_queue) */
+                if (strlen(sc) > 56 || !strchr("abcdefghijklmnopqrstuvwxyz_", sc[0]) ||
+                    strspn(sc, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(sc))
+                        problem(l, &seen[PG_SCHEMA]->start_mark,
+                                "'%s.schema' must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 56 "
+                                "characters), not '%s'",
+                                name, sc);
+        }
+        if (seen[PG_CONNINFO_FILE] && c->state.conninfo_file && !(l->flags & CONFIG_LOAD_NO_SECRETS)) {
+                m = mark_of(l, seen[PG_CONNINFO_FILE]);
+                r = read_one_secret(l, &m, c->state.conninfo_file, &c->state.conninfo);
+                if (r == -ENOMEM)
+                        return r;
+        }
+        return 0;
+}
+
+static int p_instance(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+        const char *s = get_nonempty(l, v, name);
+
+        if (!s)
+                return 0;
+        if (!name_valid(s) || strlen(s) > 64) {
+                problem(l, &v->start_mark, "'%s' must be at most 64 of A-Z a-z 0-9 _ . -, not '%s'", name, s);
+                return 0;
+        }
+        return set_string(dst, s);
+}
+
+static const Field state_fields[_ST_FIELDS] = {
+        [ST_BACKEND]    = { "backend",    p_string,           offsetof(Config, state.backend) },
+        [ST_PATH]       = { "path",       p_string,           offsetof(Config, state.path) }, /* as written: relative to the working directory */
+        [ST_POSTGRESQL] = { "postgresql", p_state_postgresql, 0 },
+        [ST_INSTANCE]   = { "instance",   p_instance,         offsetof(Config, state.instance) },
+        [ST_LEASE]      = { "lease",      p_duration,         offsetof(Config, state.lease_usec), .min = 1 },
+};
+
+static int p_state(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+        yaml_node_t *seen[_ST_FIELDS] = {};
+        Config *c = l->c;
+        bool pg;
+        int r;
+
+        r = parse_mapping(l, v, SECTION(state_fields), c, name, seen);
+        if (r < 0)
+                return r;
+        pg = c->state.backend && strcmp(c->state.backend, "postgresql") == 0;
+        if (seen[ST_BACKEND] && c->state.backend && !pg && strcmp(c->state.backend, "sqlite") != 0) {
+                problem(l, &seen[ST_BACKEND]->start_mark, "'%s.backend' must be sqlite or postgresql, not '%s'", name,
+                        c->state.backend);
+                return 0;
+        }
+        if (pg && !seen[ST_POSTGRESQL])
+                problem(l, &v->start_mark, "'%s.backend: postgresql' needs a '%s.postgresql' section with conninfo_file",
+                        name, name);
+        if (!pg && seen[ST_POSTGRESQL])
+                problem(l, &seen[ST_POSTGRESQL]->start_mark,
+                        "'%s.postgresql' is set but '%s.backend' is not postgresql", name, name);
+        if (seen[ST_LEASE] && (c->state.lease_usec < 2 * USEC_PER_SEC || c->state.lease_usec > 3600 * USEC_PER_SEC))
+                problem(l, &seen[ST_LEASE]->start_mark, "'%s.lease' must be from 2s to 1h", name);
+        return 0;
+}
 
 static const Field max_suspensions_fields[] = {
         { "count",  p_uint,     offsetof(Config, safety.max_suspensions), .min = 0, .max = 1000000 },
@@ -1260,7 +1342,7 @@ static int p_include(Loader *l, yaml_node_t *v, void *dst, const Field *f, const
 static const Field main_fields[] = {
         { "listen",      p_section,     0, SECTION(listen_fields) },
         { "onepassword", p_onepassword, 0 },
-        { "state",       p_section,     0, SECTION(state_fields) },
+        { "state",       p_state,       0 },
         { "safety",      p_section,     0, SECTION(safety_fields) },
         { "sources",     p_sources,     0 },
         { "rules",       p_rules,       0 },
@@ -1638,6 +1720,12 @@ static int set_defaults(Config *c) {
         c->onepassword.timeout_usec = 10 * USEC_PER_SEC;
         c->onepassword.directory_refresh_usec = 10 * 60 * USEC_PER_SEC;
         c->safety.window_usec = 3600 * USEC_PER_SEC;
+        c->state.backend = mem_strdup("sqlite");
+        c->state.schema = mem_strdup("remedyd");
+        c->state.pool = 4;
+        c->state.lease_usec = 30 * USEC_PER_SEC;
+        if (!c->state.backend || !c->state.schema)
+                return -ENOMEM;
         if (sd && *sd) {
                 /* STATE_DIRECTORY may list several, colon-separated: the first */
                 size_t n = strcspn(sd, ":");
@@ -1679,6 +1767,13 @@ Config *config_free(Config *c) {
         mem_free(c->onepassword.user_agent);
         mem_free(c->onepassword.ca_file);
         mem_free(c->state.path);
+        mem_free(c->state.backend);
+        mem_free(c->state.conninfo_file);
+        if (c->state.conninfo)
+                explicit_bzero(c->state.conninfo, strlen(c->state.conninfo));
+        mem_free(c->state.conninfo);
+        mem_free(c->state.schema);
+        mem_free(c->state.instance);
         strv_free(c->safety.protected_users);
         for (size_t i = 0; i < c->n_sources; i++)
                 source_done(&c->sources[i]);

@@ -43,6 +43,14 @@ static void store_options_from_config(const Config *c, StoreOptions *o) {
         };
 }
 
+/* New work in the store: committed here or, on a shared store, by a peer. */
+static void on_store_queue(void *userdata) {
+        Daemon *d = userdata;
+
+        if (d->executor)
+                executor_kick(d->executor);
+}
+
 /* Joins problems into one string for /status (bounded). */
 static char *problems_join(const ConfigProblems *p, int r) {
         StrBuf b;
@@ -299,10 +307,28 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
         }
 
         store_options_from_config(d->config, &so);
-        r = store_open(d->config->state.path, d->event, &so, &d->store);
-        if (r < 0) {
-                log_error_errno(r, "cannot open the state store %s: %m", d->config->state.path);
-                goto fail;
+        {
+                const Config *c = d->config;
+                StoreConfig sc = {
+                        .backend = c->state.backend,
+                        .path = c->state.path,
+                        .conninfo = c->state.conninfo,
+                        .schema = c->state.schema,
+                        .pool = c->state.pool,
+                        .instance = c->state.instance,
+                        .lease_usec = c->state.lease_usec,
+                };
+                bool pg = c->state.backend && strcmp(c->state.backend, "postgresql") == 0;
+
+                r = store_open_config(&sc, d->event, &so, &d->store);
+                if (r < 0) {
+                        if (pg)
+                                log_error_errno(r, "cannot open the state store on PostgreSQL (schema %s): %m",
+                                                c->state.schema);
+                        else
+                                log_error_errno(r, "cannot open the state store %s: %m", c->state.path);
+                        goto fail;
+                }
         }
 
         r = users_api_new(d->event, d->config, d->metrics, &d->api);
@@ -317,6 +343,7 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
         if (r < 0)
                 goto fail;
         executor_set_config(d->executor, d->config);
+        store_set_wakeups(d->store, on_store_queue, NULL, d);
 
         fd = open_listener("webhook", &d->config->listen.webhook_addr, 0666);
         if (fd < 0) {

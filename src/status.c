@@ -151,6 +151,34 @@ static int build_safety(Daemon *d, json_object *root) {
         return 0;
 }
 
+/* state: where the state lives and who shares it (interface.md 8.6). */
+static int build_state(Daemon *d, json_object *root) {
+        json_object *o = new_object(root, "state"), *db, *list;
+        StoreInfo info = {};
+        char **names = NULL;
+
+        if (!o)
+                return -ENOMEM;
+        if (d->store)
+                store_info(d->store, &info);
+        list = json_object_new_array();
+        if (!list || add(o, "instances", list) < 0)
+                return -ENOMEM;
+        if (d->store && store_instances(d->store, &names) >= 0)
+                for (char **p = names; *p; p++)
+                        if (json_object_array_add(list, json_object_new_string(*p)) < 0) {
+                                strv_free(names);
+                                return -ENOMEM;
+                        }
+        strv_free(names);
+        if (add_string_or_null(o, "backend", info.backend) < 0 || add_string_or_null(o, "instance", info.instance) < 0 ||
+            add_u64(o, "lease_seconds", info.lease_usec / USEC_PER_SEC) < 0 || !(db = new_object(o, "database")) ||
+            add(db, "connected", json_object_new_boolean(d->store && info.connected && store_writable(d->store))) < 0 ||
+            add(db, "latency_ms", json_object_new_double((double) info.latency_usec / 1000.0)) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 static int build_counters(Daemon *d, json_object *root) {
         static const char *const outcomes[] = {
                 "queued", "held", "dry_run", "cooldown", "protected", "unknown_user",
@@ -190,6 +218,7 @@ int status_build_json(Daemon *d, json_object **ret) {
             (r = build_directory(d, o)) < 0 ||
             (r = build_queue(d, o)) < 0 ||
             (r = build_safety(d, o)) < 0 ||
+            (r = build_state(d, o)) < 0 ||
             (r = build_counters(d, o)) < 0)
                 return r;
         *ret = TAKE_PTR(o);
@@ -202,8 +231,14 @@ bool status_ready(Daemon *d, char *reason, size_t reason_size) {
 
         if (!d->config)
                 why = "The configuration is not loaded.";
-        else if (!d->store || !store_writable(d->store))
-                why = "The state store is not writable.";
+        else if (!d->store || !store_writable(d->store)) {
+                StoreInfo info = {};
+
+                if (d->store)
+                        store_info(d->store, &info);
+                why = info.shared && !info.connected ? "The state database (PostgreSQL) is not reachable."
+                                                     : "The state store is not writable.";
+        }
         else {
                 if (d->api)
                         users_api_token_state(d->api, &t);

@@ -642,6 +642,12 @@ static int sql_int(const char *path, const char *query) {
 /* A version 1 database kept an audit row per event beside the events row;
  * version 2 reads events from their table, so the migration drops those
  * rows (or history would show every event twice) and adds the time index. */
+/* What version 4 added, taken away again to make an older database. */
+#define V4_UNDO                                                                                    \
+        "DROP TABLE outbox; DROP TABLE instances;"                                                 \
+        "ALTER TABLE actions DROP COLUMN owner; ALTER TABLE actions DROP COLUMN lease_until_usec;" \
+        "ALTER TABLE audit DROP COLUMN instance;"
+
 TEST(schema_v1_migration) {
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         StoreAuditEntry *h = NULL;
@@ -658,6 +664,7 @@ TEST(schema_v1_migration) {
         /* What version 1 left behind. */
         (void) snprintf(text, sizeof(text),
                         "DROP INDEX events_time;"
+                        V4_UNDO
                         "INSERT INTO audit (time_usec, kind, event_id, detail) "
                         "SELECT received_usec, 'event', id, source FROM events;"
                         "PRAGMA user_version = 1;");
@@ -682,7 +689,7 @@ TEST(schema_v1_migration) {
         store_audit_free(h, n);
         store_close(s);
         ASSERT_EQ(sql_int(dbpath, "SELECT count(*) FROM pragma_index_list('events') WHERE name = 'events_time'"), 1);
-        ASSERT_EQ(sql_int(dbpath, "SELECT user_version FROM pragma_user_version"), 3);
+        ASSERT_EQ(sql_int(dbpath, "SELECT user_version FROM pragma_user_version"), 4);
 }
 
 /* Redeliveries are found through the in-memory index, which a restart
@@ -704,7 +711,7 @@ TEST(dedup_after_restart) {
         wait_for(e, &old.calls, 1);
         ASSERT_OK(old.r);
         store_close(s);
-        sql(dbpath, "CREATE INDEX events_dedup ON events(source, dedup_key, received_usec);"
+        sql(dbpath, "CREATE INDEX events_dedup ON events(source, dedup_key, received_usec);" V4_UNDO
                     "PRAGMA user_version = 2;");
 
         s = open_store(e, 0, HOUR);
@@ -728,7 +735,7 @@ TEST(dedup_after_restart) {
         store_close(s);
 
         ASSERT_EQ(sql_int(dbpath, "SELECT count(*) FROM pragma_index_list('events') WHERE name = 'events_dedup'"), 0);
-        ASSERT_EQ(sql_int(dbpath, "SELECT user_version FROM pragma_user_version"), 3);
+        ASSERT_EQ(sql_int(dbpath, "SELECT user_version FROM pragma_user_version"), 4);
 }
 
 static void claim_all(sd_event *e, Store *s, uint64_t when, Claimed *c) {

@@ -1,0 +1,761 @@
+/* The state store on PostgreSQL (15 or later), through libpq: any number
+ * of instances share one schema, all active at once (interface.md section
+ * 8). Each writer thread has its own blocking connection and runs group
+ * commits like the SQLite writer; the loop has one connection for reads
+ * and one that LISTENs for the peers' wake-ups. What makes several
+ * instances one:
+ *  - redeliveries: a row per (source, dedup_key) in `dedup`, inserted with
+ *    ON CONFLICT, so two instances racing on one delivery make one event;
+ *  - guardrails: a transaction that applies them (cooldown, the cap) holds
+ *    a transaction-scoped advisory lock first, so the cap never overshoots;
+ *  - work: claims take `FOR UPDATE SKIP LOCKED` rows and a lease the owner
+ *    renews with its heartbeat; a running action whose lease expired is
+ *    claimable by anyone;
+ *  - wake-ups: NOTIFY in the committing transaction, LISTEN on the loop.
+ * See docs/internals/store.md and docs/high-availability.md. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "alloc.h"
+#include "log.h"
+#include "remedyd-limits.h"
+#include "store-backend.h"
+#include "util.h"
+
+#define SCHEMA_VERSION 1
+#define MAX_PARAMS 20
+/* pg_advisory_[xact_]lock(ADVISORY_CLASS, hashtext(schema)) */
+#define ADVISORY_CLASS 29285 /* "re" */
+#define ADVISORY_MIGRATE 1
+#define ADVISORY_GUARD 2
+
+struct StoreStmt {
+        StoreConn *c;
+        StoreStmtId id;
+        int nparams;
+        const char *values[MAX_PARAMS];
+        int lengths[MAX_PARAMS];
+        int formats[MAX_PARAMS];
+        char nums[MAX_PARAMS][24];
+        PGresult *res;
+        int row, nrows;
+};
+
+struct StoreConn {
+        PGconn *pg;
+        PGconn *listener;        /* reader only: LISTENs */
+        char *conninfo, *schema, *instance;
+        char *channel_queue, *channel_outbox;
+        bool reader;
+        bool prepared[_S_MAX];
+        StoreStmt st[_S_MAX];
+};
+
+#define ACTION_SELECT                                                                                   \
+        "a.id, a.event_id, a.rule, a.action, a.\"user\", a.user_id, a.reason, a.status, a.detail, "     \
+        "a.created_usec, a.updated_usec, a.not_before_usec, a.attempts, a.for_usec, "                   \
+        "a.cooldown_usec, a.dry_run, a.parent_id, a.api_code, a.api_message, "                          \
+        "COALESCE(e.received_usec, a.created_usec), a.owner "
+#define ACTION_COLUMNS ACTION_SELECT "FROM actions a LEFT JOIN events e ON e.id = a.event_id "
+#define OUTBOX_SELECT                                                                                   \
+        "SELECT " ACTION_SELECT ", o.id, o.sink, o.outcome, o.state, o.attempts, o.created_usec, "       \
+        "o.updated_usec, o.not_before_usec, o.last_error, o.instance, e.source "                        \
+        "FROM outbox o JOIN actions a ON a.id = o.action_id LEFT JOIN events e ON e.id = a.event_id "
+#define AUDIT_COLUMNS                                                                                   \
+        "seq, time_usec, kind, event_id, action_id, rule, \"user\", from_status, to_status, detail, instance "
+
+static const char schema_v1[] =
+        "CREATE TABLE events ("
+        "  id text PRIMARY KEY,"
+        "  source text NOT NULL,"
+        "  dedup_key text,"
+        "  received_usec bigint NOT NULL,"
+        "  body bytea);"
+        "CREATE INDEX events_time ON events (received_usec);"
+        "CREATE TABLE dedup ("
+        "  source text NOT NULL,"
+        "  dedup_key text NOT NULL,"
+        "  event_id text NOT NULL,"
+        "  received_usec bigint NOT NULL,"
+        "  PRIMARY KEY (source, dedup_key));"
+        "CREATE INDEX dedup_time ON dedup (received_usec);"
+        "CREATE TABLE actions ("
+        "  seq bigserial NOT NULL,"
+        "  id text PRIMARY KEY,"
+        "  event_id text,"
+        "  rule text NOT NULL,"
+        "  action text NOT NULL,"
+        "  \"user\" text,"
+        "  user_id text,"
+        "  user_key text,"
+        "  reason text,"
+        "  status text NOT NULL,"
+        "  detail text,"
+        "  created_usec bigint NOT NULL,"
+        "  updated_usec bigint NOT NULL,"
+        "  not_before_usec bigint NOT NULL DEFAULT 0,"
+        "  attempts integer NOT NULL DEFAULT 0,"
+        "  for_usec bigint NOT NULL DEFAULT 0,"
+        "  cooldown_usec bigint NOT NULL DEFAULT 0,"
+        "  dry_run integer NOT NULL DEFAULT 0,"
+        "  parent_id text,"
+        "  api_code text,"
+        "  api_message text,"
+        "  owner text,"
+        "  lease_until_usec bigint NOT NULL DEFAULT 0);"
+        "CREATE INDEX actions_seq ON actions (seq);"
+        "CREATE INDEX actions_event ON actions (event_id);"
+        "CREATE INDEX actions_due ON actions (status, not_before_usec);"
+        "CREATE INDEX actions_cooldown ON actions (rule, user_key, created_usec);"
+        "CREATE INDEX actions_cap ON actions (action, status, created_usec);"
+        "CREATE INDEX actions_user ON actions (user_key, created_usec);"
+        "CREATE TABLE audit ("
+        "  seq bigserial PRIMARY KEY,"
+        "  time_usec bigint NOT NULL,"
+        "  kind text NOT NULL,"
+        "  event_id text,"
+        "  action_id text,"
+        "  rule text,"
+        "  \"user\" text,"
+        "  user_key text,"
+        "  from_status text,"
+        "  to_status text,"
+        "  detail text,"
+        "  instance text);"
+        "CREATE INDEX audit_user ON audit (user_key, time_usec);"
+        "CREATE INDEX audit_user_lower ON audit (lower(\"user\"), time_usec);"
+        "CREATE INDEX audit_time ON audit (time_usec);"
+        "CREATE TABLE outbox ("
+        "  seq bigserial NOT NULL,"
+        "  id text PRIMARY KEY,"
+        "  sink text NOT NULL,"
+        "  action_id text NOT NULL,"
+        "  outcome text NOT NULL,"
+        "  state text NOT NULL DEFAULT 'pending',"
+        "  attempts integer NOT NULL DEFAULT 0,"
+        "  created_usec bigint NOT NULL,"
+        "  updated_usec bigint NOT NULL,"
+        "  not_before_usec bigint NOT NULL DEFAULT 0,"
+        "  last_error text,"
+        "  instance text);"
+        "CREATE INDEX outbox_due ON outbox (state, not_before_usec);"
+        "CREATE INDEX outbox_created ON outbox (created_usec);"
+        "CREATE TABLE instances ("
+        "  name text PRIMARY KEY,"
+        "  started_usec bigint NOT NULL,"
+        "  last_seen_usec bigint NOT NULL,"
+        "  version text);";
+
+static const char *const sql[_S_MAX] = {
+        [S_EVENT_ACTIONS] = "SELECT " ACTION_COLUMNS "WHERE a.event_id = $1::text ORDER BY a.seq",
+        [S_INSERT_EVENT] = "INSERT INTO events (id, source, dedup_key, received_usec, body) "
+                           "VALUES ($1::text, $2::text, $3::text, $4::bigint, $5::bytea)",
+        [S_INSERT_ACTION] = "INSERT INTO actions (id, event_id, rule, action, \"user\", user_id, user_key, reason, "
+                            "status, detail, created_usec, updated_usec, not_before_usec, attempts, for_usec, "
+                            "cooldown_usec, dry_run, parent_id) "
+                            "VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, "
+                            "$9::text, $10::text, $11::bigint, $11::bigint, $12::bigint, $13::integer, $14::bigint, "
+                            "$15::bigint, $16::integer, $17::text)",
+        [S_INSERT_AUDIT] = "INSERT INTO audit (time_usec, kind, event_id, action_id, rule, \"user\", user_key, "
+                           "from_status, to_status, detail, instance) "
+                           "VALUES ($1::bigint, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, "
+                           "$8::text, $9::text, $10::text, $11::text)",
+        [S_COOLDOWN] = "SELECT 1 FROM actions WHERE rule = $1::text AND (user_key = $2::text OR user_key = $4::text) "
+                       "AND created_usec >= $3::bigint "
+                       "AND status IN ('queued', 'held', 'running', 'done', 'dry_run') LIMIT 1",
+        [S_CAP] = "SELECT count(*) FROM actions WHERE action = 'suspend' "
+                  "AND status IN ('queued', 'running', 'done') AND created_usec >= $1::bigint",
+        [S_TIMED_PENDING] = "SELECT id FROM actions WHERE user_key = $1::text AND action = 'reactivate' "
+                            "AND parent_id IS NOT NULL AND status IN ('queued', 'held') "
+                            "AND ($2::bigint IS NULL OR not_before_usec < $2::bigint)",
+        [S_SET_STATUS] = "UPDATE actions SET status = $2::text, updated_usec = $3::bigint WHERE id = $1::text",
+        [S_GET] = "SELECT " ACTION_COLUMNS "WHERE a.id = $1::text",
+        [S_DUE] = "SELECT id FROM actions WHERE (status = 'queued' AND not_before_usec <= $1::bigint) "
+                  "OR (status = 'running' AND lease_until_usec < $1::bigint AND owner IS DISTINCT FROM $3::text) "
+                  "ORDER BY not_before_usec LIMIT $2::bigint FOR UPDATE SKIP LOCKED",
+        [S_CLAIM] = "UPDATE actions SET status = 'running', updated_usec = $2::bigint, owner = $3::text, "
+                    "lease_until_usec = $4::bigint WHERE id = $1::text",
+        /* running actions count by their lease: one that expires becomes claimable */
+        [S_NEXT_DUE] = "SELECT min(t) FROM (SELECT min(not_before_usec) AS t FROM actions WHERE status = 'queued' "
+                       "UNION ALL SELECT min(lease_until_usec) FROM actions WHERE status = 'running' "
+                       "AND owner IS DISTINCT FROM $2::text) x WHERE $1::bigint IS NOT NULL",
+        [S_FINISH] = "UPDATE actions SET status = $2::text, api_code = $3::text, api_message = $4::text, "
+                     "detail = COALESCE($5::text, detail), updated_usec = $6::bigint WHERE id = $1::text",
+        [S_RETRY] = "UPDATE actions SET status = 'queued', attempts = attempts + 1, not_before_usec = $2::bigint, "
+                    "detail = COALESCE($3::text, detail), updated_usec = $4::bigint, owner = NULL "
+                    "WHERE id = $1::text",
+        [S_SET_USER_ID] = "UPDATE actions SET user_id = $2::text, user_key = $2::text, updated_usec = $3::bigint "
+                          "WHERE id = $1::text",
+        [S_RESOLVE] = "UPDATE actions SET status = $2::text, detail = COALESCE($3::text, detail), "
+                      "updated_usec = $4::bigint WHERE id = $1::text",
+        [S_OUTLASTED] = "SELECT 1 FROM actions WHERE user_key = $1::text AND action = 'suspend' AND id <> $2::text "
+                        "AND created_usec >= $3::bigint AND (status IN ('queued', 'running') "
+                        "OR (status = 'done' AND (for_usec = 0 OR updated_usec + for_usec > $4::bigint))) LIMIT 1",
+        /* other instances' running work stays theirs until their leases expire */
+        [S_RECOVER] = "SELECT " ACTION_COLUMNS "WHERE a.status = 'running' AND a.owner = $1::text",
+        [S_HEARTBEAT] = "INSERT INTO instances (name, started_usec, last_seen_usec, version) "
+                        "VALUES ($1::text, $3::bigint, $2::bigint, $4::text) "
+                        "ON CONFLICT (name) DO UPDATE SET started_usec = excluded.started_usec, "
+                        "last_seen_usec = excluded.last_seen_usec, version = excluded.version",
+        [S_RENEW] = "UPDATE actions SET lease_until_usec = $2::bigint WHERE owner = $1::text AND status = 'running'",
+        [S_PRUNE] = "WITH d AS (DELETE FROM dedup WHERE received_usec < $1::bigint) "
+                    "DELETE FROM outbox WHERE state <> 'pending' AND updated_usec < $2::bigint",
+        [S_OUTBOX_INSERT] = "INSERT INTO outbox (id, sink, action_id, outcome, created_usec, updated_usec, instance) "
+                            "VALUES ($1::text, $2::text, $3::text, $4::text, $5::bigint, $5::bigint, $6::text)",
+        [S_OUTBOX_DUE] = "SELECT id FROM outbox WHERE state = 'pending' AND not_before_usec <= $1::bigint "
+                         "ORDER BY not_before_usec, created_usec LIMIT $2::bigint FOR UPDATE SKIP LOCKED",
+        [S_OUTBOX_CLAIM] = "UPDATE outbox SET not_before_usec = $2::bigint, attempts = attempts + 1, "
+                           "updated_usec = $3::bigint WHERE id = $1::text",
+        [S_OUTBOX_GET] = OUTBOX_SELECT "WHERE o.id = $1::text",
+        [S_OUTBOX_NEXT_DUE] = "SELECT min(not_before_usec) FROM outbox WHERE state = 'pending' "
+                              "AND $1::bigint IS NOT NULL",
+        [S_OUTBOX_SET] = "UPDATE outbox SET state = $2::text, not_before_usec = $3::bigint, "
+                         "last_error = COALESCE($4::text, last_error), updated_usec = $5::bigint "
+                         "WHERE id = $1::text AND state = 'pending' RETURNING id",
+        [R_COUNT_STATUS] = "SELECT count(*) FROM actions WHERE status = $1::text",
+        [R_CAP] = "SELECT count(*) FROM actions WHERE action = 'suspend' "
+                  "AND status IN ('queued', 'running', 'done') AND created_usec >= $1::bigint",
+        [R_LIST_ALL] = "SELECT " ACTION_COLUMNS "ORDER BY a.seq DESC LIMIT $1::bigint",
+        [R_LIST_STATUS] = "SELECT " ACTION_COLUMNS "WHERE a.status = $2::text ORDER BY a.seq DESC LIMIT $1::bigint",
+        [R_GET] = "SELECT " ACTION_COLUMNS "WHERE a.id = $1::text",
+        [R_HISTORY_ALL] = "SELECT * FROM (SELECT " AUDIT_COLUMNS "FROM audit WHERE time_usec >= $1::bigint "
+                          "ORDER BY time_usec DESC, seq DESC LIMIT $2::bigint) a "
+                          "UNION ALL SELECT * FROM (SELECT 0::bigint, received_usec, 'event', id, NULL, NULL, NULL, "
+                          "NULL, NULL, source, NULL FROM events WHERE received_usec >= $1::bigint "
+                          "ORDER BY received_usec DESC LIMIT $2::bigint) e "
+                          "ORDER BY 2 DESC, 1 DESC LIMIT $2::bigint",
+        [R_HISTORY_USER] = "SELECT " AUDIT_COLUMNS "FROM audit WHERE (user_key = $3::text "
+                           "OR lower(\"user\") = lower($4::text)) AND time_usec >= $1::bigint "
+                           "ORDER BY seq DESC LIMIT $2::bigint",
+        [R_OUTBOX_LIST] = OUTBOX_SELECT "ORDER BY o.created_usec DESC, o.seq DESC LIMIT $1::bigint",
+        [R_OUTBOX_COUNT] = "SELECT count(*) FROM outbox WHERE state = $1::text",
+        [R_INSTANCES] = "SELECT name FROM instances WHERE last_seen_usec >= $1::bigint ORDER BY name",
+};
+
+/* The highest $N of a statement. */
+static int count_params(const char *text) {
+        int max = 0;
+
+        for (const char *p = text; (p = strchr(p, '$')); p++) {
+                char *end;
+                long v = strtol(p + 1, &end, 10);
+                if (end != p + 1 && v > max && v <= MAX_PARAMS)
+                        max = (int) v;
+        }
+        return max;
+}
+
+/* An error of a result or of the connection as an errno. */
+static int pg_errno(PGconn *pg, const PGresult *res) {
+        const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+        if (PQstatus(pg) != CONNECTION_OK)
+                return -ENOTCONN;
+        if (!state)
+                return -EIO;
+        if (strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0)
+                return -EDEADLK;
+        if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
+            strcmp(state, "57P03") == 0)
+                return -ENOTCONN;
+        if (strcmp(state, "23505") == 0)
+                return -EEXIST;
+        if (strcmp(state, "53100") == 0)
+                return -ENOSPC;
+        if (strcmp(state, "53200") == 0)
+                return -ENOMEM;
+        if (strcmp(state, "25006") == 0)
+                return -EROFS;
+        if (strcmp(state, "57014") == 0)
+                return -ETIMEDOUT;
+        if (strncmp(state, "28", 2) == 0 || strcmp(state, "42501") == 0)
+                return -EACCES;
+        return -EIO;
+}
+
+/* Runs a command on the connection; logs and maps a failure. */
+static int pg_exec(PGconn *pg, const char *text) {
+        PGresult *res = PQexec(pg, text);
+        ExecStatusType t = PQresultStatus(res);
+        int r = 0;
+
+        if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
+                r = pg_errno(pg, res);
+                log_debug("store: \"%.40s\" failed: %s", text, PQerrorMessage(pg));
+        }
+        PQclear(res);
+        return r;
+}
+
+static int pg_stmt(StoreConn *c, StoreStmtId id, StoreStmt **ret) {
+        StoreStmt *st;
+
+        *ret = NULL;
+        if (id < 0 || id >= _S_MAX || !sql[id])
+                return -EINVAL;
+        if (PQstatus(c->pg) != CONNECTION_OK)
+                return -ENOTCONN;
+        st = &c->st[id];
+        if (!c->prepared[id]) {
+                char name[16];
+                PGresult *res;
+                int r = 0;
+
+                (void) snprintf(name, sizeof(name), "s%d", (int) id);
+                res = PQprepare(c->pg, name, sql[id], 0, NULL);
+                if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                        r = pg_errno(c->pg, res);
+                        log_error("store: cannot prepare statement %d: %s", (int) id, PQerrorMessage(c->pg));
+                }
+                PQclear(res);
+                if (r < 0)
+                        return r;
+                c->prepared[id] = true;
+                *st = (StoreStmt) { .c = c, .id = id, .nparams = count_params(sql[id]) };
+        }
+        PQclear(st->res);
+        st->res = NULL;
+        for (int i = 0; i < st->nparams; i++) {
+                st->values[i] = NULL;
+                st->lengths[i] = 0;
+                st->formats[i] = 0;
+        }
+        *ret = st;
+        return 0;
+}
+
+static int pg_bind_text(StoreStmt *st, int i, const char *s) {
+        if (i < 1 || i > st->nparams)
+                return 0;
+        st->values[i - 1] = s;
+        st->formats[i - 1] = 0;
+        return 0;
+}
+
+static int pg_bind_u64(StoreStmt *st, int i, uint64_t v) {
+        if (i < 1 || i > st->nparams)
+                return 0;
+        (void) snprintf(st->nums[i - 1], sizeof(st->nums[i - 1]), "%" PRIu64, v > INT64_MAX ? (uint64_t) INT64_MAX : v);
+        st->values[i - 1] = st->nums[i - 1];
+        st->formats[i - 1] = 0;
+        return 0;
+}
+
+static int pg_bind_blob(StoreStmt *st, int i, const void *p, size_t n) {
+        if (i < 1 || i > st->nparams)
+                return 0;
+        if (n > INT32_MAX)
+                return -E2BIG;
+        st->values[i - 1] = p;
+        st->lengths[i - 1] = (int) n;
+        st->formats[i - 1] = 1;
+        return 0;
+}
+
+static int pg_step(StoreStmt *st) {
+        if (!st->res) {
+                char name[16];
+                ExecStatusType t;
+
+                (void) snprintf(name, sizeof(name), "s%d", (int) st->id);
+                st->res = PQexecPrepared(st->c->pg, name, st->nparams, st->values, st->lengths, st->formats, 0);
+                t = PQresultStatus(st->res);
+                if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
+                        int r = pg_errno(st->c->pg, st->res);
+                        log_debug("store: statement %d failed: %s", (int) st->id, PQerrorMessage(st->c->pg));
+                        PQclear(st->res);
+                        st->res = NULL;
+                        return r;
+                }
+                st->row = -1;
+                st->nrows = PQntuples(st->res);
+        }
+        if (st->row < st->nrows)
+                st->row++;
+        return st->row < st->nrows ? 1 : 0;
+}
+
+static void pg_reset(StoreStmt *st) {
+        PQclear(st->res);
+        st->res = NULL;
+}
+
+static bool pg_column_null(StoreStmt *st, int i) {
+        return !st->res || st->row < 0 || st->row >= st->nrows || i >= PQnfields(st->res) ||
+               PQgetisnull(st->res, st->row, i);
+}
+
+static const char *pg_column_text(StoreStmt *st, int i) {
+        return pg_column_null(st, i) ? NULL : PQgetvalue(st->res, st->row, i);
+}
+
+static uint64_t pg_column_u64(StoreStmt *st, int i) {
+        const char *t = pg_column_text(st, i);
+
+        if (!t || t[0] == '-')
+                return 0;
+        return strtoull(t, NULL, 10);
+}
+
+static int guard_lock(StoreConn *c, int which, bool xact) {
+        char text[160];
+        char *lit = PQescapeLiteral(c->pg, c->schema, strlen(c->schema));
+        int r;
+
+        if (!lit)
+                return PQstatus(c->pg) != CONNECTION_OK ? -ENOTCONN : -ENOMEM;
+        (void) snprintf(text, sizeof(text), "SELECT pg_advisory%s_lock(%d, hashtext(%s) + %d)", xact ? "_xact" : "",
+                        ADVISORY_CLASS, lit, which);
+        PQfreemem(lit);
+        r = pg_exec(c->pg, text);
+        return r;
+}
+
+static int pg_begin(StoreConn *c, bool guard) {
+        int r;
+
+        if (PQstatus(c->pg) != CONNECTION_OK)
+                return -ENOTCONN;
+        if ((r = pg_exec(c->pg, "BEGIN")) < 0)
+                return r;
+        /* Transactions that apply the guardrails take turns, across every
+         * instance: the cap's count and the insert it allows are one step.
+         * READ COMMITTED: the statements after the lock see what the
+         * previous holder committed. */
+        if (guard && (r = guard_lock(c, ADVISORY_GUARD, true)) < 0)
+                return r;
+        return 0;
+}
+
+static int notify(StoreConn *c, const char *channel) {
+        const char *v[1] = { channel };
+        PGresult *res = PQexecParams(c->pg, "SELECT pg_notify($1, '')", 1, NULL, v, NULL, NULL, 0);
+        int r = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : pg_errno(c->pg, res);
+
+        PQclear(res);
+        return r;
+}
+
+static int pg_commit(StoreConn *c, bool wake_queue, bool wake_outbox) {
+        int r;
+
+        /* delivered to the listeners when (and only if) this commits */
+        if ((wake_queue && (r = notify(c, c->channel_queue)) < 0) ||
+            (wake_outbox && (r = notify(c, c->channel_outbox)) < 0))
+                return r;
+        return pg_exec(c->pg, "COMMIT");
+}
+
+static void pg_rollback(StoreConn *c) {
+        if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+                (void) pg_exec(c->pg, "ROLLBACK");
+}
+
+/* Dedup by the row of (source, key): inserted if new, taken over if what
+ * holds it left the window, else the redelivery's original. Two instances
+ * inserting the same key at once: the second waits for the first's
+ * transaction, then sees the conflict. */
+static int pg_dedup_check(StoreConn *c, const StoreEvent *ev, uint64_t since, char orig[static 33]) {
+        static const char claim[] =
+                "INSERT INTO dedup (source, dedup_key, event_id, received_usec) VALUES ($1, $2, $3, $4::bigint) "
+                "ON CONFLICT (source, dedup_key) DO UPDATE SET event_id = excluded.event_id, "
+                "received_usec = excluded.received_usec WHERE dedup.received_usec < $5::bigint RETURNING event_id";
+        static const char find[] = "SELECT event_id FROM dedup WHERE source = $1 AND dedup_key = $2";
+        char t4[24], t5[24];
+        const char *v[5] = { ev->source, ev->dedup_key, ev->id, t4, t5 };
+        PGresult *res;
+        int r;
+
+        (void) snprintf(t4, sizeof(t4), "%" PRIu64, ev->received_usec);
+        (void) snprintf(t5, sizeof(t5), "%" PRIu64, since);
+        res = PQexecParams(c->pg, claim, 5, NULL, v, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                r = pg_errno(c->pg, res);
+                PQclear(res);
+                return r;
+        }
+        r = PQntuples(res);
+        PQclear(res);
+        if (r > 0)
+                return 0;
+        res = PQexecParams(c->pg, find, 2, NULL, v, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                r = pg_errno(c->pg, res);
+                PQclear(res);
+                return r;
+        }
+        r = PQntuples(res) > 0 && strlen(PQgetvalue(res, 0, 0)) < 33 ? 1 : -EIO;
+        if (r > 0)
+                strcpy(orig, PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return r;
+}
+
+static int pg_dedup_record(StoreConn *c, const StoreEvent *ev, uint64_t since) {
+        return 0; /* the dedup row went in with the check */
+}
+
+/* Settings of every new connection: the schema, and bounds so that a
+ * database that stops answering fails a batch (503) instead of hanging it. */
+static int session_setup(StoreConn *c) {
+        char text[512];
+        char *id = PQescapeIdentifier(c->pg, c->schema, strlen(c->schema));
+        int r;
+
+        if (!id)
+                return -ENOMEM;
+        (void) snprintf(text, sizeof(text),
+                        "SET search_path TO %s; SET statement_timeout = '%s'; SET lock_timeout = '10s'; "
+                        "SET idle_in_transaction_session_timeout = '60s'; SET synchronous_commit = on",
+                        id, c->reader ? "5s" : "15s");
+        PQfreemem(id);
+        if (strlen(text) >= sizeof(text) - 1)
+                return -ENAMETOOLONG;
+        memset(c->prepared, 0, sizeof(c->prepared));
+        if ((r = pg_exec(c->pg, text)) < 0)
+                return r;
+        return 0;
+}
+
+static int channel_name(const char *schema, const char *what, char **ret) {
+        size_t n = strlen(schema) + strlen(what) + 2;
+
+        *ret = mem_malloc(n);
+        if (!*ret)
+                return -ENOMEM;
+        (void) snprintf(*ret, n, "%s_%s", schema, what);
+        return 0;
+}
+
+/* The server's NOTICEs ("schema already exists, skipping") are not ours
+ * to print on stderr. */
+static void on_notice(void *arg, const char *message) {
+        log_debug("store: PostgreSQL says: %.200s", message);
+}
+
+/* A connection: the configured conninfo, with defaults before it (so the
+ * operator's string wins) for timeouts and keepalives. */
+static int pg_open(StoreConn *c, PGconn **ret) {
+        static const char *const keys[] = { "connect_timeout", "keepalives", "keepalives_idle",
+                                            "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                                            "dbname", "fallback_application_name", NULL };
+        const char *values[] = { "5", "1", "10", "5", "3", "15000", c->conninfo, "remedyd", NULL };
+        PGconn *pg = PQconnectdbParams(keys, values, 1);
+
+        if (!pg)
+                return -ENOMEM;
+        if (PQstatus(pg) != CONNECTION_OK) {
+                /* libpq's message names host and user, never the password */
+                char *msg = mem_strdup(PQerrorMessage(pg));
+                if (msg)
+                        (void) strstrip(msg);
+                log_debug("store: cannot connect to PostgreSQL: %s", msg ? msg : "?");
+                mem_free(msg);
+                PQfinish(pg);
+                return -ENOTCONN;
+        }
+        (void) PQsetNoticeProcessor(pg, on_notice, NULL);
+        *ret = pg;
+        return 0;
+}
+
+static int listener_open(StoreConn *c) {
+        char text[512];
+        char *q = NULL, *o = NULL;
+        int r;
+
+        if ((r = pg_open(c, &c->listener)) < 0)
+                return r;
+        q = PQescapeIdentifier(c->listener, c->channel_queue, strlen(c->channel_queue));
+        o = PQescapeIdentifier(c->listener, c->channel_outbox, strlen(c->channel_outbox));
+        if (!q || !o) {
+                r = -ENOMEM;
+                goto out;
+        }
+        (void) snprintf(text, sizeof(text), "LISTEN %s; LISTEN %s", q, o);
+        r = pg_exec(c->listener, text);
+        if (r >= 0 && PQsetnonblocking(c->listener, 1) < 0)
+                r = -EIO;
+out:
+        PQfreemem(q);
+        PQfreemem(o);
+        return r;
+}
+
+static void pg_disconnect(StoreConn *c) {
+        if (!c)
+                return;
+        for (size_t i = 0; i < _S_MAX; i++)
+                PQclear(c->st[i].res);
+        if (c->pg)
+                PQfinish(c->pg);
+        if (c->listener)
+                PQfinish(c->listener);
+        if (c->conninfo) {
+                explicit_bzero(c->conninfo, strlen(c->conninfo));
+                mem_free(c->conninfo);
+        }
+        mem_free(c->schema);
+        mem_free(c->instance);
+        mem_free(c->channel_queue);
+        mem_free(c->channel_outbox);
+        mem_free(c);
+}
+
+static int pg_connect(const StoreConnConfig *cfg, StoreConn **ret) {
+        StoreConn *c;
+        int r;
+
+        if (!cfg->conninfo || !cfg->schema)
+                return -EINVAL;
+        c = mem_calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->reader = cfg->reader;
+        if (!(c->conninfo = mem_strdup(cfg->conninfo)) || !(c->schema = mem_strdup(cfg->schema)) ||
+            !(c->instance = mem_strdup(cfg->instance ? cfg->instance : ""))) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if ((r = channel_name(c->schema, "queue", &c->channel_queue)) < 0 ||
+            (r = channel_name(c->schema, "outbox", &c->channel_outbox)) < 0)
+                goto fail;
+        if ((r = pg_open(c, &c->pg)) < 0) {
+                log_error("store: cannot connect to the PostgreSQL database (state.postgresql.conninfo_file)");
+                goto fail;
+        }
+        if (PQserverVersion(c->pg) < 150000) {
+                r = log_error_errno(-EPROTONOSUPPORT, "store: PostgreSQL %d.%d is older than 15",
+                                    PQserverVersion(c->pg) / 10000, PQserverVersion(c->pg) % 10000);
+                goto fail;
+        }
+        /* the schema may not exist yet (migrate creates it): a search_path
+         * naming a missing schema is not an error in PostgreSQL */
+        if ((r = session_setup(c)) < 0)
+                goto fail;
+        if (cfg->reader && (r = listener_open(c)) < 0)
+                goto fail;
+        *ret = c;
+        return 0;
+fail:
+        pg_disconnect(c);
+        return r;
+}
+
+static int pg_reconnect(StoreConn *c) {
+        PQreset(c->pg);
+        if (PQstatus(c->pg) != CONNECTION_OK)
+                return -ENOTCONN;
+        return session_setup(c);
+}
+
+static int meta_version(StoreConn *c, long *ret) {
+        PGresult *res = PQexec(c->pg, "SELECT value FROM meta WHERE key = 'schema_version'");
+        int r = 0;
+
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                r = pg_errno(c->pg, res);
+        else
+                *ret = PQntuples(res) > 0 ? strtol(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+        PQclear(res);
+        return r;
+}
+
+/* Creates the schema or brings it to SCHEMA_VERSION, under a session
+ * advisory lock: instances starting together migrate once. */
+static int pg_migrate(StoreConn *c) {
+        char text[256];
+        char *id = PQescapeIdentifier(c->pg, c->schema, strlen(c->schema));
+        long v = 0;
+        int r, k;
+
+        if (!id)
+                return -ENOMEM;
+        (void) snprintf(text, sizeof(text),
+                        "CREATE SCHEMA IF NOT EXISTS %s; "
+                        "CREATE TABLE IF NOT EXISTS %s.meta (key text PRIMARY KEY, value text NOT NULL)",
+                        id, id);
+        PQfreemem(id);
+        if ((r = guard_lock(c, ADVISORY_MIGRATE, false)) < 0)
+                return log_error_errno(r, "store: cannot take the migration lock: %s", PQerrorMessage(c->pg));
+        if ((r = pg_exec(c->pg, "BEGIN")) < 0 || (r = pg_exec(c->pg, text)) < 0 || (r = meta_version(c, &v)) < 0)
+                goto fail;
+        if (v > SCHEMA_VERSION) {
+                r = log_error_errno(-EPROTONOSUPPORT, "store: schema \"%s\" has version %ld, newer than %d", c->schema,
+                                    v, SCHEMA_VERSION);
+                goto fail;
+        }
+        if (v < 1 && (r = pg_exec(c->pg, schema_v1)) < 0)
+                goto fail;
+        if (v < SCHEMA_VERSION) {
+                (void) snprintf(text, sizeof(text),
+                                "INSERT INTO meta (key, value) VALUES ('schema_version', '%d') "
+                                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                SCHEMA_VERSION);
+                if ((r = pg_exec(c->pg, text)) < 0)
+                        goto fail;
+        }
+        if ((r = pg_exec(c->pg, "COMMIT")) < 0)
+                goto fail;
+        (void) pg_exec(c->pg, "SELECT pg_advisory_unlock_all()");
+        if (v < SCHEMA_VERSION)
+                log_info("store: PostgreSQL schema \"%s\" at version %d (was %ld)", c->schema, SCHEMA_VERSION, v);
+        return session_setup(c);
+fail:
+        k = r;
+        log_error("store: schema migration failed: %s", PQerrorMessage(c->pg));
+        pg_rollback(c);
+        (void) pg_exec(c->pg, "SELECT pg_advisory_unlock_all()");
+        return k;
+}
+
+static int pg_listen_fd(StoreConn *c) {
+        return c->listener ? PQsocket(c->listener) : -1;
+}
+
+static int pg_listen_read(StoreConn *c, bool *ret_queue, bool *ret_outbox) {
+        PGnotify *n;
+
+        if (!c->listener)
+                return 0;
+        if (!PQconsumeInput(c->listener) || PQstatus(c->listener) != CONNECTION_OK)
+                return -ENOTCONN;
+        while ((n = PQnotifies(c->listener))) {
+                if (strcmp(n->relname, c->channel_queue) == 0)
+                        *ret_queue = true;
+                else if (strcmp(n->relname, c->channel_outbox) == 0)
+                        *ret_outbox = true;
+                PQfreemem(n);
+        }
+        return 0;
+}
+
+const StoreBackend store_backend_pg = {
+        .name = "postgresql",
+        .shared = true,
+        .connect = pg_connect,
+        .disconnect = pg_disconnect,
+        .migrate = pg_migrate,
+        .reconnect = pg_reconnect,
+        .stmt = pg_stmt,
+        .bind_text = pg_bind_text,
+        .bind_u64 = pg_bind_u64,
+        .bind_blob = pg_bind_blob,
+        .step = pg_step,
+        .reset = pg_reset,
+        .column_null = pg_column_null,
+        .column_text = pg_column_text,
+        .column_u64 = pg_column_u64,
+        .begin = pg_begin,
+        .commit = pg_commit,
+        .rollback = pg_rollback,
+        .dedup_check = pg_dedup_check,
+        .dedup_record = pg_dedup_record,
+        .listen_fd = pg_listen_fd,
+        .listen_read = pg_listen_read,
+};
