@@ -1366,7 +1366,7 @@ static void writer_complete(Store *s, StoreOp *batch, StoreOp *tail, int r, uint
                 s->last_error = -r;
                 s->writable = false;
         } else {
-                s->commits++;
+                s->commits += n > 0; /* a heartbeat alone is housekeeping */
                 s->ops += n;
                 s->last_error = 0;
                 s->writable = true;
