@@ -133,6 +133,18 @@ typedef struct StoreBackend {
          * off the commit path (may be NULL). */
         void (*after_commit)(StoreConn *c);
 
+        /* Bulk import into an empty schema (remedyctl migrate-state; may be
+         * NULL): is_empty() 1 if no event, action, audit or outbox row;
+         * import_table() starts one table's rows (columns comma-separated),
+         * import_row() adds one (NULL values are SQL NULL; binary[i]: raw
+         * bytes for a bytea column), import_end() finishes them all, in one
+         * transaction with the first import_table(). */
+        int (*is_empty)(StoreConn *c);
+        int (*import_table)(StoreConn *c, const char *table, const char *columns);
+        int (*import_row)(StoreConn *c, size_t n, const char *const *values, const size_t *lengths,
+                          const bool *binary);
+        int (*import_end)(StoreConn *c, bool commit);
+
         /* Tests only (may be NULL). */
         int (*debug_max_pages)(StoreConn *c, uint64_t pages);
 } StoreBackend;

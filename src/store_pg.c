@@ -735,6 +735,133 @@ static int pg_listen_read(StoreConn *c, bool *ret_queue, bool *ret_outbox) {
         return 0;
 }
 
+/* --- bulk import (COPY) ------------------------------------------------------ */
+
+static int pg_is_empty(StoreConn *c) {
+        PGresult *res = PQexec(c->pg, "SELECT (SELECT count(*) FROM (SELECT 1 FROM events LIMIT 1) e) + "
+                                      "(SELECT count(*) FROM (SELECT 1 FROM actions LIMIT 1) a) + "
+                                      "(SELECT count(*) FROM (SELECT 1 FROM audit LIMIT 1) u) + "
+                                      "(SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT 1) o)");
+        int r;
+
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                r = pg_errno(c->pg, res);
+        else
+                r = strcmp(PQgetvalue(res, 0, 0), "0") == 0;
+        PQclear(res);
+        return r;
+}
+
+/* Ends a COPY in progress and reads its result. */
+static int copy_finish(StoreConn *c, const char *error) {
+        PGresult *res;
+        int r = 0;
+
+        if (PQputCopyEnd(c->pg, error) != 1)
+                return pg_errno(c->pg, NULL);
+        while ((res = PQgetResult(c->pg))) {
+                if (PQresultStatus(res) != PGRES_COMMAND_OK && r == 0 && !error) {
+                        r = pg_errno(c->pg, res);
+                        log_error("store: import failed: %s", PQerrorMessage(c->pg));
+                }
+                PQclear(res);
+        }
+        return r;
+}
+
+static int pg_import_table(StoreConn *c, const char *table, const char *columns) {
+        char text[512];
+        PGresult *res;
+        int r;
+
+        if (PQtransactionStatus(c->pg) == PQTRANS_ACTIVE && (r = copy_finish(c, NULL)) < 0)
+                return r;
+        if (PQtransactionStatus(c->pg) == PQTRANS_IDLE && (r = pg_exec(c->pg, "BEGIN")) < 0)
+                return r;
+        (void) snprintf(text, sizeof(text), "COPY %s (%s) FROM STDIN", table, columns);
+        res = PQexec(c->pg, text);
+        r = PQresultStatus(res) == PGRES_COPY_IN ? 0 : pg_errno(c->pg, res);
+        if (r < 0)
+                log_error("store: cannot import into %s: %s", table, PQerrorMessage(c->pg));
+        PQclear(res);
+        return r;
+}
+
+/* One row in COPY's text format: tabs between values, \N for NULL,
+ * backslash escapes for the characters that format reserves; bytea as
+ * \\x and hex. */
+static int pg_import_row(StoreConn *c, size_t n, const char *const *values, const size_t *lengths,
+                         const bool *binary) {
+        static const char hex[] = "0123456789abcdef";
+        size_t size = 1;
+        char *line, *p;
+        int r;
+
+        for (size_t i = 0; i < n; i++)
+                size += 4 + (values[i] ? (binary[i] ? 2 * lengths[i] : 2 * lengths[i]) : 2);
+        p = line = mem_malloc(size);
+        if (!line)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const unsigned char *v = (const unsigned char *) values[i];
+
+                if (i > 0)
+                        *p++ = '\t';
+                if (!v) {
+                        *p++ = '\\';
+                        *p++ = 'N';
+                        continue;
+                }
+                if (binary[i]) {
+                        *p++ = '\\';
+                        *p++ = '\\';
+                        *p++ = 'x';
+                        for (size_t k = 0; k < lengths[i]; k++) {
+                                *p++ = hex[v[k] >> 4];
+                                *p++ = hex[v[k] & 15];
+                        }
+                        continue;
+                }
+                for (size_t k = 0; k < lengths[i]; k++) {
+                        unsigned char ch = v[k];
+                        const char *esc = ch == '\\' ? "\\\\" : ch == '\n' ? "\\n" : ch == '\r' ? "\\r" : ch == '\t' ? "\\t" : NULL;
+
+                        if (esc) {
+                                *p++ = esc[0];
+                                *p++ = esc[1];
+                        } else
+                                *p++ = (char) ch;
+                }
+        }
+        *p++ = '\n';
+        r = PQputCopyData(c->pg, line, (int) (p - line)) == 1 ? 0 : pg_errno(c->pg, NULL);
+        mem_free(line);
+        return r;
+}
+
+static int pg_import_end(StoreConn *c, bool commit) {
+        int r = 0;
+
+        if (PQtransactionStatus(c->pg) == PQTRANS_ACTIVE)
+                r = copy_finish(c, commit ? NULL : "migration abandoned");
+        if (r >= 0 && commit) {
+                /* the sequences continue after what was copied */
+                r = pg_exec(c->pg, "SELECT setval(pg_get_serial_sequence('audit', 'seq'), "
+                                   "GREATEST((SELECT max(seq) FROM audit), 1)); "
+                                   "SELECT setval(pg_get_serial_sequence('actions', 'seq'), "
+                                   "GREATEST((SELECT max(seq) FROM actions), 1)); "
+                                   "SELECT setval(pg_get_serial_sequence('outbox', 'seq'), "
+                                   "GREATEST((SELECT max(seq) FROM outbox), 1))");
+                if (r >= 0)
+                        r = pg_exec(c->pg, "COMMIT");
+                if (r < 0)
+                        log_error("store: import failed: %s", PQerrorMessage(c->pg));
+        }
+        if (r < 0 || !commit)
+                pg_rollback(c);
+        return r;
+}
+
 const StoreBackend store_backend_pg = {
         .name = "postgresql",
         .shared = true,
@@ -758,4 +885,8 @@ const StoreBackend store_backend_pg = {
         .dedup_record = pg_dedup_record,
         .listen_fd = pg_listen_fd,
         .listen_read = pg_listen_read,
+        .is_empty = pg_is_empty,
+        .import_table = pg_import_table,
+        .import_row = pg_import_row,
+        .import_end = pg_import_end,
 };
