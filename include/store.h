@@ -349,6 +349,7 @@ typedef struct StoreStats {
         uint64_t pending;        /* submitted, not yet committed */
         int last_error;          /* errno of the last failed commit, 0 after a success */
         bool writer_idle;        /* the writer waits for work */
+        uint64_t round_trips;    /* database round trips of the writers (shared backends) */
 } StoreStats;
 void store_stats(Store *s, StoreStats *ret);
 

@@ -122,6 +122,12 @@ typedef struct StoreBackend {
          * row is inserted). */
         int (*dedup_check)(StoreConn *c, const StoreEvent *ev, uint64_t since, char orig[static 33]);
         int (*dedup_record)(StoreConn *c, const StoreEvent *ev, uint64_t since);
+        /* Optional: the checks of a whole batch ahead (events with a dedup
+         * key, ids drawn, in the order their ops run; since[i] as above), so
+         * that dedup_check() needs no round trip of its own. */
+        int (*dedup_prefetch)(StoreConn *c, const StoreEvent *const *evs, const uint64_t *since, size_t n);
+        /* Optional: the database round trips this connection made. */
+        uint64_t (*round_trips)(StoreConn *c);
 
         /* Loop-side peer wake-ups (shared backends): the fd to watch, or -1,
          * and a function to call when it is readable: returns which wake-ups

@@ -46,6 +46,13 @@ struct StoreStmt {
         int row, nrows;
 };
 
+/* A prefetched redelivery check (see pg_dedup_prefetch()). */
+typedef struct Prefetch {
+        const StoreEvent *ev;
+        int result;              /* 1 duplicate of orig, 0 new, -1 ask again */
+        char orig[33];
+} Prefetch;
+
 struct StoreConn {
         PGconn *pg;
         PGconn *listener;        /* reader only: LISTENs */
@@ -54,6 +61,28 @@ struct StoreConn {
         bool reader;
         bool prepared[_S_MAX];
         StoreStmt st[_S_MAX];
+        /* Writers run in pipeline mode: statements whose result nobody
+         * reads are sent without waiting; the results still owed are
+         * collected at the next read and at COMMIT. */
+        bool pipeline;
+        unsigned inflight;       /* commands sent whose results are not read yet */
+        int pipe_error;          /* the first error among them, this transaction */
+        uint64_t round_trips;
+        Prefetch *pf;
+        size_t n_pf, pf_cursor, pf_cap;
+};
+
+/* Commands sent ahead at most, before their results are read: bounds what
+ * the server buffers for us (a server blocked writing results to a client
+ * blocked writing commands would wait for ever). */
+#define PIPE_MAX_INFLIGHT 512u
+
+/* Statements without a result row: pipelined. */
+static const bool write_only[_S_MAX] = {
+        [S_INSERT_EVENT] = true,  [S_INSERT_ACTION] = true, [S_INSERT_AUDIT] = true, [S_SET_STATUS] = true,
+        [S_CLAIM] = true,         [S_FINISH] = true,        [S_RETRY] = true,        [S_SET_USER_ID] = true,
+        [S_RESOLVE] = true,       [S_HEARTBEAT] = true,     [S_RENEW] = true,        [S_PRUNE] = true,
+        [S_OUTBOX_INSERT] = true, [S_OUTBOX_CLAIM] = true,
 };
 
 #define ACTION_SELECT                                                                                   \
@@ -292,6 +321,98 @@ static int pg_exec(PGconn *pg, const char *text) {
         return r;
 }
 
+/* Notes a result of a pipelined command: the first error counts. */
+static void pipe_note(StoreConn *c, const PGresult *res) {
+        ExecStatusType t = PQresultStatus(res);
+
+        if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK || t == PGRES_PIPELINE_SYNC || c->pipe_error < 0)
+                return;
+        c->pipe_error = t == PGRES_PIPELINE_ABORTED ? -EIO : pg_errno(c->pg, res);
+        if (t != PGRES_PIPELINE_ABORTED)
+                log_debug("store: pipelined command failed: %s", PQerrorMessage(c->pg));
+}
+
+/* Reads the results still owed; keeps the last one in *last when asked
+ * (the caller's). One round trip. */
+static int pipe_collect(StoreConn *c, PGresult **last) {
+        if (c->inflight == 0)
+                return c->pipe_error;
+        if (PQsendFlushRequest(c->pg) != 1 || PQflush(c->pg) != 0)
+                return -ENOTCONN;
+        __atomic_add_fetch(&c->round_trips, 1, __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < c->inflight; i++) {
+                PGresult *res = PQgetResult(c->pg), *end;
+
+                if (!res)
+                        return c->inflight = 0, PQstatus(c->pg) != CONNECTION_OK ? -ENOTCONN : -EIO;
+                pipe_note(c, res);
+                if (last && i + 1 == c->inflight)
+                        *last = res;
+                else
+                        PQclear(res);
+                /* each command's results end with a NULL */
+                while ((end = PQgetResult(c->pg)))
+                        PQclear(end);
+        }
+        c->inflight = 0;
+        if (PQstatus(c->pg) != CONNECTION_OK)
+                return -ENOTCONN;
+        return c->pipe_error;
+}
+
+/* Ends the pipeline's current segment (Sync) and reads everything up to it. */
+static int pipe_sync(StoreConn *c) {
+        PGresult *res;
+        int r;
+
+        if (PQpipelineSync(c->pg) != 1)
+                return -ENOTCONN;
+        __atomic_add_fetch(&c->round_trips, 1, __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < c->inflight; i++) {
+                res = PQgetResult(c->pg);
+                if (!res)
+                        break;
+                pipe_note(c, res);
+                PQclear(res);
+                while ((res = PQgetResult(c->pg)))
+                        PQclear(res);
+        }
+        c->inflight = 0;
+        res = PQgetResult(c->pg); /* the Sync's own */
+        if (res)
+                PQclear(res);
+        if (PQstatus(c->pg) != CONNECTION_OK)
+                return -ENOTCONN;
+        r = c->pipe_error;
+        return r;
+}
+
+/* Sends a command with text parameters into the pipeline. */
+static int pipe_send(StoreConn *c, const char *text, int n, const char *const *values) {
+        if (PQsendQueryParams(c->pg, text, n, NULL, values, NULL, NULL, 0) != 1)
+                return pg_errno(c->pg, NULL);
+        c->inflight++;
+        if (c->inflight >= PIPE_MAX_INFLIGHT)
+                return pipe_collect(c, NULL);
+        return 0;
+}
+
+/* A command whose result is needed: sent, then everything owed is read. */
+static int pipe_query(StoreConn *c, const char *text, int n, const char *const *values, PGresult **ret) {
+        int r;
+
+        *ret = NULL;
+        if (PQsendQueryParams(c->pg, text, n, NULL, values, NULL, NULL, 0) != 1)
+                return pg_errno(c->pg, NULL);
+        c->inflight++;
+        r = pipe_collect(c, ret);
+        if (r < 0) {
+                PQclear(*ret);
+                *ret = NULL;
+        }
+        return r;
+}
+
 static int pg_stmt(StoreConn *c, StoreStmtId id, StoreStmt **ret) {
         StoreStmt *st;
 
@@ -307,14 +428,21 @@ static int pg_stmt(StoreConn *c, StoreStmtId id, StoreStmt **ret) {
                 int r = 0;
 
                 (void) snprintf(name, sizeof(name), "s%d", (int) id);
-                res = PQprepare(c->pg, name, sql[id], 0, NULL);
-                if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-                        r = pg_errno(c->pg, res);
-                        log_error("store: cannot prepare statement %d: %s", (int) id, PQerrorMessage(c->pg));
+                if (c->pipeline) {
+                        /* its result comes with the next collect */
+                        if (PQsendPrepare(c->pg, name, sql[id], 0, NULL) != 1)
+                                return pg_errno(c->pg, NULL);
+                        c->inflight++;
+                } else {
+                        res = PQprepare(c->pg, name, sql[id], 0, NULL);
+                        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                                r = pg_errno(c->pg, res);
+                                log_error("store: cannot prepare statement %d: %s", (int) id, PQerrorMessage(c->pg));
+                        }
+                        PQclear(res);
+                        if (r < 0)
+                                return r;
                 }
-                PQclear(res);
-                if (r < 0)
-                        return r;
                 c->prepared[id] = true;
                 *st = (StoreStmt) { .c = c, .id = id, .nparams = count_params(sql[id]) };
         }
@@ -358,12 +486,29 @@ static int pg_bind_blob(StoreStmt *st, int i, const void *p, size_t n) {
 }
 
 static int pg_step(StoreStmt *st) {
+        StoreConn *c = st->c;
+
         if (!st->res) {
                 char name[16];
                 ExecStatusType t;
 
                 (void) snprintf(name, sizeof(name), "s%d", (int) st->id);
-                st->res = PQexecPrepared(st->c->pg, name, st->nparams, st->values, st->lengths, st->formats, 0);
+                if (c->pipeline) {
+                        int r;
+
+                        if (PQsendQueryPrepared(c->pg, name, st->nparams, st->values, st->lengths, st->formats, 0) != 1)
+                                return pg_errno(c->pg, NULL);
+                        c->inflight++;
+                        if (write_only[st->id])
+                                return c->inflight >= PIPE_MAX_INFLIGHT ? pipe_collect(c, NULL) : 0;
+                        r = pipe_collect(c, &st->res);
+                        if (r < 0) {
+                                PQclear(st->res);
+                                st->res = NULL;
+                                return r;
+                        }
+                } else
+                        st->res = PQexecPrepared(c->pg, name, st->nparams, st->values, st->lengths, st->formats, 0);
                 t = PQresultStatus(st->res);
                 if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
                         int r = pg_errno(st->c->pg, st->res);
@@ -402,26 +547,40 @@ static uint64_t pg_column_u64(StoreStmt *st, int i) {
         return strtoull(t, NULL, 10);
 }
 
+/* The advisory lock of this schema for `which`; session-level outside a
+ * pipeline (migrations), transaction-level and pipelined inside one. */
 static int guard_lock(StoreConn *c, int which, bool xact) {
-        char text[160];
-        char *lit = PQescapeLiteral(c->pg, c->schema, strlen(c->schema));
+        static const char session[] = "SELECT pg_advisory_lock($1::integer, hashtext($2) + $3::integer)";
+        static const char transaction[] = "SELECT pg_advisory_xact_lock($1::integer, hashtext($2) + $3::integer)";
+        char cls[16], w[16];
+        const char *v[3] = { cls, c->schema, w };
+        PGresult *res;
         int r;
 
-        if (!lit)
-                return PQstatus(c->pg) != CONNECTION_OK ? -ENOTCONN : -ENOMEM;
-        (void) snprintf(text, sizeof(text), "SELECT pg_advisory%s_lock(%d, hashtext(%s) + %d)", xact ? "_xact" : "",
-                        ADVISORY_CLASS, lit, which);
-        PQfreemem(lit);
-        r = pg_exec(c->pg, text);
+        (void) snprintf(cls, sizeof(cls), "%d", ADVISORY_CLASS);
+        (void) snprintf(w, sizeof(w), "%d", which);
+        if (xact && c->pipeline)
+                return pipe_send(c, transaction, 3, v);
+        res = PQexecParams(c->pg, xact ? transaction : session, 3, NULL, v, NULL, NULL, 0);
+        r = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : pg_errno(c->pg, res);
+        PQclear(res);
         return r;
 }
 
 static int pg_begin(StoreConn *c, bool guard) {
+        static const char *const none[1] = { NULL };
         int r;
 
         if (PQstatus(c->pg) != CONNECTION_OK)
                 return -ENOTCONN;
-        if ((r = pg_exec(c->pg, "BEGIN")) < 0)
+        if (!c->pipeline) {
+                if (PQenterPipelineMode(c->pg) != 1)
+                        return -EIO;
+                c->pipeline = true;
+        }
+        c->pipe_error = 0;
+        c->n_pf = c->pf_cursor = 0;
+        if ((r = pipe_send(c, "BEGIN", 0, none)) < 0)
                 return r;
         /* Transactions that apply the guardrails take turns, across every
          * instance: the cap's count and the insert it allows are one step.
@@ -432,27 +591,32 @@ static int pg_begin(StoreConn *c, bool guard) {
         return 0;
 }
 
-static int notify(StoreConn *c, const char *channel) {
-        const char *v[1] = { channel };
-        PGresult *res = PQexecParams(c->pg, "SELECT pg_notify($1, '')", 1, NULL, v, NULL, NULL, 0);
-        int r = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : pg_errno(c->pg, res);
-
-        PQclear(res);
-        return r;
-}
-
 static int pg_commit(StoreConn *c, bool wake_queue, bool wake_outbox) {
+        static const char notify[] = "SELECT pg_notify($1, '')";
+        static const char *const none[1] = { NULL };
         int r;
 
         /* delivered to the listeners when (and only if) this commits */
-        if ((wake_queue && (r = notify(c, c->channel_queue)) < 0) ||
-            (wake_outbox && (r = notify(c, c->channel_outbox)) < 0))
+        if ((wake_queue && (r = pipe_send(c, notify, 1, (const char *const[]) { c->channel_queue })) < 0) ||
+            (wake_outbox && (r = pipe_send(c, notify, 1, (const char *const[]) { c->channel_outbox })) < 0) ||
+            (r = pipe_send(c, "COMMIT", 0, none)) < 0)
                 return r;
-        return pg_exec(c->pg, "COMMIT");
+        return pipe_sync(c);
 }
 
 static void pg_rollback(StoreConn *c) {
-        if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        static const char *const none[1] = { NULL };
+
+        if (PQstatus(c->pg) != CONNECTION_OK)
+                return;
+        if (c->pipeline) {
+                (void) pipe_sync(c); /* what was sent, up to the error */
+                if (PQtransactionStatus(c->pg) != PQTRANS_IDLE && pipe_send(c, "ROLLBACK", 0, none) >= 0)
+                        (void) pipe_sync(c);
+                c->pipe_error = 0;
+                return;
+        }
+        if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
                 (void) pg_exec(c->pg, "ROLLBACK");
 }
 
@@ -460,40 +624,159 @@ static void pg_rollback(StoreConn *c) {
  * holds it left the window, else the redelivery's original. Two instances
  * inserting the same key at once: the second waits for the first's
  * transaction, then sees the conflict. */
-static int pg_dedup_check(StoreConn *c, const StoreEvent *ev, uint64_t since, char orig[static 33]) {
-        static const char claim[] =
-                "INSERT INTO dedup (source, dedup_key, event_id, received_usec) VALUES ($1, $2, $3, $4::bigint) "
-                "ON CONFLICT (source, dedup_key) DO UPDATE SET event_id = excluded.event_id, "
-                "received_usec = excluded.received_usec WHERE dedup.received_usec < $5::bigint RETURNING event_id";
-        static const char find[] = "SELECT event_id FROM dedup WHERE source = $1 AND dedup_key = $2";
-        char t4[24], t5[24];
-        const char *v[5] = { ev->source, ev->dedup_key, ev->id, t4, t5 };
-        PGresult *res;
-        int r;
+/* One statement: the key claimed for ev (first column its event id, second
+ * 1), or, when another event of the window holds it, that event's id and 0.
+ * No row at all: the holder committed while this statement waited for it,
+ * after the statement's snapshot; a new statement sees it. */
+static const char dedup_claim[] =
+        "WITH ins AS (INSERT INTO dedup (source, dedup_key, event_id, received_usec) "
+        "VALUES ($1, $2, $3, $4::bigint) ON CONFLICT (source, dedup_key) DO UPDATE "
+        "SET event_id = excluded.event_id, received_usec = excluded.received_usec "
+        "WHERE dedup.received_usec < $5::bigint RETURNING event_id) "
+        "SELECT event_id, 1 FROM ins UNION ALL "
+        "SELECT event_id, 0 FROM dedup WHERE source = $1 AND dedup_key = $2 AND NOT EXISTS (SELECT 1 FROM ins)";
+static const char dedup_find[] = "SELECT event_id FROM dedup WHERE source = $1 AND dedup_key = $2";
 
-        (void) snprintf(t4, sizeof(t4), "%" PRIu64, ev->received_usec);
-        (void) snprintf(t5, sizeof(t5), "%" PRIu64, since);
-        res = PQexecParams(c->pg, claim, 5, NULL, v, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                r = pg_errno(c->pg, res);
-                PQclear(res);
-                return r;
-        }
-        r = PQntuples(res);
-        PQclear(res);
-        if (r > 0)
+/* 1 duplicate (orig set), 0 new, -1 unknown yet, < -1 errors */
+static int dedup_result(const PGresult *res, char orig[static 33]) {
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                return -EIO;
+        if (PQntuples(res) == 0)
+                return -1;
+        if (strcmp(PQgetvalue(res, 0, 1), "1") == 0)
                 return 0;
-        res = PQexecParams(c->pg, find, 2, NULL, v, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                r = pg_errno(c->pg, res);
+        if (strlen(PQgetvalue(res, 0, 0)) >= 33)
+                return -EBADMSG;
+        strcpy(orig, PQgetvalue(res, 0, 0));
+        return 1;
+}
+
+static int dedup_params(const StoreEvent *ev, uint64_t since, char t4[static 24], char t5[static 24],
+                        const char *v[static 5]) {
+        (void) snprintf(t4, 24, "%" PRIu64, ev->received_usec);
+        (void) snprintf(t5, 24, "%" PRIu64, since);
+        v[0] = ev->source;
+        v[1] = ev->dedup_key;
+        v[2] = ev->id;
+        v[3] = t4;
+        v[4] = t5;
+        return 5;
+}
+
+static int pg_dedup_check(StoreConn *c, const StoreEvent *ev, uint64_t since, char orig[static 33]) {
+        char t4[24], t5[24];
+        const char *v[5];
+        PGresult *res;
+        int r = -1;
+
+        if (c->pf_cursor < c->n_pf && c->pf[c->pf_cursor].ev == ev) {
+                Prefetch *p = &c->pf[c->pf_cursor++];
+                r = p->result;
+                if (r == 1)
+                        strcpy(orig, p->orig);
+        } else {
+                if ((r = pipe_query(c, dedup_claim, dedup_params(ev, since, t4, t5, v), v, &res)) < 0)
+                        return r;
+                r = dedup_result(res, orig);
                 PQclear(res);
-                return r;
         }
+        if (r != -1)
+                return r;
+        if ((r = pipe_query(c, dedup_find, 2, (const char *const[]) { ev->source, ev->dedup_key }, &res)) < 0)
+                return r;
         r = PQntuples(res) > 0 && strlen(PQgetvalue(res, 0, 0)) < 33 ? 1 : -EIO;
         if (r > 0)
                 strcpy(orig, PQgetvalue(res, 0, 0));
         PQclear(res);
         return r;
+}
+
+static int prefetch_cmp(const void *a, const void *b, void *userdata) {
+        const Prefetch *v = userdata;
+        const StoreEvent *x = v[*(const size_t *) a].ev, *y = v[*(const size_t *) b].ev;
+        int k = strcmp(x->source, y->source);
+
+        return k ? k : strcmp(x->dedup_key, y->dedup_key);
+}
+
+/* The redelivery checks of a whole batch in one round trip, in key order
+ * (so that two instances' batches lock the keys they share in the same
+ * order and cannot deadlock on them). */
+static int pg_dedup_prefetch(StoreConn *c, const StoreEvent *const *evs, const uint64_t *since, size_t n) {
+        size_t *order = NULL;
+        int r = 0;
+
+        c->n_pf = c->pf_cursor = 0;
+        if (n == 0)
+                return 0;
+        if (n > c->pf_cap) {
+                Prefetch *np = mem_reallocarray(c->pf, n, sizeof(*np));
+                if (!np)
+                        return -ENOMEM;
+                c->pf = np;
+                c->pf_cap = n;
+        }
+        order = mem_calloc(n, sizeof(*order));
+        if (!order)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                c->pf[i] = (Prefetch) { .ev = evs[i], .result = -1 };
+                order[i] = i;
+        }
+        qsort_r(order, n, sizeof(*order), prefetch_cmp, c->pf);
+        /* sent and read in chunks, each one round trip */
+        for (size_t done = 0; done < n && r >= 0;) {
+                size_t k = n - done < PIPE_MAX_INFLIGHT / 2 ? n - done : PIPE_MAX_INFLIGHT / 2;
+
+                r = pipe_collect(c, NULL); /* what was owed before */
+                for (size_t i = 0; i < k && r >= 0; i++) {
+                        const StoreEvent *ev = c->pf[order[done + i]].ev;
+                        char t4[24], t5[24];
+                        const char *v[5];
+
+                        if (PQsendQueryParams(c->pg, dedup_claim, dedup_params(ev, since[order[done + i]], t4, t5, v),
+                                              NULL, v, NULL, NULL, 0) != 1)
+                                r = pg_errno(c->pg, NULL);
+                }
+                if (r < 0)
+                        break;
+                if (PQsendFlushRequest(c->pg) != 1 || PQflush(c->pg) != 0) {
+                        r = -ENOTCONN;
+                        break;
+                }
+                __atomic_add_fetch(&c->round_trips, 1, __ATOMIC_RELAXED);
+                for (size_t i = 0; i < k; i++) {
+                        Prefetch *p = &c->pf[order[done + i]];
+                        PGresult *res = PQgetResult(c->pg), *end;
+
+                        if (!res) {
+                                r = PQstatus(c->pg) != CONNECTION_OK ? -ENOTCONN : -EIO;
+                                break;
+                        }
+                        pipe_note(c, res);
+                        if (r >= 0 && c->pipe_error == 0) {
+                                int x = dedup_result(res, p->orig);
+                                if (x < -1)
+                                        r = x;
+                                else
+                                        p->result = x;
+                        }
+                        PQclear(res);
+                        while ((end = PQgetResult(c->pg)))
+                                PQclear(end);
+                }
+                if (r >= 0)
+                        r = c->pipe_error;
+                done += k;
+        }
+        mem_free(order);
+        if (r >= 0)
+                c->n_pf = n;
+        return r;
+}
+
+static uint64_t pg_round_trips(StoreConn *c) {
+        return __atomic_load_n(&c->round_trips, __ATOMIC_RELAXED);
 }
 
 static int pg_dedup_record(StoreConn *c, const StoreEvent *ev, uint64_t since) {
@@ -604,6 +887,7 @@ static void pg_disconnect(StoreConn *c) {
         mem_free(c->instance);
         mem_free(c->channel_queue);
         mem_free(c->channel_outbox);
+        mem_free(c->pf);
         mem_free(c);
 }
 
@@ -647,10 +931,20 @@ fail:
         return r;
 }
 
+/* A new connection (not PQreset(): the old one may be in any pipeline
+ * state). */
 static int pg_reconnect(StoreConn *c) {
-        PQreset(c->pg);
-        if (PQstatus(c->pg) != CONNECTION_OK)
-                return -ENOTCONN;
+        PGconn *pg;
+        int r;
+
+        if ((r = pg_open(c, &pg)) < 0)
+                return r;
+        PQfinish(c->pg);
+        c->pg = pg;
+        c->pipeline = false;
+        c->inflight = 0;
+        c->pipe_error = 0;
+        c->n_pf = c->pf_cursor = 0;
         return session_setup(c);
 }
 
@@ -883,6 +1177,8 @@ const StoreBackend store_backend_pg = {
         .rollback = pg_rollback,
         .dedup_check = pg_dedup_check,
         .dedup_record = pg_dedup_record,
+        .dedup_prefetch = pg_dedup_prefetch,
+        .round_trips = pg_round_trips,
         .listen_fd = pg_listen_fd,
         .listen_read = pg_listen_read,
         .is_empty = pg_is_empty,

@@ -951,10 +951,10 @@ static void run_bench(unsigned total, unsigned concurrency, bool print) {
         ASSERT_EQ(st.ops, total);
         if (print)
                 printf("%u events (1 action each), %u in flight: %.3f s, %.0f events/s, %" PRIu64
-                       " commits (fsync groups), %.1f events/commit, %.0f commits/s\n",
+                       " commits (fsync groups), %.1f events/commit, %.0f commits/s, %.3f round trips/event\n",
                        total, concurrency, (double) (t1 - t0) / 1e6,
                        (double) total * 1e6 / (double) (t1 - t0), st.commits, (double) total / (double) st.commits,
-                       (double) st.commits * 1e6 / (double) (t1 - t0));
+                       (double) st.commits * 1e6 / (double) (t1 - t0), (double) st.round_trips / (double) total);
         /* group commit: far fewer transactions than events */
         ASSERT_TRUE(st.commits * 10 <= total);
         store_close(b.s);
