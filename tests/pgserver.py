@@ -67,15 +67,18 @@ def available():
                for b in ("initdb", "pg_ctl", "postgres", "pg_isready", "psql"))
 
 
-def _poll(predicate, timeout, interval=0.02, what="condition"):
+def poll(predicate, timeout, interval=0.02, what="condition", error=None):
+    """Calls predicate() until it returns a true value, which is returned;
+    raises `error` (default PgError) naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         v = predicate()
         if v:
             return v
         if time.monotonic() >= deadline:
-            raise PgError("timed out after %.1f s waiting for %s" % (timeout, what))
+            raise (error or PgError)("timed out after %.1f s waiting for %s" % (timeout, what))
         time.sleep(interval)
+
 
 
 def _free_port():
@@ -289,7 +292,7 @@ class PgServer:
                 if not self._postmaster_pid():
                     raise PgError("postgres failed to start; log:\n%s" % text[-3000:])
             return False
-        _poll(ready, self.start_timeout, interval=0.05, what="pg_isready on port %d" % port)
+        poll(ready, self.start_timeout, interval=0.05, what="pg_isready on port %d" % port)
 
     def _postmaster_pid(self):
         """The running postmaster's pid from postmaster.pid, or None."""
@@ -301,7 +304,7 @@ class PgServer:
         return pid if _pid_alive(pid) else None
 
     def _wait_postmaster_gone(self, timeout=20):
-        _poll(lambda: self._postmaster_pid() is None, timeout, what="the postmaster to exit")
+        poll(lambda: self._postmaster_pid() is None, timeout, what="the postmaster to exit")
 
     def running(self):
         """Whether the server accepts connections right now."""
@@ -337,9 +340,9 @@ class PgServer:
             return
         kids = _children(pid)
         os.kill(pid, signal.SIGKILL)
-        _poll(lambda: not _pid_alive(pid), timeout, what="the postmaster to die")
+        poll(lambda: not _pid_alive(pid), timeout, what="the postmaster to die")
         try:
-            _poll(lambda: not any(_pid_alive(k) for k in kids), timeout,
+            poll(lambda: not any(_pid_alive(k) for k in kids), timeout,
                   what="the backends to exit")
         except PgError:
             for k in kids:
@@ -347,12 +350,12 @@ class PgServer:
                     os.kill(k, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            _poll(lambda: not any(_pid_alive(k) for k in kids), timeout,
+            poll(lambda: not any(_pid_alive(k) for k in kids), timeout,
                   what="the killed backends to go")
         # postgres refuses to start while the old pid answers kill(pid, 0),
         # which a zombie does until its parent (pid 1: pg_ctl is gone) reaps it
         try:
-            _poll(lambda: not os.path.exists("/proc/%d" % pid), 5, what="the postmaster reaped")
+            poll(lambda: not os.path.exists("/proc/%d" % pid), 5, what="the postmaster reaped")
         except PgError:
             os.unlink(os.path.join(self.datadir, "postmaster.pid"))
 

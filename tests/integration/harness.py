@@ -28,7 +28,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -92,15 +91,8 @@ def wait_until(predicate, timeout=10, interval=0.02, message=None):
     Raises WaitTimeout (an AssertionError) naming `message` (or the
     predicate) after `timeout` seconds. Exceptions from predicate propagate.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        v = predicate()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            what = message or getattr(predicate, "__name__", repr(predicate))
-            raise WaitTimeout("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
+    return pgserver.poll(predicate, timeout, interval,
+                         message or getattr(predicate, "__name__", repr(predicate)), WaitTimeout)
 
 
 def _as_text(t):

@@ -124,6 +124,19 @@ def same_actions(a, b):
     return key(a) == key(b)
 
 
+class Tickets:
+    """The numbers 0..n-1, each handed to one of the threads that ask."""
+
+    def __init__(self, n):
+        self._numbers = iter(range(n))
+        self._lock = threading.Lock()
+
+    def take(self):
+        """The next number, or None when all are taken."""
+        with self._lock:
+            return next(self._numbers, None)
+
+
 def run_threads(fn, args_list):
     threads = [threading.Thread(target=fn, args=a, daemon=True) for a in args_list]
     for t in threads:
@@ -154,7 +167,7 @@ def test_round_robin_with_redelivery_to_the_other_instance(remedyd_cluster, fake
     lock = threading.Lock()
     answers = {}       # i -> [(instance, status, body)]
     problems = []
-    next_i = [0]
+    tickets = Tickets(N_ALERTS)
 
     def both_at_once(i, first, second, body):
         barrier = threading.Barrier(2)
@@ -169,12 +182,7 @@ def test_round_robin_with_redelivery_to_the_other_instance(remedyd_cluster, fake
                 (second.instance,) + got[second.instance][::2]]
 
     def sender():
-        while True:
-            with lock:
-                i = next_i[0]
-                if i >= N_ALERTS:
-                    return
-                next_i[0] += 1
+        while (i := tickets.take()) is not None:
             first, second = nodes[i % 2], nodes[(i + 1) % 2]
             body = alert(i, ids[i])
             if i % 5 == 0:
@@ -327,17 +335,12 @@ def test_database_outage_under_load(remedyd_cluster, fake1p, pg_server):
     acked = {}            # i -> answer body
     during = []           # (status, retry-after, body) sent and answered inside the outage
     codes = collections.Counter()
-    next_i = [0]
+    tickets = Tickets(OUTAGE_ALERTS)
     down = {"since": None, "until": None}
     stop_sending = threading.Event()
 
     def sender():
-        while not stop_sending.is_set():
-            with lock:
-                i = next_i[0]
-                if i >= OUTAGE_ALERTS:
-                    return
-                next_i[0] += 1
+        while not stop_sending.is_set() and (i := tickets.take()) is not None:
             body = alert(i, ids[i])
             deadline = time.monotonic() + (OUTAGE_SECONDS + 60) * SCALE
             k = 0
