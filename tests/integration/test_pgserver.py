@@ -5,6 +5,7 @@ postmaster and goes away; fixtures hand out fresh databases; daemons get
 the section 8 state config. Needs no backend code in remedyd."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -57,6 +58,24 @@ def test_server_lifecycle():
         d = pg.dir
         pg.cleanup()
     assert not os.path.exists(d)
+
+
+def test_port_collision_is_retried(monkeypatch):
+    """A port taken between the probe and the server's bind: another one."""
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    ports = [busy.getsockname()[1]]
+    real = pgserver._free_port
+    monkeypatch.setattr(pgserver, "_free_port", lambda: ports.pop() if ports else real())
+    pg = pgserver.PgServer()
+    try:
+        pg.start()
+        assert pg.running() and pg.port != busy.getsockname()[1]
+        assert "could not bind" in pg.log_text()
+    finally:
+        pg.cleanup()
+        busy.close()
 
 
 def test_tcp_listener_needs_the_password(pg_server, pg_database):
