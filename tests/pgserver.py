@@ -39,6 +39,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -194,6 +195,14 @@ class PgServer:
             self._run_as = SYSTEM_USER
             for p in (self.dir, self.sockdir):
                 os.chown(p, pw.pw_uid, pw.pw_gid)
+            parent = os.path.dirname(self.dir)
+            while parent != "/":
+                if not os.stat(parent).st_mode & stat.S_IXOTH:
+                    shutil.rmtree(self.dir)
+                    self.dir = None
+                    raise PgError("%s is not searchable by the %s user; give PgServer a "
+                                  "base_dir it can reach" % (parent, SYSTEM_USER))
+                parent = os.path.dirname(parent)
 
     def _initdb(self):
         t = time.monotonic()
