@@ -173,13 +173,11 @@ def test_round_robin_with_redelivery_to_the_other_instance(remedyd_cluster, fake
         barrier = threading.Barrier(2)
         got = {}
 
-        def one(d):
+        def one(k, d):
             barrier.wait(10)
-            got[d.instance] = deliver(d, body)
-        ts = run_threads(one, [(first,), (second,)])
-        join_all(ts, 30 * SCALE)
-        return [(first.instance,) + got[first.instance][::2],
-                (second.instance,) + got[second.instance][::2]]
+            got[k] = (d.instance,) + deliver(d, body)[::2]
+        join_all(run_threads(one, [(0, first), (1, second)]), 30 * SCALE)
+        return [got[0], got[1]]
 
     def sender():
         while (i := tickets.take()) is not None:
