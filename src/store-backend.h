@@ -31,7 +31,8 @@ typedef struct StoreStmt StoreStmt; /* one prepared statement of a connection */
 
 typedef enum StoreStmtId {
         /* --- writer ------------------------------------------------------- */
-        S_EVENT_ACTIONS,  /* (event_id) -> actions, insertion order */
+        S_EVENT_ACTIONS,  /* (event_id) -> the event's own actions (not the timed reactivations
+                           * they caused), insertion order */
         S_INSERT_EVENT,   /* (id, source, dedup_key, received, body BLOB) */
         S_INSERT_ACTION,  /* (id, event_id, rule, action, user, user_id, user_key, reason, status,
                            *  detail, now, not_before, attempts, for, cooldown, dry_run, parent_id) */

@@ -181,7 +181,7 @@ static const char schema_v1[] =
         "  version text);";
 
 static const char *const sql[_S_MAX] = {
-        [S_EVENT_ACTIONS] = "SELECT " ACTION_COLUMNS "WHERE a.event_id = $1::text ORDER BY a.seq",
+        [S_EVENT_ACTIONS] = "SELECT " ACTION_COLUMNS "WHERE a.event_id = $1::text AND a.parent_id IS NULL ORDER BY a.seq",
         [S_INSERT_EVENT] = "INSERT INTO events (id, source, dedup_key, received_usec, body) "
                            "VALUES ($1::text, $2::text, $3::text, $4::bigint, $5::bytea)",
         [S_INSERT_ACTION] = "INSERT INTO actions (id, event_id, rule, action, \"user\", user_id, user_key, reason, "
