@@ -25,6 +25,7 @@
 #include "log.h"
 #include "remedyd-limits.h"
 #include "store-backend.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define SCHEMA_VERSION 1
@@ -51,7 +52,16 @@ typedef struct Prefetch {
         const StoreEvent *ev;
         int result;              /* 1 duplicate of orig, 0 new, -1 ask again */
         char orig[33];
+        size_t first;            /* the batch's first event with the same key */
 } Prefetch;
+
+/* An events row waiting to go out with others in one INSERT. */
+typedef struct EventRow {
+        const char *id, *source, *dedup_key, *body; /* the op's, alive until the commit */
+        size_t body_len;
+        uint64_t received_usec;
+} EventRow;
+#define EVENT_ROWS_MAX 1024u
 
 struct StoreConn {
         PGconn *pg;
@@ -70,6 +80,8 @@ struct StoreConn {
         uint64_t round_trips;
         Prefetch *pf;
         size_t n_pf, pf_cursor, pf_cap;
+        EventRow *rows;          /* S_INSERT_EVENT, held back until the next other statement */
+        size_t n_rows, rows_cap;
 };
 
 /* Commands sent ahead at most, before their results are read: bounds what
@@ -387,6 +399,105 @@ static int pipe_sync(StoreConn *c) {
         return r;
 }
 
+/* One element of a PostgreSQL array literal: NULL, or double-quoted with
+ * backslash escapes; bytes as bytea hex. */
+static int array_elem(StrBuf *b, const char *v, size_t n, bool hex) {
+        static const char digits[] = "0123456789abcdef";
+        int r;
+
+        if (b->len > 1 && (r = strbuf_puts(b, ",")) < 0)
+                return r;
+        if (!v)
+                return strbuf_puts(b, "NULL");
+        if ((r = strbuf_puts(b, hex ? "\"\\\\x" : "\"")) < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                char e[3];
+                size_t k = 0;
+                unsigned char ch = (unsigned char) v[i];
+
+                if (hex) {
+                        e[k++] = digits[ch >> 4];
+                        e[k++] = digits[ch & 15];
+                } else {
+                        if (ch == '"' || ch == '\\')
+                                e[k++] = '\\';
+                        e[k++] = (char) ch;
+                }
+                if ((r = strbuf_append(b, e, k)) < 0)
+                        return r;
+        }
+        return strbuf_puts(b, "\"");
+}
+
+static int array_u64(StrBuf *b, uint64_t v) {
+        char num[24];
+
+        (void) snprintf(num, sizeof(num), "%" PRIu64, v);
+        return array_elem(b, num, strlen(num), false);
+}
+
+static int pipe_send(StoreConn *c, const char *text, int n, const char *const *values);
+
+/* The held-back events rows as one INSERT (pipelined). */
+static int rows_flush(StoreConn *c) {
+        static const char insert[] =
+                "INSERT INTO events (id, source, dedup_key, received_usec, body) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[])";
+        StrBuf a[5];
+        const char *v[5];
+        int r = 0;
+
+        if (c->n_rows == 0)
+                return 0;
+        for (size_t k = 0; k < 5; k++) {
+                strbuf_init(&a[k], 256u * 1024u * 1024u);
+                if (r >= 0)
+                        r = strbuf_puts(&a[k], "{");
+        }
+        for (size_t i = 0; i < c->n_rows && r >= 0; i++) {
+                const EventRow *e = &c->rows[i];
+
+                if ((r = array_elem(&a[0], e->id, strlen(e->id), false)) < 0 ||
+                    (r = array_elem(&a[1], e->source, strlen(e->source), false)) < 0 ||
+                    (r = array_elem(&a[2], e->dedup_key, e->dedup_key ? strlen(e->dedup_key) : 0, false)) < 0 ||
+                    (r = array_u64(&a[3], e->received_usec)) < 0 ||
+                    (r = array_elem(&a[4], e->body, e->body_len, true)) < 0)
+                        break;
+        }
+        for (size_t k = 0; k < 5 && r >= 0; k++)
+                if ((r = strbuf_puts(&a[k], "}")) >= 0)
+                        v[k] = a[k].data;
+        c->n_rows = 0;
+        if (r >= 0)
+                r = pipe_send(c, insert, 5, v); /* libpq copies the parameters */
+        for (size_t k = 0; k < 5; k++)
+                strbuf_free(&a[k]);
+        return r;
+}
+
+static int row_add(StoreConn *c, const StoreStmt *st) {
+        EventRow *e;
+
+        if (c->n_rows == c->rows_cap) {
+                size_t ncap = c->rows_cap ? c->rows_cap * 2 : 64;
+                EventRow *nr = mem_reallocarray(c->rows, ncap, sizeof(*nr));
+                if (!nr)
+                        return -ENOMEM;
+                c->rows = nr;
+                c->rows_cap = ncap;
+        }
+        e = &c->rows[c->n_rows++];
+        *e = (EventRow) {
+                .id = st->values[0], .source = st->values[1], .dedup_key = st->values[2],
+                .received_usec = st->values[3] ? strtoull(st->values[3], NULL, 10) : 0,
+                .body = st->values[4], .body_len = (size_t) st->lengths[4],
+        };
+        if (!e->id || !e->source)
+                return -EINVAL;
+        return c->n_rows >= EVENT_ROWS_MAX ? rows_flush(c) : 0;
+}
+
 /* Sends a command with text parameters into the pipeline. */
 static int pipe_send(StoreConn *c, const char *text, int n, const char *const *values) {
         if (PQsendQueryParams(c->pg, text, n, NULL, values, NULL, NULL, 0) != 1)
@@ -402,6 +513,8 @@ static int pipe_query(StoreConn *c, const char *text, int n, const char *const *
         int r;
 
         *ret = NULL;
+        if ((r = rows_flush(c)) < 0)
+                return r;
         if (PQsendQueryParams(c->pg, text, n, NULL, values, NULL, NULL, 0) != 1)
                 return pg_errno(c->pg, NULL);
         c->inflight++;
@@ -496,6 +609,11 @@ static int pg_step(StoreStmt *st) {
                 if (c->pipeline) {
                         int r;
 
+                        /* events rows go out together; anything else may read them */
+                        if (st->id == S_INSERT_EVENT)
+                                return row_add(c, st);
+                        if ((r = rows_flush(c)) < 0)
+                                return r;
                         if (PQsendQueryPrepared(c->pg, name, st->nparams, st->values, st->lengths, st->formats, 0) != 1)
                                 return pg_errno(c->pg, NULL);
                         c->inflight++;
@@ -580,6 +698,7 @@ static int pg_begin(StoreConn *c, bool guard) {
         }
         c->pipe_error = 0;
         c->n_pf = c->pf_cursor = 0;
+        c->n_rows = 0;
         if ((r = pipe_send(c, "BEGIN", 0, none)) < 0)
                 return r;
         /* Transactions that apply the guardrails take turns, across every
@@ -599,7 +718,7 @@ static int pg_commit(StoreConn *c, bool wake_queue, bool wake_outbox) {
         /* delivered to the listeners when (and only if) this commits */
         if ((wake_queue && (r = pipe_send(c, notify, 1, (const char *const[]) { c->channel_queue })) < 0) ||
             (wake_outbox && (r = pipe_send(c, notify, 1, (const char *const[]) { c->channel_outbox })) < 0) ||
-            (r = pipe_send(c, "COMMIT", 0, none)) < 0)
+            (r = rows_flush(c)) < 0 || (r = pipe_send(c, "COMMIT", 0, none)) < 0)
                 return r;
         return pipe_sync(c);
 }
@@ -693,17 +812,36 @@ static int pg_dedup_check(StoreConn *c, const StoreEvent *ev, uint64_t since, ch
 
 static int prefetch_cmp(const void *a, const void *b, void *userdata) {
         const Prefetch *v = userdata;
-        const StoreEvent *x = v[*(const size_t *) a].ev, *y = v[*(const size_t *) b].ev;
-        int k = strcmp(x->source, y->source);
+        size_t i = *(const size_t *) a, j = *(const size_t *) b;
+        int k = strcmp(v[i].ev->source, v[j].ev->source);
 
-        return k ? k : strcmp(x->dedup_key, y->dedup_key);
+        if (!k)
+                k = strcmp(v[i].ev->dedup_key, v[j].ev->dedup_key);
+        return k ? k : i < j ? -1 : i > j; /* the batch's order among equal keys */
 }
 
-/* The redelivery checks of a whole batch in one round trip, in key order
- * (so that two instances' batches lock the keys they share in the same
- * order and cannot deadlock on them). */
+/* The redelivery checks of a whole batch in one statement and one round
+ * trip: the keys inserted in (source, key) order, so that two instances'
+ * batches lock the keys they share in the same order and cannot deadlock on
+ * them. A key twice in the batch is the first one's redelivery. */
 static int pg_dedup_prefetch(StoreConn *c, const StoreEvent *const *evs, const uint64_t *since, size_t n) {
-        size_t *order = NULL;
+        static const char claim[] =
+                "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
+                "  WITH ORDINALITY AS u(source, dedup_key, event_id, received_usec, ord)), "
+                "ins AS (INSERT INTO dedup (source, dedup_key, event_id, received_usec) "
+                "  SELECT source, dedup_key, event_id, received_usec FROM u ORDER BY source, dedup_key "
+                "  ON CONFLICT (source, dedup_key) DO UPDATE SET event_id = excluded.event_id, "
+                "  received_usec = excluded.received_usec WHERE dedup.received_usec < $5::bigint "
+                "  RETURNING source, dedup_key, event_id) "
+                "SELECT u.ord, COALESCE(i.event_id, d.event_id), i.event_id IS NOT NULL "
+                "FROM u LEFT JOIN ins i ON i.source = u.source AND i.dedup_key = u.dedup_key "
+                "LEFT JOIN dedup d ON i.event_id IS NULL AND d.source = u.source AND d.dedup_key = u.dedup_key";
+        StrBuf a[4];
+        const char *v[5];
+        char num[24];
+        size_t *order = NULL, *distinct = NULL, nd = 0;
+        uint64_t min_since = UINT64_MAX;
+        PGresult *res = NULL;
         int r = 0;
 
         c->n_pf = c->pf_cursor = 0;
@@ -717,61 +855,88 @@ static int pg_dedup_prefetch(StoreConn *c, const StoreEvent *const *evs, const u
                 c->pf_cap = n;
         }
         order = mem_calloc(n, sizeof(*order));
-        if (!order)
-                return -ENOMEM;
+        distinct = mem_calloc(n, sizeof(*distinct));
+        for (size_t k = 0; k < 4; k++)
+                strbuf_init(&a[k], 256u * 1024u * 1024u);
+        if (!order || !distinct) {
+                r = -ENOMEM;
+                goto out;
+        }
         for (size_t i = 0; i < n; i++) {
-                c->pf[i] = (Prefetch) { .ev = evs[i], .result = -1 };
+                c->pf[i] = (Prefetch) { .ev = evs[i], .result = -1, .first = i };
                 order[i] = i;
+                if (since[i] < min_since)
+                        min_since = since[i]; /* within the batch's milliseconds of each other */
         }
         qsort_r(order, n, sizeof(*order), prefetch_cmp, c->pf);
-        /* sent and read in chunks, each one round trip */
-        for (size_t done = 0; done < n && r >= 0;) {
-                size_t k = n - done < PIPE_MAX_INFLIGHT / 2 ? n - done : PIPE_MAX_INFLIGHT / 2;
+        for (size_t k = 0; k < 4 && r >= 0; k++)
+                r = strbuf_puts(&a[k], "{");
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                Prefetch *p = &c->pf[order[i]];
+                const StoreEvent *ev = p->ev;
 
-                r = pipe_collect(c, NULL); /* what was owed before */
-                for (size_t i = 0; i < k && r >= 0; i++) {
-                        const StoreEvent *ev = c->pf[order[done + i]].ev;
-                        char t4[24], t5[24];
-                        const char *v[5];
-
-                        if (PQsendQueryParams(c->pg, dedup_claim, dedup_params(ev, since[order[done + i]], t4, t5, v),
-                                              NULL, v, NULL, NULL, 0) != 1)
-                                r = pg_errno(c->pg, NULL);
-                }
-                if (r < 0)
-                        break;
-                if (PQsendFlushRequest(c->pg) != 1 || PQflush(c->pg) != 0) {
-                        r = -ENOTCONN;
-                        break;
-                }
-                __atomic_add_fetch(&c->round_trips, 1, __ATOMIC_RELAXED);
-                for (size_t i = 0; i < k; i++) {
-                        Prefetch *p = &c->pf[order[done + i]];
-                        PGresult *res = PQgetResult(c->pg), *end;
-
-                        if (!res) {
-                                r = PQstatus(c->pg) != CONNECTION_OK ? -ENOTCONN : -EIO;
-                                break;
+                if (i > 0) {
+                        const Prefetch *q = &c->pf[order[i - 1]];
+                        if (strcmp(q->ev->source, ev->source) == 0 && strcmp(q->ev->dedup_key, ev->dedup_key) == 0) {
+                                p->first = q->first;
+                                continue;
                         }
-                        pipe_note(c, res);
-                        if (r >= 0 && c->pipe_error == 0) {
-                                int x = dedup_result(res, p->orig);
-                                if (x < -1)
-                                        r = x;
-                                else
-                                        p->result = x;
-                        }
-                        PQclear(res);
-                        while ((end = PQgetResult(c->pg)))
-                                PQclear(end);
                 }
-                if (r >= 0)
-                        r = c->pipe_error;
-                done += k;
+                distinct[nd++] = order[i];
+                if ((r = array_elem(&a[0], ev->source, strlen(ev->source), false)) < 0 ||
+                    (r = array_elem(&a[1], ev->dedup_key, strlen(ev->dedup_key), false)) < 0 ||
+                    (r = array_elem(&a[2], ev->id, strlen(ev->id), false)) < 0 ||
+                    (r = array_u64(&a[3], ev->received_usec)) < 0)
+                        break;
         }
+        for (size_t k = 0; k < 4 && r >= 0; k++)
+                if ((r = strbuf_puts(&a[k], "}")) >= 0)
+                        v[k] = a[k].data;
+        if (r < 0)
+                goto out;
+        (void) snprintf(num, sizeof(num), "%" PRIu64, min_since);
+        v[4] = num;
+        if ((r = pipe_query(c, claim, 5, v, &res)) < 0)
+                goto out;
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 3) {
+                r = -EIO;
+                goto out;
+        }
+        for (int row = 0; row < PQntuples(res); row++) {
+                unsigned long ord = strtoul(PQgetvalue(res, row, 0), NULL, 10);
+                Prefetch *p;
+
+                if (ord < 1 || ord > nd)
+                        continue;
+                p = &c->pf[distinct[ord - 1]];
+                if (strcmp(PQgetvalue(res, row, 2), "t") == 0)
+                        p->result = 0;
+                else if (!PQgetisnull(res, row, 1) && strlen(PQgetvalue(res, row, 1)) < 33) {
+                        p->result = 1;
+                        strcpy(p->orig, PQgetvalue(res, row, 1));
+                }
+        }
+        /* the batch's own repeats follow their first */
+        for (size_t i = 0; i < n; i++) {
+                Prefetch *p = &c->pf[i], *f = &c->pf[p->first];
+
+                if (p->first == i)
+                        continue;
+                if (f->result == 0) {
+                        p->result = 1;
+                        strcpy(p->orig, f->ev->id);
+                } else if (f->result == 1) {
+                        p->result = 1;
+                        strcpy(p->orig, f->orig);
+                }
+        }
+        c->n_pf = n;
+out:
+        PQclear(res);
+        for (size_t k = 0; k < 4; k++)
+                strbuf_free(&a[k]);
         mem_free(order);
-        if (r >= 0)
-                c->n_pf = n;
+        mem_free(distinct);
         return r;
 }
 
@@ -888,6 +1053,7 @@ static void pg_disconnect(StoreConn *c) {
         mem_free(c->channel_queue);
         mem_free(c->channel_outbox);
         mem_free(c->pf);
+        mem_free(c->rows);
         mem_free(c);
 }
 
@@ -945,6 +1111,7 @@ static int pg_reconnect(StoreConn *c) {
         c->inflight = 0;
         c->pipe_error = 0;
         c->n_pf = c->pf_cursor = 0;
+        c->n_rows = 0;
         return session_setup(c);
 }
 
