@@ -340,7 +340,7 @@ TEST(problems) {
         expect_problem("onepassword:\n  account_id: XLQMR47VZPBKJHSGWNCYFDE3T9\n",
                        "t.yaml:2:3: 'onepassword' is missing the required key 'client_id_file'\n"
                        "t.yaml:2:3: 'onepassword' is missing the required key 'client_secret_file'");
-        expect_problem("state:\n  path: /x\n",
+        expect_problem(SRC_OK,
                        "t.yaml:1:1: missing required section 'onepassword' (account_id, client_id_file, client_secret_file)");
         /* unreadable secret file */
         expect_problem("onepassword:\n  account_id: XLQMR47VZPBKJHSGWNCYFDE3T9\n  client_id_file: /nonexistent/id\n"
@@ -684,6 +684,31 @@ TEST(example) {
         unlink(out);
 }
 
+/* config/default.yaml, the packaged /etc/remedyd/remedyd.yaml, loads (so
+ * --check-config passes on a fresh install) and says it is unconfigured,
+ * which the daemon refuses; a configured file is not. */
+TEST(unconfigured_default) {
+        _cleanup_free_ char *path = NULL;
+        ConfigProblems problems = {};
+        Config *c = NULL;
+
+        ASSERT_TRUE(asprintf(&path, "%s/config/default.yaml", source_root) > 0);
+        if (config_load(path, 0, &c, &problems) < 0) {
+                for (size_t i = 0; i < problems.n; i++)
+                        fprintf(stderr, "%s\n", problems.lines[i]);
+                FAIL_AT("config/default.yaml does not load");
+        }
+        ASSERT_TRUE(config_is_unconfigured(c));
+        ASSERT_EQ(c->n_sources, 0);
+        ASSERT_EQ(c->n_rules, 0);
+        ASSERT_TRUE(c->safety.dry_run);
+        config_free(c);
+
+        ASSERT_OK(load_text(HEAD SRC_OK, 0, &c, NULL));
+        ASSERT_FALSE(config_is_unconfigured(c));
+        config_free(c);
+}
+
 /* Every allocation failure is reported as -ENOMEM, never as a wrong
  * Config (e.g. a rule whose condition vanished) and never as a leak. */
 TEST(out_of_memory) {
@@ -784,6 +809,7 @@ int main(void) {
         RUN(state_backends);
         RUN(limits);
         RUN(example);
+        RUN(unconfigured_default);
         RUN(out_of_memory);
 
         unlink(id);

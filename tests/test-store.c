@@ -1354,7 +1354,8 @@ TEST(safety) {
 static void cleanup_dir(void) {
         char cmd[300];
         (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        (void) system(cmd);
+        if (system(cmd) != 0)
+                fprintf(stderr, "could not remove %s\n", dir);
 }
 
 int main(int argc, char **argv) {
