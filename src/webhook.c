@@ -23,6 +23,7 @@
 #include "safety.h"
 #include "store.h"
 #include "strbuf.h"
+#include "utf8.h"
 #include "util.h"
 #include "webhook.h"
 
@@ -631,6 +632,12 @@ static int on_request(HttpServerRequest *req, void *userdata) {
         }
 
         body = http_server_request_body(req, &len);
+        /* json-c takes any bytes inside strings; what is not UTF-8 is not
+         * JSON (RFC 8259 8.1), and alert text goes on to chat, mail and
+         * the journal. */
+        if (!utf8_is_valid(body, len))
+                return respond_error(req, MHD_HTTP_BAD_REQUEST, "invalid_json",
+                                     "The body is not valid UTF-8 JSON.");
         r = parse_body(w, body, len, &event);
         if (r == -ENOMEM)
                 return r;

@@ -574,6 +574,29 @@ TEST(bad_json) {
         assert_error(&r, 400, "invalid_json");
 }
 
+/* Signed and well formed for json-c, but not UTF-8: refused before rules
+ * run, nothing stored or called. An escaped NUL stays what it was. */
+TEST(not_utf8) {
+        static const char *const bodies[] = {
+                "{\"sid\":\"\xff\xfe\",\"x\":1}",
+                "{\"user\":\"alice@example.com\",\"n\":\"\xc0\xaf\"}",  /* overlong */
+                "{\"user\":\"alice@example.com\",\"n\":\"\xed\xa0\x80\"}", /* surrogate */
+                "{\"user\":\"alice@example.com\",\"n\":\"\xf4\x90\x80\x80\"}", /* > U+10FFFF */
+                "{\"user\":\"alice@example.com\"}\xe2\x9c",                  /* truncated */
+        };
+        size_t before = fake_suspends(NULL);
+        Reply r;
+
+        for (size_t i = 0; i < ELEMENTSOF(bodies); i++) {
+                post_signed(bodies[i], &r);
+                assert_error(&r, 400, "invalid_json");
+        }
+        wait_idle();
+        ASSERT_EQ(fake_suspends(NULL), before);
+        post_signed("{\"sid\":\"\xc3\xa9t\xc3\xa9 \\u0000\",\"x\":1}", &r);
+        ASSERT_EQ(r.status, 202);
+}
+
 /* The webhook keeps one tokener across deliveries, but lets go of it after
  * a body past 8 KiB (its buffer grows to the longest string): parses keep
  * working on either side of that. */
@@ -1099,6 +1122,7 @@ int main(void) {
         RUN(accepted_and_duplicate);
         RUN(accepted_without_match);
         RUN(bad_json);
+        RUN(not_utf8);
         RUN(big_body_between_small_ones);
         RUN(json_depth_limit);
         RUN(unauthorized);
