@@ -258,7 +258,56 @@ static int on_headers(HttpServerRequest *req, void *userdata) {
 /* Bodies up to this size leave the kept tokener as it is. */
 #define TOKENER_KEEP_BYTES (8u * 1024u)
 
-/* Parses the body as one JSON object, nothing after it but blanks. */
+/* Members of every object in the tree. */
+static size_t tree_members(json_object *o) {
+        size_t n = 0;
+
+        if (json_object_is_type(o, json_type_object)) {
+                json_object_object_foreach(o, k, v) {
+                        (void) k;
+                        n += 1 + tree_members(v);
+                }
+        } else if (json_object_is_type(o, json_type_array)) {
+                size_t l = json_object_array_length(o);
+
+                for (size_t i = 0; i < l; i++)
+                        n += tree_members(json_object_array_get_idx(o, i));
+        }
+        return n;
+}
+
+/* json-c keeps the last of duplicate keys; a SIEM's own rules may have
+ * read the first (RFC 8259 4: names SHOULD be unique, and what receivers
+ * then do differs). Every colon outside a string and a comment ends a
+ * member's name, so the parsed tree has fewer members than the text has
+ * such colons exactly when some object repeats a key. Strings and comments
+ * are skipped as json-c reads them ('...' strings and comments too, which
+ * it takes outside strict mode), so that neither can hide a colon. */
+static bool has_duplicate_keys(const char *body, size_t len, json_object *parsed) {
+        size_t colons = 0;
+
+        for (size_t i = 0; i < len; i++) {
+                char c = body[i];
+
+                if (c == '"' || c == '\'') {
+                        for (i++; i < len && body[i] != c; i++)
+                                if (body[i] == '\\')
+                                        i++;
+                } else if (c == '/' && i + 1 < len && body[i + 1] == '*') {
+                        for (i += 2; i + 1 < len && !(body[i] == '*' && body[i + 1] == '/'); i++)
+                                ;
+                        i++;
+                } else if (c == '/' && i + 1 < len && body[i + 1] == '/') {
+                        while (i < len && body[i] != '\n')
+                                i++;
+                } else if (c == ':')
+                        colons++;
+        }
+        return tree_members(parsed) != colons;
+}
+
+/* Parses the body as one JSON object, nothing after it but blanks, with
+ * no key twice in any object. */
 static int parse_body(Webhook *w, const char *body, size_t len, json_object **ret) {
         enum json_tokener_error err;
         json_tokener *tok;
@@ -292,7 +341,7 @@ static int parse_body(Webhook *w, const char *body, size_t len, json_object **re
                         json_object_put(o);
                         return -EINVAL;
                 }
-        if (!json_object_is_type(o, json_type_object)) {
+        if (!json_object_is_type(o, json_type_object) || has_duplicate_keys(body, len, o)) {
                 json_object_put(o);
                 return -EINVAL;
         }
@@ -806,6 +855,9 @@ int webhook_new(Daemon *d, int listen_fd, Webhook **ret) {
                 .on_request = on_request,
                 .on_complete = on_complete,
                 .userdata = w,
+                /* Source names need no escaping (config.c); decoding would
+                 * only give one source several spellings. */
+                .raw_path = true,
                 .name = "webhook",
         };
         r = http_server_new(d->event, &o, &w->server);

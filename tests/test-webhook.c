@@ -574,6 +574,28 @@ TEST(bad_json) {
         assert_error(&r, 400, "invalid_json");
 }
 
+/* json-c keeps the last of repeated keys, where a sender may have read
+ * the first: refused, at any depth, whatever a comment or a '...' string
+ * (json-c takes both) hides. Colons inside strings are no members. */
+TEST(duplicate_keys) {
+        static const char *const bodies[] = {
+                "{\"user\":\"a@example.com\",\"user\":\"b@example.com\"}",
+                "{\"x\":{\"user\":1,\"user\":2}}",
+                "{\"x\":[{\"a\":1},{\"b\":{\"c\":1,\"c\":{\"d\":2}}}]}",
+                "{\"a\":{\"x\":1},\"a\":{\"y\":2}}",
+                "{\"a\":1 /*\"*/,\"a\":2 /*\"*/}",
+                "{'a':1,\"a\":2}",
+        };
+        Reply r;
+
+        for (size_t i = 0; i < ELEMENTSOF(bodies); i++) {
+                post_signed(bodies[i], &r);
+                assert_error(&r, 400, "invalid_json");
+        }
+        post_signed("{\"t\":\"12:00:01\",\"u\":\"a\\\":b\",\"v\":{\"w\":[{\"a\":1},{\"a\":1}]}}", &r);
+        ASSERT_EQ(r.status, 202);
+}
+
 /* Signed and well formed for json-c, but not UTF-8: refused before rules
  * run, nothing stored or called. An escaped NUL stays what it was. */
 TEST(not_utf8) {
@@ -1123,6 +1145,7 @@ int main(void) {
         RUN(accepted_without_match);
         RUN(bad_json);
         RUN(not_utf8);
+        RUN(duplicate_keys);
         RUN(big_body_between_small_ones);
         RUN(json_depth_limit);
         RUN(unauthorized);
