@@ -58,23 +58,38 @@ def _parse(buf):
     return Answer(int(code), reason, headers, b"", version), pos
 
 
+def connect(addr, timeout=5.0):
+    """A connected socket to "host:port" or to a unix socket path."""
+    if addr.startswith("unix:"):
+        addr = addr[len("unix:"):]
+    if addr.startswith("/"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(addr)
+        return s
+    host, port = addr.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=timeout)
+
+
 def exchange(addr, data, answers=1, timeout=5.0, shutdown_write=False, chunk=65536):
-    """Connects to addr ("host:port"), sends data while reading, and returns
+    """Connects to addr (see connect()), sends data while reading, and returns
     (list of Answer, closed) once `answers` answers are in, the server
     closed the connection, or `timeout` seconds passed. closed tells
     whether the server closed (or reset) the connection."""
-    host, port = addr.rsplit(":", 1)
     deadline = time.monotonic() + timeout
-    s = socket.create_connection((host, int(port)), timeout=timeout)
+    s = connect(addr, timeout)
     s.setblocking(False)
     out = memoryview(data)
     buf = bytearray()
     got = []
     closed = False
     try:
+        poller = select.poll()  # not select(): a test may hold thousands of fds
         while time.monotonic() < deadline:
-            wl = [s] if len(out) else []
-            r, w, _ = select.select([s], wl, [], max(0.0, deadline - time.monotonic()))
+            poller.register(s, select.POLLIN | (select.POLLOUT if len(out) else 0))
+            ev = dict(poller.poll(max(0.0, deadline - time.monotonic()) * 1000))
+            r = ev.get(s.fileno(), 0) & (select.POLLIN | select.POLLHUP | select.POLLERR)
+            w = ev.get(s.fileno(), 0) & select.POLLOUT
             if w:
                 try:
                     n = s.send(out[:chunk])
