@@ -306,32 +306,28 @@ static bool has_duplicate_keys(const char *body, size_t len, json_object *parsed
         return tree_members(parsed) != colons;
 }
 
-/* Parses the body as one JSON object, nothing after it but blanks, with
- * no key twice in any object. */
-static int parse_body(Webhook *w, const char *body, size_t len, json_object **ret) {
+int webhook_parse_body(json_tokener *tok, const char *body, size_t len, json_object **ret) {
+        _cleanup_(json_tokener_freep) json_tokener *own = NULL;
         enum json_tokener_error err;
-        json_tokener *tok;
         json_object *o;
         size_t end;
 
+        /* json-c takes any bytes inside strings; what is not UTF-8 is not
+         * JSON (RFC 8259 8.1), and alert text goes on to chat, mail and
+         * the journal. */
+        if (!utf8_is_valid(body, len))
+                return -EILSEQ;
         if (len > INT32_MAX)
                 return -E2BIG;
-        if (!w->tok) {
-                w->tok = json_tokener_new_ex(LIMIT_JSON_DEPTH);
-                if (!w->tok)
+        if (!tok) {
+                tok = own = json_tokener_new_ex(LIMIT_JSON_DEPTH);
+                if (!tok)
                         return -ENOMEM;
         }
-        tok = w->tok;
         json_tokener_reset(tok);
         o = json_tokener_parse_ex(tok, body, (int) len);
         err = json_tokener_get_error(tok);
         end = json_tokener_get_parse_end(tok);
-        if (len > TOKENER_KEEP_BYTES) {
-                /* Its buffer has grown to the body's longest string: not
-                 * kept for the life of the daemon. */
-                json_tokener_free(w->tok);
-                w->tok = NULL;
-        }
         if (!o || err != json_tokener_success) {
                 json_object_put(o);
                 return -EINVAL;
@@ -347,6 +343,25 @@ static int parse_body(Webhook *w, const char *body, size_t len, json_object **re
         }
         *ret = o;
         return 0;
+}
+
+/* webhook_parse_body() with the webhook's kept tokener. */
+static int parse_body(Webhook *w, const char *body, size_t len, json_object **ret) {
+        int r;
+
+        if (!w->tok) {
+                w->tok = json_tokener_new_ex(LIMIT_JSON_DEPTH);
+                if (!w->tok)
+                        return -ENOMEM;
+        }
+        r = webhook_parse_body(w->tok, body, len, ret);
+        if (len > TOKENER_KEEP_BYTES) {
+                /* Its buffer has grown to the body's longest string: not
+                 * kept for the life of the daemon. */
+                json_tokener_free(w->tok);
+                w->tok = NULL;
+        }
+        return r;
 }
 
 static int dedup_key(const Source *src, json_object *event, const char *body, size_t len, char **ret) {
@@ -681,15 +696,12 @@ static int on_request(HttpServerRequest *req, void *userdata) {
         }
 
         body = http_server_request_body(req, &len);
-        /* json-c takes any bytes inside strings; what is not UTF-8 is not
-         * JSON (RFC 8259 8.1), and alert text goes on to chat, mail and
-         * the journal. */
-        if (!utf8_is_valid(body, len))
-                return respond_error(req, MHD_HTTP_BAD_REQUEST, "invalid_json",
-                                     "The body is not valid UTF-8 JSON.");
         r = parse_body(w, body, len, &event);
         if (r == -ENOMEM)
                 return r;
+        if (r == -EILSEQ)
+                return respond_error(req, MHD_HTTP_BAD_REQUEST, "invalid_json",
+                                     "The body is not valid UTF-8 JSON.");
         if (r < 0)
                 return respond_error(req, MHD_HTTP_BAD_REQUEST, "invalid_json",
                                      "The body is not a valid JSON object.");

@@ -32,6 +32,7 @@
 #include "harness.h"
 #include "log.h"
 #include "metrics.h"
+#include "remedyd-limits.h"
 #include "status.h"
 #include "store.h"
 #include "strbuf.h"
@@ -572,6 +573,26 @@ TEST(bad_json) {
         assert_error(&r, 400, "invalid_json");
         post_signed("", &r);
         assert_error(&r, 400, "invalid_json");
+}
+
+/* The parser alone: its errors tell UTF-8 from JSON; a kept tokener is
+ * reset between bodies. */
+TEST(parse_body) {
+        json_tokener *tok = json_tokener_new_ex(LIMIT_JSON_DEPTH);
+        json_object *o = NULL;
+
+        ASSERT_NOT_NULL(tok);
+        ASSERT_ERR(webhook_parse_body(tok, "{\"a\":\"\xff\"}", 8, &o), EILSEQ);
+        ASSERT_ERR(webhook_parse_body(tok, "{\"a\":", 5, &o), EINVAL);
+        ASSERT_ERR(webhook_parse_body(tok, "{\"a\":1,\"a\":1}", 13, &o), EINVAL);
+        ASSERT_ERR(webhook_parse_body(NULL, "{} x", 4, &o), EINVAL);
+        ASSERT_NULL(o);
+        ASSERT_OK(webhook_parse_body(tok, "{\"a\":\"\xc3\xa9:\"} \n", 11, &o));
+        ASSERT_STREQ(json_object_get_string(json_object_object_get(o, "a")), "\xc3\xa9:");
+        json_object_put(o);
+        ASSERT_OK(webhook_parse_body(NULL, "{\"b\":[{}]}", 10, &o));
+        json_object_put(o);
+        json_tokener_free(tok);
 }
 
 /* json-c keeps the last of repeated keys, where a sender may have read
@@ -1144,6 +1165,7 @@ int main(void) {
         RUN(accepted_and_duplicate);
         RUN(accepted_without_match);
         RUN(bad_json);
+        RUN(parse_body);
         RUN(not_utf8);
         RUN(duplicate_keys);
         RUN(big_body_between_small_ones);
