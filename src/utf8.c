@@ -16,6 +16,13 @@ size_t utf8_valid_prefix(const char *s, size_t n) {
                 if (c < 0x80) {
                         /* Webhook bodies are mostly ASCII: skip it a word
                          * at a time (memcpy: no alignment assumed). */
+                        for (; n - i >= 16; i += 16) {
+                                uint64_t w[2];
+
+                                memcpy(w, p + i, sizeof(w));
+                                if ((w[0] | w[1]) & HIGH_BITS)
+                                        break;
+                        }
                         for (; n - i >= 8; i += 8) {
                                 uint64_t w;
 

@@ -181,23 +181,30 @@ TEST(exhaustive_against_reference) {
         fprintf(stderr, "%zu sequences checked\n", checked);
 }
 
+/* The best of seven runs: on a shared machine the others only add noise. */
 static double bench_one(const char *label, const char *buf, size_t n, unsigned rounds) {
-        struct timespec a, z;
-        size_t sink = 0;
-        double ns;
+        double best = 0;
 
-        clock_gettime(CLOCK_MONOTONIC, &a);
-        for (unsigned r = 0; r < rounds; r++)
-                sink += utf8_valid_prefix(buf, n);
-        clock_gettime(CLOCK_MONOTONIC, &z);
-        ns = (double) (z.tv_sec - a.tv_sec) * 1e9 + (double) (z.tv_nsec - a.tv_nsec);
-        ASSERT_EQ(sink, (size_t) rounds * n);
-        ns /= (double) rounds * ((double) n / 1024.0);
-        printf("%-28s %8.1f ns/KiB\n", label, ns);
-        return ns;
+        for (unsigned run = 0; run < 7; run++) {
+                struct timespec a, z;
+                size_t sink = 0;
+                double ns;
+
+                clock_gettime(CLOCK_MONOTONIC, &a);
+                for (unsigned r = 0; r < rounds; r++)
+                        sink += utf8_valid_prefix(buf, n);
+                clock_gettime(CLOCK_MONOTONIC, &z);
+                ASSERT_EQ(sink, (size_t) rounds * n);
+                ns = (double) (z.tv_sec - a.tv_sec) * 1e9 + (double) (z.tv_nsec - a.tv_nsec);
+                ns /= (double) rounds * ((double) n / 1024.0);
+                if (run == 0 || ns < best)
+                        best = ns;
+        }
+        printf("%-28s %8.1f ns/KiB\n", label, best);
+        return best;
 }
 
-/* test-utf8 --bench: ns per KiB on a 1 KiB JSON-like ASCII body (the usual
+/* test-utf8 --bench: ns per KiB (best of seven) on a 1 KiB JSON-like ASCII body (the usual
  * alert), a 64 KiB one, and 64 KiB of text with one non-ASCII character in
  * eight (accented Latin, symbols, emoji). Not run by the test suite. */
 static void bench(void) {
