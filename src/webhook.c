@@ -290,9 +290,23 @@ static bool has_duplicate_keys(const char *body, size_t len, json_object *parsed
                 char c = body[i];
 
                 if (c == '"' || c == '\'') {
-                        for (i++; i < len && body[i] != c; i++)
-                                if (body[i] == '\\')
-                                        i++;
+                        /* To the closing quote: one not preceded by an odd
+                         * run of backslashes. memchr() makes long strings
+                         * cheap. */
+                        for (;;) {
+                                const char *q = memchr(body + i + 1, c, len - i - 1);
+                                size_t bs = 0;
+
+                                if (!q) {
+                                        i = len;
+                                        break;
+                                }
+                                i = (size_t) (q - body);
+                                while (body[i - 1 - bs] == '\\')
+                                        bs++;
+                                if (bs % 2 == 0)
+                                        break;
+                        }
                 } else if (c == '/' && i + 1 < len && body[i + 1] == '*') {
                         for (i += 2; i + 1 < len && !(body[i] == '*' && body[i + 1] == '/'); i++)
                                 ;

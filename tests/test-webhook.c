@@ -592,6 +592,13 @@ TEST(parse_body) {
         json_object_put(o);
         ASSERT_OK(webhook_parse_body(NULL, "{\"b\":[{}]}", 10, &o));
         json_object_put(o);
+        /* a string ending in an even run of backslashes ends there; an odd
+         * run escapes the quote */
+        ASSERT_OK(webhook_parse_body(NULL, "{\"a\":\"x\\\\\",\"b\":\":\"}", 19, &o));
+        json_object_put(o);
+        ASSERT_OK(webhook_parse_body(NULL, "{\"a\":\"x\\\\\\\":\",\"b\":1}", 20, &o));
+        json_object_put(o);
+        ASSERT_ERR(webhook_parse_body(NULL, "{\"a\":\"x\\\\\",\"b\":1,\"b\":2}", 23, &o), EINVAL);
         json_tokener_free(tok);
 }
 
