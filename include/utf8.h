@@ -12,7 +12,7 @@
  * bytes, C0/C1 and other overlong forms, surrogates (U+D800..U+DFFF),
  * anything past U+10FFFF (F5..FF), and a sequence cut short by the end of
  * the input. A NUL byte is valid UTF-8. s may be NULL when n is 0. Pure,
- * no allocation; ASCII is checked eight bytes at a time. */
+ * no allocation; runs of ASCII are checked sixteen bytes at a time. */
 size_t utf8_valid_prefix(const char *s, size_t n);
 
 /* True if all of s[0..n) is well-formed UTF-8 (utf8_valid_prefix() == n). */
