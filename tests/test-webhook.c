@@ -275,7 +275,7 @@ static size_t fake_suspends(const char *user_id) {
 
 typedef struct Reply {
         long status;
-        char body[8192];
+        char body[65536];
         size_t len;
         char retry_after[32];
         char allow[64];
