@@ -324,7 +324,7 @@ typedef struct StoreMigrateStats {
         uint64_t events, dedup, actions, audit, outbox;
 } StoreMigrateStats;
 
-/* Copies a SQLite state (schema version 1 to 4: events, the dedup window,
+/* Copies a SQLite state (schema version 3 or 4: events, the dedup window,
  * actions with their lifecycle, cooldowns and timed reactivations, the audit
  * trail, the outbox) into the shared store described by target, in one
  * transaction. -ENOTEMPTY if the target already holds state, -EPROTONOSUPPORT

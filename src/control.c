@@ -96,6 +96,7 @@ static json_object *action_json(const StoreAction *a) {
             add_str(o, "reason", a->reason) < 0 ||
             add_str(o, "status", store_action_status_to_string(a->status)) < 0 ||
             add_str(o, "detail", a->detail) < 0 || add_str(o, "created_at", t) < 0 ||
+            add_str(o, "owner", a->owner) < 0 ||
             json_object_object_add(o, "attempts", json_object_new_int64(a->attempts)) < 0) {
                 json_object_put(o);
                 return NULL;
@@ -198,7 +199,8 @@ static int handle_history(Control *c, HttpServerRequest *req) {
                     add_str(j, "event_id", e[i].event_id) < 0 || add_str(j, "action_id", e[i].action_id) < 0 ||
                     add_str(j, "rule", e[i].rule) < 0 || add_str(j, "user", e[i].user) < 0 ||
                     add_str(j, "from", e[i].from_status) < 0 || add_str(j, "to", e[i].to_status) < 0 ||
-                    add_str(j, "detail", e[i].detail) < 0 || json_object_array_add(arr, j) < 0) {
+                    add_str(j, "detail", e[i].detail) < 0 || add_str(j, "instance", e[i].instance) < 0 ||
+                    json_object_array_add(arr, j) < 0) {
                         json_object_put(j);
                         store_audit_free(e, n);
                         return -ENOMEM;

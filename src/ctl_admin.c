@@ -365,8 +365,12 @@ static int cmd_history(const CtlContext *ctx, int argc, char **argv) {
         printf("%-20s  %-18s  %-28s  %-24s  %-10s  %s\n", "TIME", "WHAT", "USER", "RULE", "STATUS", "DETAIL");
         for (size_t i = 0; i < n; i++) {
                 json_object *e = json_object_array_get_idx(list, i);
-                printf("%-20s  %-18s  %-28s  %-24s  %-10s  %s\n", jstr(e, "time"), jstr(e, "kind"), jstr(e, "user"),
-                       jstr(e, "rule"), jstr(e, "to"), jstr(e, "detail"));
+                const char *inst = jstr(e, "instance");
+
+                /* the instance that wrote it, after the detail (shared state) */
+                printf("%-20s  %-18s  %-28s  %-24s  %-10s  %s%s%s%s\n", jstr(e, "time"), jstr(e, "kind"),
+                       jstr(e, "user"), jstr(e, "rule"), jstr(e, "to"), jstr(e, "detail"), *inst ? "  [" : "", inst,
+                       *inst ? "]" : "");
         }
         if (n == 0)
                 printf("(no history)\n");

@@ -43,6 +43,10 @@ static void store_options_from_config(const Config *c, StoreOptions *o) {
         };
 }
 
+static bool streq_null(const char *a, const char *b) {
+        return a == b || (a && b && strcmp(a, b) == 0);
+}
+
 /* New work in the store: committed here or, on a shared store, by a peer. */
 static void on_store_queue(void *userdata) {
         Daemon *d = userdata;
@@ -165,6 +169,12 @@ int daemon_reload(Daemon *d) {
                         why = "listen.control";
                 else if (strcmp(c->state.path, d->config->state.path) != 0)
                         why = "state.path";
+                else if (!streq_null(c->state.backend, d->config->state.backend) ||
+                         !streq_null(c->state.conninfo, d->config->state.conninfo) ||
+                         !streq_null(c->state.schema, d->config->state.schema) ||
+                         !streq_null(c->state.instance, d->config->state.instance) ||
+                         c->state.pool != d->config->state.pool || c->state.lease_usec != d->config->state.lease_usec)
+                        why = "state";
                 else if (!!c->listen.tls_cert_file != !!d->config->listen.tls_cert_file)
                         why = "listen.tls";
                 if (why) {

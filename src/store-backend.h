@@ -92,6 +92,9 @@ typedef struct StoreBackend {
         const char *name;        /* as in state.backend */
         bool shared;             /* several instances may share the database */
 
+        /* -ENOTCONN with *ret set (shared backends): the database is not
+         * reachable now; reconnect() later (the loop's connection: connect()
+         * again). */
         int (*connect)(const StoreConnConfig *cfg, StoreConn **ret);
         void (*disconnect)(StoreConn *c);
         /* Creates or migrates the schema (writer connection, at open). */

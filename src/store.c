@@ -197,6 +197,7 @@ struct Store {
         StoreOptions opts;        /* .notify points into notify */
         NotifySet *notify;
         bool writable, connected;
+        bool schema_ready;        /* migrated and recovered (at open, or at the first connect) */
         bool woke_queue, woke_outbox;
         uint64_t commits, failed_commits, ops, latency_usec;
         int last_error;
@@ -1398,8 +1399,8 @@ static int batch_commit(Writer *w, StoreOp *batch, const StoreOptions *o) {
 }
 
 /* Which ops wait for the database to come back instead of failing: the
- * executor's records of what the API did (they cannot be asked for again)
- * and the heartbeat. Everything else has a caller who can retry (a SIEM
+ * executor's and the notifier's records of what was done (they cannot be
+ * asked for again). Everything else (a heartbeat too: the next one comes) has a caller who can retry (a SIEM
  * gets 503, remedyctl an error, a claim runs again later). */
 static bool op_parks(const StoreOp *op) {
         return op->type == OP_FINISH || op->type == OP_RETRY || op->type == OP_SET_USER_ID ||
@@ -1433,6 +1434,30 @@ static void writer_complete(Store *s, StoreOp *batch, StoreOp *tail, int r, uint
         pthread_mutex_unlock(&s->lock);
         if (write(s->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
                 log_warning_errno(errno, "store: cannot wake the loop: %m, ignoring");
+}
+
+static int recover_running(Writer *w);
+
+/* Migration and crash recovery, once per store: at open, or, when the
+ * database was not reachable then, at the first connect of any writer
+ * (migrations take an advisory lock: instances starting together migrate
+ * once). */
+static int store_setup(Writer *w) {
+        Store *s = w->store;
+        bool ready;
+        int r;
+
+        pthread_mutex_lock(&s->lock);
+        ready = s->schema_ready;
+        pthread_mutex_unlock(&s->lock);
+        if (ready)
+                return 0;
+        if ((r = s->be->migrate(w->conn)) < 0 || (r = recover_running(w)) < 0)
+                return log_error_errno(r, "store: cannot set up the %s schema: %m", s->be->name);
+        pthread_mutex_lock(&s->lock);
+        s->schema_ready = true;
+        pthread_mutex_unlock(&s->lock);
+        return 0;
 }
 
 /* The connection is gone: fails what cannot wait, keeps the rest (parked)
@@ -1479,11 +1504,13 @@ static StoreOp *writer_reconnect(Writer *w, StoreOp *batch) {
                 }
 
                 r = s->be->reconnect(w->conn);
+                if (r >= 0)
+                        r = store_setup(w);
                 if (r >= 0) {
                         pthread_mutex_lock(&s->lock);
                         s->connected = true;
                         pthread_mutex_unlock(&s->lock);
-                        log_notice("store: connected to the %s database again", s->be->name);
+                        log_notice("store: connected to the %s database", s->be->name);
                         return parked;
                 }
 
@@ -1887,13 +1914,20 @@ void store_set_wakeups(Store *s, StoreWakeup on_queue, StoreWakeup on_outbox, vo
 /* --- the loop's connection: peers' wake-ups, heartbeats ------------------ */
 
 static int on_listen(sd_event_source *src, int fd, uint32_t revents, void *userdata);
+static void rconn_broke(Store *s);
 
 static int rconn_open(Store *s) {
         StoreConnConfig cfg = s->conn_cfg;
         int r, fd;
 
         cfg.reader = true;
-        if ((r = s->be->connect(&cfg, &s->rconn)) < 0)
+        r = s->be->connect(&cfg, &s->rconn);
+        if (r == -ENOTCONN && s->rconn) {
+                s->rconn_broken = false;
+                rconn_broke(s); /* reads fail at once; a timer connects */
+                return 0;
+        }
+        if (r < 0)
                 return r;
         s->rconn_broken = false;
         fd = s->be->listen_fd(s->rconn);
@@ -1915,7 +1949,7 @@ static int on_relisten(sd_event_source *src, uint64_t usec, void *userdata) {
         if (s->rconn)
                 s->be->disconnect(s->rconn);
         s->rconn = NULL;
-        if (rconn_open(s) >= 0) {
+        if (rconn_open(s) >= 0 && !s->rconn_broken) {
                 log_info("store: the loop's database connection is back");
                 wake(s, true, true); /* what peers queued meanwhile */
                 return 0;
@@ -2089,14 +2123,28 @@ int store_open_config(const StoreConfig *cfg, sd_event *e, const StoreOptions *o
         }
         for (size_t i = 0; i < s->n_writers; i++) {
                 s->writers[i].store = s;
-                if ((r = s->be->connect(&s->conn_cfg, &s->writers[i].conn)) < 0)
+                r = s->be->connect(&s->conn_cfg, &s->writers[i].conn);
+                if (r == -ENOTCONN && s->writers[i].conn) {
+                        /* a shared database that is down now: answer 503
+                         * until a writer reaches it (writer_reconnect()) */
+                        if (s->connected)
+                                log_error("store: the %s database is not reachable; starting anyway, answering "
+                                          "503 until it is",
+                                          s->be->name);
+                        s->connected = s->writable = false;
+                        continue;
+                }
+                if (r < 0)
                         goto fail;
         }
-        if ((r = s->be->migrate(s->writers[0].conn)) < 0)
-                goto fail;
-        if ((r = recover_running(&s->writers[0])) < 0) {
-                log_error_errno(r, "store: crash recovery failed: %m");
-                goto fail;
+        if (s->connected) {
+                if ((r = s->be->migrate(s->writers[0].conn)) < 0)
+                        goto fail;
+                if ((r = recover_running(&s->writers[0])) < 0) {
+                        log_error_errno(r, "store: crash recovery failed: %m");
+                        goto fail;
+                }
+                s->schema_ready = true;
         }
         if ((r = rconn_open(s)) < 0)
                 goto fail;

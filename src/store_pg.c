@@ -82,6 +82,7 @@ struct StoreConn {
         size_t n_pf, pf_cursor, pf_cap;
         EventRow *rows;          /* S_INSERT_EVENT, held back until the next other statement */
         size_t n_rows, rows_cap;
+        char *last_error;        /* the last failed connect's message */
 };
 
 /* Commands sent ahead at most, before their results are read: bounds what
@@ -998,15 +999,20 @@ static int pg_open(StoreConn *c, PGconn **ret) {
         if (!pg)
                 return -ENOMEM;
         if (PQstatus(pg) != CONNECTION_OK) {
-                /* libpq's message names host and user, never the password */
+                /* the conninfo's password is registered for redaction
+                 * (pg_connect()); a message is logged when it changes */
                 char *msg = mem_strdup(PQerrorMessage(pg));
                 if (msg)
                         (void) strstrip(msg);
-                log_debug("store: cannot connect to PostgreSQL: %s", msg ? msg : "?");
-                mem_free(msg);
+                if (msg && (!c->last_error || strcmp(msg, c->last_error) != 0))
+                        log_warning("store: cannot connect to PostgreSQL: %s", msg);
+                mem_free(c->last_error);
+                c->last_error = msg;
                 PQfinish(pg);
                 return -ENOTCONN;
         }
+        mem_free(c->last_error);
+        c->last_error = NULL;
         (void) PQsetNoticeProcessor(pg, on_notice, NULL);
         *ret = pg;
         return 0;
@@ -1054,6 +1060,7 @@ static void pg_disconnect(StoreConn *c) {
         mem_free(c->channel_outbox);
         mem_free(c->pf);
         mem_free(c->rows);
+        mem_free(c->last_error);
         mem_free(c);
 }
 
@@ -1075,8 +1082,26 @@ static int pg_connect(const StoreConnConfig *cfg, StoreConn **ret) {
         if ((r = channel_name(c->schema, "queue", &c->channel_queue)) < 0 ||
             (r = channel_name(c->schema, "outbox", &c->channel_outbox)) < 0)
                 goto fail;
+        {
+                /* a password inside the conninfo never reaches a log line */
+                PQconninfoOption *opts = PQconninfoParse(c->conninfo, NULL);
+                for (PQconninfoOption *o = opts; o && o->keyword; o++)
+                        if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+                                (void) log_register_secret_pinned(o->val);
+                if (!opts) {
+                        r = log_error_errno(-EINVAL, "store: state.postgresql.conninfo_file holds no valid libpq "
+                                                     "connection string or URI");
+                        goto fail;
+                }
+                PQconninfoFree(opts);
+        }
         if ((r = pg_open(c, &c->pg)) < 0) {
-                log_error("store: cannot connect to the PostgreSQL database (state.postgresql.conninfo_file)");
+                /* the database may come later: the writer reconnects
+                 * (store.c), and every request meanwhile is answered 503 */
+                if (r == -ENOTCONN) {
+                        *ret = c;
+                        return r;
+                }
                 goto fail;
         }
         if (PQserverVersion(c->pg) < 150000) {
