@@ -544,3 +544,26 @@ def test_status_state_and_one_view(remedyd_cluster, fake1p):
     ha = sorted(json.dumps(e, sort_keys=True) for e in a.ctl_json("history"))
     hb = sorted(json.dumps(e, sort_keys=True) for e in b.ctl_json("history"))
     assert ha == hb and ha
+
+
+def test_start_while_the_database_is_down(remedyd_cluster, fake1p, pg_server):
+    """An instance started while PostgreSQL is down does not exit: it answers
+    503 with Retry-After and /readyz 503 naming the database, then migrates
+    and serves once the database is back (interface.md 8.5)."""
+    ids = user_ids(fake1p, 2)
+    pg_server.stop("fast")
+    try:
+        (a,) = cluster(remedyd_cluster, n=1, wait_ready=False)
+        wait_until(lambda: a.status_raw("/readyz")[0] == 503, timeout=15 * SCALE, message="/readyz answers")
+        s, _, body = a.status_raw("/readyz")
+        assert re.search(rb"database|postgres", body, re.I), body
+        s, h, resp = deliver(a, alert(1, ids[0]))
+        assert s == 503 and int(h.get("retry-after", "0")) >= 1, (s, h, resp)
+        assert a.alive()
+    finally:
+        pg_server.start()
+    wait_until(lambda: a.status_raw("/readyz")[0] == 200, timeout=30 * SCALE, message="ready once the database is back")
+    s, _, resp = deliver(a, alert(2, ids[1]))
+    assert s == 202, resp
+    wait_until(lambda: calls_by_user(fake1p, "suspend").get(ids[1]) == 1, timeout=15 * SCALE,
+               message="the suspension")
