@@ -591,7 +591,7 @@ def bench_ha_ingest():
     bodies = wrk_bodies(int(min(dur * 60000, 1500000)), seed)
     rounds = []
     for k in range(ARGS.ingest_rounds):
-        row = {"sqlite": wrk_remedyd_sqlite(dur, bodies), "pg2": wrk_remedyd_pg_pair(dur, bodies)}
+        row = {"sqlite": wrk_remedyd_sqlite(dur, bodies), "pg2": wrk_remedyd_pg_pair(dur, bodies, ARGS.pg_pool)}
         for name, res in row.items():
             log("ha-ingest: round %d %-6s %8.0f accepted/s (2xx %d, non-2xx %d, errors %d, wrapped %d) "
                 "p50 %.2f ms p99 %.2f ms, db rows %d%s  [load %s]"
@@ -860,6 +860,7 @@ def main():
     p.add_argument("--naive-rate", type=float, default=2)
     p.add_argument("--naive-duration", type=float, default=20)
     p.add_argument("--startup-runs", type=int, default=41)
+    p.add_argument("--pg-pool", type=int, default=4, help="state.postgresql.pool of the ha-ingest instances")
     p.add_argument("--tools", required=True)
     p.add_argument("--build", required=True)
     ARGS = p.parse_args()

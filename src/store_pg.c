@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 
 #include "alloc.h"
+#include "cleanup.h"
 #include "log.h"
 #include "remedyd-limits.h"
 #include "store-backend.h"
@@ -83,6 +84,10 @@ struct StoreConn {
         EventRow *rows;          /* S_INSERT_EVENT, held back until the next other statement */
         size_t n_rows, rows_cap;
         char *last_error;        /* the last failed connect's message */
+        /* the backend's own fixed statements, prepared on first use: the
+         * server plans each once per connection, not once per batch */
+        const char *own[16];
+        size_t n_own;
 };
 
 /* Commands sent ahead at most, before their results are read: bounds what
@@ -499,10 +504,32 @@ static int row_add(StoreConn *c, const StoreStmt *st) {
         return c->n_rows >= EVENT_ROWS_MAX ? rows_flush(c) : 0;
 }
 
+/* Sends one of the backend's fixed statements (text is a static string:
+ * known by its address) as a prepared one, preparing it first if needed. */
+static int own_send(StoreConn *c, const char *text, int n, const char *const *values) {
+        char name[8];
+        size_t k;
+
+        for (k = 0; k < c->n_own && c->own[k] != text; k++)
+                ;
+        (void) snprintf(name, sizeof(name), "o%zu", k);
+        if (k == c->n_own) {
+                if (k == ELEMENTSOF(c->own))
+                        return PQsendQueryParams(c->pg, text, n, NULL, values, NULL, NULL, 0) == 1 ? 0 : -EIO;
+                if (PQsendPrepare(c->pg, name, text, 0, NULL) != 1)
+                        return pg_errno(c->pg, NULL);
+                c->inflight++;
+                c->own[c->n_own++] = text;
+        }
+        return PQsendQueryPrepared(c->pg, name, n, values, NULL, NULL, 0) == 1 ? 0 : pg_errno(c->pg, NULL);
+}
+
 /* Sends a command with text parameters into the pipeline. */
 static int pipe_send(StoreConn *c, const char *text, int n, const char *const *values) {
-        if (PQsendQueryParams(c->pg, text, n, NULL, values, NULL, NULL, 0) != 1)
-                return pg_errno(c->pg, NULL);
+        int r;
+
+        if ((r = own_send(c, text, n, values)) < 0)
+                return r;
         c->inflight++;
         if (c->inflight >= PIPE_MAX_INFLIGHT)
                 return pipe_collect(c, NULL);
@@ -514,10 +541,8 @@ static int pipe_query(StoreConn *c, const char *text, int n, const char *const *
         int r;
 
         *ret = NULL;
-        if ((r = rows_flush(c)) < 0)
+        if ((r = rows_flush(c)) < 0 || (r = own_send(c, text, n, values)) < 0)
                 return r;
-        if (PQsendQueryParams(c->pg, text, n, NULL, values, NULL, NULL, 0) != 1)
-                return pg_errno(c->pg, NULL);
         c->inflight++;
         r = pipe_collect(c, ret);
         if (r < 0) {
@@ -834,9 +859,9 @@ static int pg_dedup_prefetch(StoreConn *c, const StoreEvent *const *evs, const u
                 "  ON CONFLICT (source, dedup_key) DO UPDATE SET event_id = excluded.event_id, "
                 "  received_usec = excluded.received_usec WHERE dedup.received_usec < $5::bigint "
                 "  RETURNING source, dedup_key, event_id) "
-                "SELECT u.ord, COALESCE(i.event_id, d.event_id), i.event_id IS NOT NULL "
-                "FROM u LEFT JOIN ins i ON i.source = u.source AND i.dedup_key = u.dedup_key "
-                "LEFT JOIN dedup d ON i.event_id IS NULL AND d.source = u.source AND d.dedup_key = u.dedup_key";
+                "SELECT u.ord, COALESCE(i.event_id, (SELECT d.event_id FROM dedup d WHERE d.source = u.source "
+                "  AND d.dedup_key = u.dedup_key)), i.event_id IS NOT NULL "
+                "FROM u LEFT JOIN ins i ON i.source = u.source AND i.dedup_key = u.dedup_key";
         StrBuf a[4];
         const char *v[5];
         char num[24];
@@ -1137,6 +1162,7 @@ static int pg_reconnect(StoreConn *c) {
         c->pipe_error = 0;
         c->n_pf = c->pf_cursor = 0;
         c->n_rows = 0;
+        c->n_own = 0;
         return session_setup(c);
 }
 
