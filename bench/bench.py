@@ -191,6 +191,13 @@ def bench_fsync():
 
 # ------------------------------------------------------------------ ingest
 
+def sqlite_events(d):
+    """Rows in the events table of the daemon state in d (counted after a run)."""
+    out = subprocess.run(["sqlite3", os.path.join(d, "state.db"), "SELECT count(*) FROM events"],
+                         check=True, stdout=subprocess.PIPE, text=True).stdout
+    return int(out.strip())
+
+
 def ingest_remedyd(dur, seed, event_id="${sid}"):
     d = fresh_dir("ingest-remedyd")
     fake = harness.FakeOnePassword(d, users=10)
@@ -207,9 +214,7 @@ def ingest_remedyd(dur, seed, event_id="${sid}"):
         finally:
             r.stop()
         # every 202 must be in the database
-        out = subprocess.run(["sqlite3", os.path.join(d, "state.db"), "SELECT count(*) FROM events"],
-                             check=True, stdout=subprocess.PIPE, text=True).stdout
-        res["events_in_db"] = int(out.strip())
+        res["events_in_db"] = sqlite_events(d)
     finally:
         fake.stop()
     return res
@@ -541,9 +546,7 @@ def wrk_remedyd_sqlite(dur, bodies):
             res = wrk_result(wrk_start(webhook_port(r.webhook_url), 2, 64, dur, bodies))
         finally:
             r.stop()
-        out = subprocess.run(["sqlite3", os.path.join(d, "state.db"), "SELECT count(*) FROM events"],
-                             check=True, stdout=subprocess.PIPE, text=True).stdout
-        res["events_in_db"] = int(out.strip())
+        res["events_in_db"] = sqlite_events(d)
     finally:
         fake.stop()
     return res
