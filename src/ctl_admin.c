@@ -1,5 +1,6 @@
 /* remedyctl commands that talk to the running daemon over the control
- * socket: status, suspend, reactivate, actions, release, cancel, history.
+ * socket: status, suspend, reactivate, actions, release, cancel, history,
+ * notifications.
  * The protocol is HTTP/1.1 with JSON bodies on a unix socket (docs in
  * control.c). Blocking libcurl is fine here: this is the CLI. */
 #include <errno.h>
@@ -147,7 +148,7 @@ static void print_json(json_object *o) {
 }
 
 static void print_status(json_object *s) {
-        json_object *cfg = NULL, *tok = NULL, *dir = NULL, *q = NULL, *safety = NULL;
+        json_object *cfg = NULL, *tok = NULL, *dir = NULL, *q = NULL, *safety = NULL, *nt = NULL;
 
         json_object_object_get_ex(s, "config", &cfg);
         json_object_object_get_ex(s, "token", &tok);
@@ -163,6 +164,9 @@ static void print_status(json_object *s) {
         printf("directory: %s users, synced %s\n", jstr(dir, "users"), *jstr(dir, "synced_at") ? jstr(dir, "synced_at") : "never");
         printf("queue:     %s queued, %s running, %s held, %s failed\n", jstr(q, "queued"), jstr(q, "running"),
                jstr(q, "held"), jstr(q, "failed"));
+        if (json_object_object_get_ex(s, "notify", &nt))
+                printf("notify:    %s sinks, %s pending, %s failed\n", jstr(nt, "sinks"), jstr(nt, "pending"),
+                       jstr(nt, "failed"));
         printf("safety:    dry-run %s, %s suspensions in window (cap %s)\n",
                strcmp(jstr(safety, "dry_run"), "true") == 0 ? "ON" : "off", jstr(safety, "suspensions_in_window"),
                jstr(safety, "max_suspensions"));
@@ -233,6 +237,18 @@ static int cmd_manual(const CtlContext *ctx, int argc, char **argv) {
                 a = body;
         printf("%s %s: %s (action %s)\n", argv[0], jstr(a, "user"), jstr(a, "status"), jstr(a, "id"));
         return 0;
+}
+
+static bool parse_limit(const char *s, unsigned long *ret) {
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || v == 0 || v > LIMIT_STORE_READ_ROWS)
+                return false;
+        *ret = v;
+        return true;
 }
 
 static int url_escape(const char *s, char **ret) {
@@ -359,6 +375,50 @@ static int cmd_history(const CtlContext *ctx, int argc, char **argv) {
         return 0;
 }
 
+static int cmd_notifications(const CtlContext *ctx, int argc, char **argv) {
+        _cleanup_(json_object_putp) json_object *body = NULL;
+        json_object *list = NULL;
+        unsigned long limit = 0;
+        bool json = false;
+        char path[128];
+        long st = 0;
+        size_t n;
+
+        for (int i = 1; i < argc; i++) {
+                if (strcmp(argv[i], "--json") == 0)
+                        json = true;
+                else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc && parse_limit(argv[i + 1], &limit))
+                        i++;
+                else {
+                        fprintf(stderr, "Usage: remedyctl notifications [--limit N] [--json]\n");
+                        return 2;
+                }
+        }
+        snprintf(path, sizeof(path), "/v1/notifications?limit=%lu", limit ? limit : 100);
+        if (control_call(ctx, "GET", path, NULL, &st, &body) < 0)
+                return 1;
+        if (st != 200 || !body)
+                return print_error(st, body);
+        json_object_object_get_ex(body, "notifications", &list);
+        if (json) {
+                print_json(list ? list : body);
+                return 0;
+        }
+        n = list ? json_object_array_length(list) : 0;
+        printf("%-20s  %-32s  %-16s  %-9s  %-10s  %-3s  %-28s  %s\n", "TIME", "DELIVERY", "SINK", "STATE", "OUTCOME",
+               "TRY", "USER", "LAST ERROR");
+        for (size_t i = 0; i < n; i++) {
+                json_object *e = json_object_array_get_idx(list, i);
+
+                printf("%-20s  %-32s  %-16s  %-9s  %-10s  %-3s  %-28s  %s\n", jstr(e, "updated_at"), jstr(e, "delivery"),
+                       jstr(e, "sink"), jstr(e, "state"), jstr(e, "outcome"), jstr(e, "attempts"), jstr(e, "user"),
+                       jstr(e, "last_error"));
+        }
+        if (n == 0)
+                printf("(no notifications)\n");
+        return 0;
+}
+
 int ctl_admin(const CtlContext *ctx, int argc, char **argv) {
         const char *cmd = argv[0];
 
@@ -372,6 +432,8 @@ int ctl_admin(const CtlContext *ctx, int argc, char **argv) {
                 return cmd_transition(ctx, argc, argv);
         if (strcmp(cmd, "history") == 0)
                 return cmd_history(ctx, argc, argv);
+        if (strcmp(cmd, "notifications") == 0)
+                return cmd_notifications(ctx, argc, argv);
         fprintf(stderr, "remedyctl: unknown command '%s'\n", cmd);
         return 2;
 }
