@@ -1559,10 +1559,12 @@ static int notify_check(Loader *l, yaml_node_t *item, NotifySink *k, yaml_node_t
                 if (!!seen[NS_USERNAME] != !!seen[NS_PASSWORD_FILE])
                         problem(l, &item->start_mark, "notify sink '%s': 'username' and 'password_file' go together", kn);
                 if (k->from && !mail_address_valid(k->from))
-                        problem(l, &seen[NS_FROM]->start_mark, "notify sink '%s': invalid 'from' address '%s'", kn, k->from);
+                        problem(l, &seen[NS_FROM]->start_mark,
+                                "notify sink '%s': invalid 'from' address (one addr-spec such as remedyd@example.com)", kn);
                 for (char **t = k->to; t && *t; t++)
                         if (!mail_address_valid(*t))
-                                problem(l, &seen[NS_TO]->start_mark, "notify sink '%s': invalid 'to' address '%s'", kn, *t);
+                                problem(l, &seen[NS_TO]->start_mark,
+                                        "notify sink '%s': invalid 'to' address (addr-specs such as soc@example.com)", kn);
                 if (seen[NS_TO] && k->to && !k->to[0])
                         problem(l, &seen[NS_TO]->start_mark, "notify sink '%s': 'to' must name at least one address", kn);
                 if ((r = notify_secret(l, seen, NS_PASSWORD_FILE, k->password_file, &k->password)) < 0)
