@@ -144,7 +144,7 @@ static int deliver_http(HttpClient *c, const NotifySink *k, const StoreNotificat
 
 int notify_deliver(HttpClient *c, const NotifySink *k, const StoreNotification *n, HttpClientCallback cb,
                    void *userdata, HttpRequest **ret) {
-        _cleanup_(strbuf_free) StrBuf body;
+        _cleanup_(strbuf_free) StrBuf body = {};
         int r;
 
         if (!c || !k || !n || !cb)

@@ -189,12 +189,12 @@ int notify_format_text(StrBuf *b, const char *s, size_t max) {
 }
 
 int notify_format_json(StrBuf *b, const char *s, size_t max) {
-        _cleanup_(strbuf_free) StrBuf raw;
+        _cleanup_(strbuf_free) StrBuf raw = {};
         int r;
 
+        strbuf_init(&raw, (max ? max : LIMIT_NOTIFY_FIELD_BYTES) + 8);
         if (!s)
                 return strbuf_puts(b, "null");
-        strbuf_init(&raw, (max ? max : LIMIT_NOTIFY_FIELD_BYTES) + 8);
         r = render(&raw, s, max, MEDIUM_JSON);
         if (r >= 0)
                 r = strbuf_append_json_string(b, raw.data ? raw.data : "");
@@ -229,7 +229,7 @@ static int base64_append(StrBuf *b, const unsigned char *s, size_t n) {
 }
 
 int notify_format_header(StrBuf *b, const char *name, const char *value) {
-        _cleanup_(strbuf_free) StrBuf v;
+        _cleanup_(strbuf_free) StrBuf v = {};
         const unsigned char *u;
         bool plain = true;
         size_t i = 0;
@@ -407,7 +407,7 @@ static void lines_done(Lines *l) {
 static StrBuf *line_new(Lines *l) {
         StrBuf *b = &l->v[l->n++];
 
-        strbuf_init(b, LIMIT_NOTIFY_FIELD_BYTES + 512);
+        strbuf_init(b, LIMIT_NOTIFY_FIELD_BYTES + 1024); /* label, value, " (value2)" */
         return b;
 }
 
@@ -484,7 +484,7 @@ static int lines_build(Lines *l, const StoreNotification *n, Medium m) {
 
 int notify_format_slack(StrBuf *b, const StoreNotification *n) {
         _cleanup_(lines_done) Lines l = {};
-        _cleanup_(strbuf_free) StrBuf text, section;
+        _cleanup_(strbuf_free) StrBuf text = {}, section = {};
         int r;
 
         if (!n)
@@ -593,7 +593,7 @@ static void format_mail_date(uint64_t usec, char *buf, size_t size) {
 
 int notify_format_email(StrBuf *b, const StoreNotification *n, const NotifyMailParams *p) {
         _cleanup_(lines_done) Lines l = {};
-        _cleanup_(strbuf_free) StrBuf subject, body;
+        _cleanup_(strbuf_free) StrBuf subject = {}, body = {};
         const char *domain;
         char date[64];
         int r;
