@@ -52,7 +52,7 @@ struct Delivery {
         Notify *notify;
         Delivery *prev, *next;
         HttpRequest *req;         /* while sending */
-        StoreNotification n;      /* the claimed row, owned */
+        StoreNotification *n;     /* the claimed row, owned (one element) */
         NotifyType type;
         uint64_t started_usec;    /* CLOCK_MONOTONIC */
 };
@@ -204,16 +204,16 @@ static Delivery *delivery_free(Delivery *d) {
         if (!d)
                 return NULL;
         delivery_unlink(d);
-        store_notifications_free(&d->n, 1);
+        store_notifications_free(d->n, 1);
         mem_free(d);
         return NULL;
 }
 
 static LogContext delivery_log_context(const Delivery *d) {
         return (LogContext) {
-                .event_id = d->n.action.event_id,
-                .rule = d->n.action.rule,
-                .action_id = d->n.action.id,
+                .event_id = d->n->action.event_id,
+                .rule = d->n->action.rule,
+                .action_id = d->n->action.id,
         };
 }
 
@@ -226,7 +226,7 @@ static void on_recorded(Store *s, int r, void *userdata) {
 
                 log_full(LOG_WARNING, r, &ctx,
                          "notify: cannot record the outcome of delivery %s to sink %s, it stays pending and is "
-                         "tried again after its lease: %m", d->n.id, d->n.sink ? d->n.sink : "?");
+                         "tried again after its lease: %m", d->n->id, d->n->sink ? d->n->sink : "?");
         }
         delivery_free(d);
         if (x) {
@@ -239,28 +239,28 @@ static void on_recorded(Store *s, int r, void *userdata) {
 static void delivery_record(Delivery *d, const NotifyResult *res) {
         Notify *x = d->notify;
         LogContext ctx = delivery_log_context(d);
-        const char *sink = d->n.sink ? d->n.sink : "?";
+        const char *sink = d->n->sink ? d->n->sink : "?";
         uint64_t now = now_usec(CLOCK_REALTIME);
         bool give_up;
         int r;
 
         if (res->error == 0) {
-                log_full(LOG_INFO, 0, &ctx, "notify: delivery %s to sink %s delivered (attempt %u, %.3fs)", d->n.id, sink,
-                         d->n.attempts, (double) (now_usec(CLOCK_MONOTONIC) - d->started_usec) / USEC_PER_SEC);
+                log_full(LOG_INFO, 0, &ctx, "notify: delivery %s to sink %s delivered (attempt %u, %.3fs)", d->n->id, sink,
+                         d->n->attempts, (double) (now_usec(CLOCK_MONOTONIC) - d->started_usec) / USEC_PER_SEC);
                 metrics_notification(x->metrics, sink, "delivered");
-                r = store_notification_delivered(x->store, d->n.id, on_recorded, d);
+                r = store_notification_delivered(x->store, d->n->id, on_recorded, d);
         } else {
-                uint64_t delay = notify_backoff_usec(d->n.attempts, res->retry_after_usec);
+                uint64_t delay = notify_backoff_usec(d->n->attempts, res->retry_after_usec);
 
-                give_up = res->permanent || d->n.attempts >= LIMIT_NOTIFY_ATTEMPTS;
+                give_up = res->permanent || d->n->attempts >= LIMIT_NOTIFY_ATTEMPTS;
                 if (give_up)
                         log_full(LOG_WARNING, 0, &ctx, "notify: delivery %s to sink %s failed for good after %u attempt%s: %s",
-                                 d->n.id, sink, d->n.attempts, d->n.attempts == 1 ? "" : "s", res->message);
+                                 d->n->id, sink, d->n->attempts, d->n->attempts == 1 ? "" : "s", res->message);
                 else
                         log_full(LOG_NOTICE, 0, &ctx, "notify: delivery %s to sink %s: %s, retrying in %.1fs (attempt %u)",
-                                 d->n.id, sink, res->message, (double) delay / USEC_PER_SEC, d->n.attempts);
+                                 d->n->id, sink, res->message, (double) delay / USEC_PER_SEC, d->n->attempts);
                 metrics_notification(x->metrics, sink, give_up ? "failed" : "retry");
-                r = store_notification_retry(x->store, d->n.id, now + delay, give_up, res->message, on_recorded, d);
+                r = store_notification_retry(x->store, d->n->id, now + delay, give_up, res->message, on_recorded, d);
         }
         if (r < 0)
                 on_recorded(x->store, r, d);
@@ -281,12 +281,15 @@ static void delivery_start(Notify *x, StoreNotification *note) {
         int r;
 
         d = mem_calloc(1, sizeof(Delivery));
-        if (!d) {
+        if (d)
+                d->n = mem_calloc(1, sizeof(StoreNotification));
+        if (!d || !d->n) {
                 /* the row comes back after its lease */
                 log_error("notify: out of memory, delivery %s waits for its lease", note->id);
+                mem_free(d);
                 return;
         }
-        d->n = *note;
+        *d->n = *note;
         *note = (StoreNotification) {};
         d->notify = x;
         d->next = x->deliveries;
@@ -304,7 +307,7 @@ static void delivery_start(Notify *x, StoreNotification *note) {
                 return;
         }
         d->type = k->type;
-        r = notify_deliver(x->http, k, &d->n, on_sent, d, &d->req);
+        r = notify_deliver(x->http, k, d->n, on_sent, d, &d->req);
         if (r < 0) {
                 NotifyResult res = { .error = r, .permanent = r == -E2BIG || r == -EINVAL };
 
