@@ -25,6 +25,12 @@ import sys
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
+def auth_user(data):
+    if isinstance(data, LoginPassword):
+        data = data.login
+    return data.decode() if isinstance(data, bytes) else data
+
+
 class Handler:
     def __init__(self, outdir, reject_first):
         self.outdir = outdir
@@ -38,8 +44,7 @@ class Handler:
         self.count += 1
         rec = {"mail_from": envelope.mail_from, "rcpt_tos": list(envelope.rcpt_tos),
                "data": envelope.original_content.decode("utf-8", "replace"),
-               "auth_user": session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword)
-               else session.auth_data,
+               "auth_user": auth_user(session.auth_data),
                "tls": session.ssl is not None}
         path = os.path.join(self.outdir, "%04d.json" % self.count)
         with open(path + ".tmp", "w") as f:
@@ -71,14 +76,14 @@ def main():
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == a.user
               and auth_data.password.decode() == a.password)
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data.login if ok else None)
 
     def factory():
         return SMTP(handler, hostname="fake-smtp.test",
                     tls_context=ctx if a.tls == "starttls" else None,
                     require_starttls=a.tls == "starttls",
                     authenticator=authenticator if a.user else None,
-                    auth_required=bool(a.user), auth_require_tls=a.tls != "none")
+                    auth_required=bool(a.user), auth_require_tls=a.tls == "starttls")
 
     loop = asyncio.new_event_loop()
     server = loop.run_until_complete(loop.create_server(factory, a.host, a.port,

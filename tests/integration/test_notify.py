@@ -380,7 +380,8 @@ def test_hostile_fields_escaped_and_bounded(remedyd_factory, fake1p, servers, ce
     d = start(remedyd_factory, fake1p, [slack_sink(chat, on=on), webhook_sink(feed, on=on),
                                         mail_sink(smtp, cert, on=on)])
     evil_user = "x@evil.example\r\nBcc: attacker@evil.example\r\n\r\n<!channel> @here"
-    evil_why = ("<https://evil.example|click> [a](https://evil.example) @channel & \"q\"\n" * 200)[:10240]
+    # templates stop at LIMIT_TEMPLATE_OUTPUT_BYTES (4096): just under it, twice the field bound
+    evil_why = ("<https://evil.example|click> [a](https://evil.example) @channel & \"q\"\n" * 200)[:4000]
     alert(d, 1, evil_user, why=evil_why)
     wait_until(lambda: delivered(d, 3), timeout=30 * SCALE, message="three notifications")
 
