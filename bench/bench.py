@@ -10,6 +10,8 @@ BUILD/bench-run/results.jsonl.
 """
 
 import argparse
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -101,7 +103,7 @@ def rules_yaml(match_rule):
     return rules
 
 
-def start_remedyd(d, fake, match_rule=False, extra=None, args=(), event_id="${sid}"):
+def start_remedyd(d, fake, match_rule=False, extra=None, args=(), event_id="${sid}", **kw):
     """event_id None: the source has no event_id, so remedyd deduplicates by
     the body's SHA-256 (random keys, where the load's sids are sequential)."""
     config = {
@@ -113,7 +115,7 @@ def start_remedyd(d, fake, match_rule=False, extra=None, args=(), event_id="${si
     }
     if extra:
         config = harness.deep_merge(config, extra)
-    return harness.Remedyd(d, fake=fake, config=config, ready_timeout=60, args=args)
+    return harness.Remedyd(d, fake=fake, config=config, ready_timeout=60, args=args, **kw)
 
 
 def webhook_port(url):
@@ -387,14 +389,18 @@ def fake_self_check(fake):
 
 
 def bench_ttc():
+    ttc_naive(ttc_remedyd("sqlite"))
+
+
+def ttc_remedyd(backend):
     users, rate, dur = 10000, ARGS.ttc_rate, ARGS.ttc_duration
     n = int(rate * dur)
-    d = fresh_dir("ttc-remedyd")
+    d = fresh_dir("ttc-remedyd-" + backend)
     fake = harness.FakeOnePassword(d, users=users)
     try:
         fake_self_check(fake)
         t0 = time.monotonic()
-        r = start_remedyd(d, fake, match_rule=True)
+        r = start_remedyd(d, fake, match_rule=True, backend=backend)
         try:
             harness.wait_until(lambda: (json.loads(harness.http_request(r.status_url + "/status")[2])
                                         .get("directory", {}).get("users") == users),
@@ -419,16 +425,22 @@ def bench_ttc():
         fake.stop()
     pc = percentiles(lat)
     hq = histogram_quantiles(metrics, "remedyd_time_to_contain_seconds")
-    log("ttc: remedyd  %d alerts at %g/s: %d suspended; webhook send -> fake receives suspend: "
+    log("ttc: remedyd (%s) %d alerts at %g/s: %d suspended; webhook send -> fake receives suspend: "
         "p50 %.2f ms p90 %.2f ms p99 %.2f ms max %.2f ms (targets p50 <= 5, p99 <= 20); "
         "histogram p50 <= %s ms, p99 <= %s ms; webhook answer p50 %d us p99 %d us"
-        % (n, rate, suspends, pc["p50"], pc["p90"], pc["p99"], pc["max"],
+        % (backend, n, rate, suspends, pc["p50"], pc["p90"], pc["p99"], pc["max"],
            hq and hq.get("p50_le_ms"), hq and hq.get("p99_le_ms"), res["lat_p50_us"], res["lat_p99_us"]))
     econ = api / suspends if suspends else float("inf")
     log("economy: remedyd %d API requests for %d suspensions = %.4f per remediation (target <= 1.05)"
         % (api, suspends, econ))
-    record("ttc", system="remedyd", rate=rate, duration=dur, alerts=n, suspended=suspends,
+    record("ttc", system="remedyd", backend=backend, rate=rate, duration=dur, alerts=n, suspended=suspends,
            latency_ms=pc, histogram=hq, api_requests=api, api_per_remediation=econ, machine=machine())
+    return pc
+
+
+def ttc_naive(pc):
+    """the naive playbook beside remedyd's figures pc"""
+    users = 10000
 
     # the naive playbook, same fake, same alerts (rate given by --naive-rate)
     nrate, ndur = ARGS.naive_rate, ARGS.naive_duration
@@ -475,6 +487,236 @@ def bench_ttc():
     log("ttc: naive/remedyd p50 = %.0fx, p99 = %.0fx" % (npc.get("p50", 0) / pc["p50"], npc.get("p99", 0) / pc["p99"]))
     record("ttc", system="naive", rate=nrate, duration=ndur, alerts=nn, suspended=nsus,
            latency_ms=npc, api_requests=napi, api_per_remediation=necon, machine=machine())
+
+
+# -------------------------------------------------------------------- wrk
+
+WRK_LUA = os.path.join(HERE, "wrk-ingest.lua")
+
+
+def wrk_bodies(n, seed):
+    """n unique, signed, Splunk-like deliveries (~240 bytes) for wrk."""
+    path = os.path.join(ARGS.workdir, "wrk-bodies.tsv")
+    key = SECRET.encode()
+    with open(path, "w") as f:
+        for i in range(n):
+            body = ('{"sid":"wrk-%d-%d","search_name":"Benign sign-in","result":{"user":"user%d@example.com",'
+                    '"signature":"Successful login","severity":"low","src_ip":"10.%d.%d.%d","app":"okta"}}'
+                    % (seed, i, i % 1000, (i >> 16) & 255, (i >> 8) & 255, i & 255))
+            f.write(hmac.new(key, body.encode(), hashlib.sha256).hexdigest() + "\t" + body + "\n")
+    return path
+
+
+def wrk_start(port, threads, conns, dur, bodies, part=0, parts=1):
+    cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", "%ds" % int(dur), "--latency", "-s", WRK_LUA,
+           "http://127.0.0.1:%d" % port, "--", bodies, str(part), str(parts), str(threads)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def wrk_result(p):
+    out = p.communicate()[0]
+    r = {}
+    for line in out.splitlines():
+        if line.startswith("WRK "):
+            _, k, v = line.split()
+            r[k] = int(v)
+    if "requests" not in r:
+        raise RuntimeError("wrk printed no figures:\n" + out)
+    r["ok"] = r["requests"] - r["non2xx"]
+    r["rate"] = r["ok"] * 1e6 / max(r["duration_us"], 1)
+    return r
+
+
+def metric_sum(nodes, name):
+    return sum(harness.metric_value(harness.http_request(n.status_url + "/metrics")[2].decode(), name) or 0
+               for n in nodes)
+
+
+def wrk_remedyd_sqlite(dur, bodies):
+    d = fresh_dir("wrk-remedyd-sqlite")
+    fake = harness.FakeOnePassword(d, users=10)
+    try:
+        r = start_remedyd(d, fake, backend="sqlite")
+        try:
+            res = wrk_result(wrk_start(webhook_port(r.webhook_url), 2, 64, dur, bodies))
+        finally:
+            r.stop()
+        out = subprocess.run(["sqlite3", os.path.join(d, "state.db"), "SELECT count(*) FROM events"],
+                             check=True, stdout=subprocess.PIPE, text=True).stdout
+        res["events_in_db"] = int(out.strip())
+    finally:
+        fake.stop()
+    return res
+
+
+def wrk_remedyd_pg_pair(dur, bodies, pool=4):
+    """Two instances on one PostgreSQL database, wrk -t1 -c32 against each at
+    the same time (64 connections in all), each its own half of the bodies."""
+    d = fresh_dir("wrk-remedyd-pg")
+    fake = harness.FakeOnePassword(d, users=10)
+    db = harness.PgDatabase(prefix="bench")
+    nodes = []
+    try:
+        for name in ("a", "b"):
+            nd = os.path.join(d, name)
+            os.makedirs(nd)
+            nodes.append(start_remedyd(nd, fake, backend="postgresql", pg_database=db, instance="bench-" + name,
+                                       extra={"state": {"postgresql": {"pool": pool}}}))
+        rt0, ops0 = metric_sum(nodes, "remedyd_store_round_trips_total"), metric_sum(nodes, "remedyd_store_operations_total")
+        ps = [wrk_start(webhook_port(n.webhook_url), 1, 32, dur, bodies, i, 2) for i, n in enumerate(nodes)]
+        rs = [wrk_result(p) for p in ps]
+        rt = metric_sum(nodes, "remedyd_store_round_trips_total") - rt0
+        ops = metric_sum(nodes, "remedyd_store_operations_total") - ops0
+        for n in nodes:
+            n.stop()
+        events = int(db.psql("SELECT count(*) FROM remedyd.events")[0][0])
+    finally:
+        for n in nodes:
+            n.stop()
+        fake.stop()
+        db.drop()
+    ok = sum(r["ok"] for r in rs)
+    return {"rate": sum(r["rate"] for r in rs), "ok": ok, "non2xx": sum(r["non2xx"] for r in rs),
+            "errors": sum(r["errors"] for r in rs), "wrapped": sum(r["wrapped"] for r in rs),
+            "lat_p50_us": max(r["lat_p50_us"] for r in rs), "lat_p99_us": max(r["lat_p99_us"] for r in rs),
+            "events_in_db": events, "round_trips": rt, "ops": ops,
+            "round_trips_per_webhook": rt / ok if ok else float("nan"), "per_instance": rs}
+
+
+def bench_ha_ingest():
+    """Issue 13: two instances on PostgreSQL beside one on SQLite, under wrk
+    (64 connections in all, unique signed bodies), alternating, rounds."""
+    dur = ARGS.duration
+    seed = int(time.time())
+    bodies = wrk_bodies(int(min(dur * 60000, 1500000)), seed)
+    rounds = []
+    for k in range(ARGS.ingest_rounds):
+        row = {"sqlite": wrk_remedyd_sqlite(dur, bodies), "pg2": wrk_remedyd_pg_pair(dur, bodies)}
+        for name, res in row.items():
+            log("ha-ingest: round %d %-6s %8.0f accepted/s (2xx %d, non-2xx %d, errors %d, wrapped %d) "
+                "p50 %.2f ms p99 %.2f ms, db rows %d%s  [load %s]"
+                % (k + 1, name, res["rate"], res["ok"], res["non2xx"], res["errors"], res["wrapped"],
+                   res["lat_p50_us"] / 1000, res["lat_p99_us"] / 1000, res["events_in_db"],
+                   ", %.4f round trips per webhook" % res["round_trips_per_webhook"] if "round_trips" in res else "",
+                   machine()["load"]))
+        row["ratio"] = row["pg2"]["rate"] / row["sqlite"]["rate"]
+        log("ha-ingest: round %d two instances on PostgreSQL = %.0f%% of one on SQLite" % (k + 1, 100 * row["ratio"]))
+        rounds.append(row)
+    med = lambda f: statistics.median(f(r) for r in rounds)  # noqa: E731
+    log("ha-ingest: median of %d rounds: two PostgreSQL instances %.0f/s together (target >= 15000/s), "
+        "one SQLite instance %.0f/s, ratio %.0f%% (target >= 40%%), %.4f round trips per webhook (target <= 0.2)"
+        % (len(rounds), med(lambda r: r["pg2"]["rate"]), med(lambda r: r["sqlite"]["rate"]),
+           100 * med(lambda r: r["ratio"]), med(lambda r: r["pg2"]["round_trips_per_webhook"])))
+    record("ha-ingest", duration=dur, conns=64, machine=machine(), rounds=rounds)
+
+
+def bench_wrk_ingest():
+    """Issue 16: the ingest comparison of bench_ingest under wrk -t2 -c64 with
+    the same kind of bodies: remedyd, bare MHD, MHD with durable commits,
+    adnanh/webhook, back to back, rounds."""
+    dur = ARGS.duration
+    seed = int(time.time())
+    bodies = wrk_bodies(int(min(dur * 80000, 2000000)), seed)
+    rounds = []
+
+    def tool(name, argv):
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(p.stdout.readline().split()[1])
+            return wrk_result(wrk_start(port, 2, 64, dur, bodies))
+        finally:
+            stop_proc(p)
+
+    def webhook():
+        d = fresh_dir("wrk-webhook")
+        port = free_port()
+        hooks = [{"id": "bench", "execute-command": "/bin/true", "command-working-directory": d,
+                  "success-http-response-code": 202, "response-message": "accepted",
+                  "trigger-rule": hmac_trigger()}]
+        p = start_adnanh_webhook(d, hooks, port)
+        try:
+            return wrk_result(wrk_start(port, 2, 64, dur, bodies))
+        finally:
+            stop_proc(p)
+
+    for k in range(ARGS.ingest_rounds):
+        row = {"mhd": tool("mhd", [os.path.join(ARGS.tools, "mhd-baseline")]),
+               "mhd-durable": tool("mhd-durable", [os.path.join(ARGS.tools, "mhd-durable"),
+                                                   os.path.join(fresh_dir("wrk-mhd-durable"), "bodies.log")]),
+               "remedyd": wrk_remedyd_sqlite(dur, bodies),
+               "webhook": webhook()}
+        for name, res in row.items():
+            log("wrk-ingest: round %d %-11s %8.0f accepted/s (2xx %d, non-2xx %d, errors %d, wrapped %d) "
+                "p50 %.2f ms p99 %.2f ms%s  [load %s]"
+                % (k + 1, name, res["rate"], res["ok"], res["non2xx"], res["errors"], res["wrapped"],
+                   res["lat_p50_us"] / 1000, res["lat_p99_us"] / 1000,
+                   ", db rows %d" % res["events_in_db"] if "events_in_db" in res else "", machine()["load"]))
+        rd = row["remedyd"]["rate"]
+        row["ratio_webhook"], row["ratio_mhd"] = rd / row["webhook"]["rate"], rd / row["mhd"]["rate"]
+        row["ratio_mhd_durable"] = rd / row["mhd-durable"]["rate"]
+        log("wrk-ingest: round %d remedyd/webhook %.2fx, remedyd/mhd %.2f, remedyd/mhd-durable %.2f"
+            % (k + 1, row["ratio_webhook"], row["ratio_mhd"], row["ratio_mhd_durable"]))
+        rounds.append(row)
+    med = lambda f: statistics.median(f(r) for r in rounds)  # noqa: E731
+    log("wrk-ingest: median of %d rounds: remedyd %.0f/s (target >= 35000), %.2fx webhook (target >= 6), "
+        "%.2f of bare MHD (target >= 0.50), %.2f of MHD+fdatasync; remedyd p99 %.2f ms (target <= 10)"
+        % (len(rounds), med(lambda r: r["remedyd"]["rate"]), med(lambda r: r["ratio_webhook"]),
+           med(lambda r: r["ratio_mhd"]), med(lambda r: r["ratio_mhd_durable"]),
+           med(lambda r: r["remedyd"]["lat_p99_us"]) / 1000))
+    record("wrk-ingest", duration=dur, conns=64, machine=machine(), rounds=rounds)
+
+
+def bench_ha_failover():
+    """Issue 13: kill -9 of the instance holding running actions while the
+    fake API is slow; seconds until the survivor has finished every one."""
+    lease, n = 5, 8
+    d = fresh_dir("ha-failover")
+    fake = harness.FakeOnePassword(d, users=100)
+    db = harness.PgDatabase(prefix="bench")
+    nodes = []
+    try:
+        for name in ("a", "b"):
+            nd = os.path.join(d, name)
+            os.makedirs(nd)
+            nodes.append(start_remedyd(nd, fake, match_rule=True, backend="postgresql", pg_database=db,
+                                       instance="fail-" + name, lease="%ds" % lease,
+                                       extra={"onepassword": {"timeout": "60s"}}))
+        a, b = nodes
+        harness.wait_until(lambda: all(json.loads(harness.http_request(x.status_url + "/status")[2])
+                                       ["directory"]["users"] == 100 for x in nodes), timeout=60)
+        fake.fault(op="suspend", delay=60, times=n)
+        b.stop()  # A alone claims everything
+        for i in range(n):
+            body = json.dumps({"sid": "failover-%d" % i, "search_name": "bench",
+                               "result": {"user": "user%d@example.com" % (i + 1), "signature": "Impossible travel",
+                                          "severity": "high"}}).encode()
+            st = harness.http_request(a.webhook_url + "/hooks/bench", "POST", body,
+                                      {"Content-Type": "application/json",
+                                       "X-Remedyd-Signature": harness.hmac_sign(SECRET, body)})[0]
+            assert st == 202, st
+        running = lambda: int(db.psql("SELECT count(*) FROM remedyd.actions WHERE status = 'running' "  # noqa: E731
+                                      "AND owner = 'fail-a'")[0][0])
+        harness.wait_until(lambda: running() == n, timeout=30, message="A's calls on the wire")
+        b.start()
+        fake.clear_faults()
+        t0 = time.monotonic()
+        a.kill9()
+        done = lambda: int(db.psql("SELECT count(*) FROM remedyd.actions WHERE status = 'done'")[0][0])  # noqa: E731
+        harness.wait_until(lambda: done() == n, timeout=lease * 4, interval=0.05, message="takeover")
+        secs = time.monotonic() - t0
+    finally:
+        for x in nodes:
+            x.stop()
+        fake.stop()
+        db.drop()
+    log("ha-failover: kill -9 of the instance with %d running actions (lease %d s): the survivor finished "
+        "them %.2f s later (target <= lease + 1 s = %d s)" % (n, lease, secs, lease + 1))
+    record("ha-failover", lease=lease, actions=n, seconds=secs, machine=machine())
+
+
+def bench_ha_ttc():
+    """Issue 13: time-to-contain through PostgreSQL at --ttc-rate alerts/s."""
+    ttc_remedyd(backend="postgresql")
 
 
 # ------------------------------------------------------------------ memory
@@ -598,13 +840,16 @@ def bench_startup():
 
 
 BENCHES = {"fsync": bench_fsync, "ingest": bench_ingest, "ttc": bench_ttc, "memory": bench_memory,
-           "rules": bench_rules, "startup": bench_startup}
+           "rules": bench_rules, "startup": bench_startup, "wrk-ingest": bench_wrk_ingest,
+           "ha-ingest": bench_ha_ingest, "ha-ttc": bench_ha_ttc, "ha-failover": bench_ha_failover}
+# what a plain `scripts/bench` runs (the others by --only)
+DEFAULT_BENCHES = ["fsync", "ingest", "ttc", "memory", "rules", "startup"]
 
 
 def main():
     global ARGS
     p = argparse.ArgumentParser()
-    p.add_argument("--only", default=",".join(BENCHES))
+    p.add_argument("--only", default=",".join(DEFAULT_BENCHES), help="any of " + ",".join(BENCHES))
     p.add_argument("--duration", type=float, default=20)
     p.add_argument("--ingest-rounds", type=int, default=3)
     p.add_argument("--ttc-rate", type=float, default=200)

@@ -50,6 +50,7 @@ static inline void closep(int *fd) {
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(FILE *, fclose, fclosep)
 DEFINE_TRIVIAL_CLEANUP_FUNC(json_object *, json_object_put, json_object_putp)
+DEFINE_TRIVIAL_CLEANUP_FUNC(json_tokener *, json_tokener_free, json_tokener_freep)
 DEFINE_TRIVIAL_CLEANUP_FUNC(CURL *, curl_easy_cleanup, curl_easy_cleanupp)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct curl_slist *, curl_slist_free_all, curl_slist_free_allp)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct MHD_Response *, MHD_destroy_response, mhd_destroy_responsep)

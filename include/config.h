@@ -202,6 +202,10 @@ void config_problems_free(ConfigProblems *p);
 void config_problems_report(ConfigProblems *p, const char *prefix, const char *path, int error);
 
 const Source *config_find_source(const Config *c, const char *name);
+/* True for a loaded config without an 'onepassword' section, which
+ * config_load() accepts only when it has no sources and no rules: the
+ * packaged default. remedyd refuses to start on (or reload into) it. */
+bool config_is_unconfigured(const Config *c);
 
 const char *config_action_kind_to_string(ActionKind k);
 ActionKind config_action_kind_from_string(const char *s);

@@ -56,6 +56,10 @@ typedef struct HttpServerOptions {
         HttpServerHandler on_request;
         HttpServerCompleteHandler on_complete;
         void *userdata;
+        /* The path and query arguments exactly as sent, without
+         * percent-decoding: "/hooks/%68mac" and "/hooks/hmac%00x" then name
+         * no source instead of "hmac" (a decoded %00 cuts the name). */
+        bool raw_path;
         /* Label for log lines ("webhook", "status", "control"). */
         const char *name;
 } HttpServerOptions;
@@ -77,7 +81,7 @@ unsigned http_server_connections(HttpServer *s);
 /* --- the request: everything is borrowed and valid until on_complete ---- */
 
 const char *http_server_request_method(const HttpServerRequest *req);
-/* The path without the query string. */
+/* The path without the query string, percent-decoded unless raw_path. */
 const char *http_server_request_path(const HttpServerRequest *req);
 /* A request header by case-insensitive name, or NULL. */
 const char *http_server_request_header(const HttpServerRequest *req, const char *name);

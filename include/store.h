@@ -318,6 +318,20 @@ int store_notification_counts(Store *s, uint64_t *ret_pending, uint64_t *ret_fai
 typedef void (*StoreWakeup)(void *userdata);
 void store_set_wakeups(Store *s, StoreWakeup on_queue, StoreWakeup on_outbox, void *userdata);
 
+/* --- moving over (remedyctl migrate-state, interface.md 8.7) -------------- */
+
+typedef struct StoreMigrateStats {
+        uint64_t events, dedup, actions, audit, outbox;
+} StoreMigrateStats;
+
+/* Copies a SQLite state (schema version 1 to 4: events, the dedup window,
+ * actions with their lifecycle, cooldowns and timed reactivations, the audit
+ * trail, the outbox) into the shared store described by target, in one
+ * transaction. -ENOTEMPTY if the target already holds state, -EPROTONOSUPPORT
+ * for a SQLite schema it does not know, -ENOTCONN if the database cannot be
+ * reached. Every problem is logged. */
+int store_migrate_from_sqlite(const StoreConfig *target, const char *sqlite_path, StoreMigrateStats *ret);
+
 /* --- statistics and tests ------------------------------------------------ */
 
 /* Operations waiting past which an idle writer starts a commit before the
@@ -335,6 +349,7 @@ typedef struct StoreStats {
         uint64_t pending;        /* submitted, not yet committed */
         int last_error;          /* errno of the last failed commit, 0 after a success */
         bool writer_idle;        /* the writer waits for work */
+        uint64_t round_trips;    /* database round trips of the writers (shared backends) */
 } StoreStats;
 void store_stats(Store *s, StoreStats *ret);
 

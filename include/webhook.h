@@ -9,7 +9,10 @@
  * 503 if the store failed. See docs/internals/webhook.md. */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include <json-c/json.h>
 
 #include "remedyd-forward.h"
 
@@ -32,3 +35,12 @@ int webhook_reconfigure(Webhook *w);
 void webhook_stop_accepting(Webhook *w);
 /* Events handed to the store whose commit has not been reported yet. */
 unsigned webhook_pending(Webhook *w);
+
+/* A delivery's body as the webhook reads it: well-formed UTF-8
+ * (utf8_is_valid()), then one JSON object (json-c, at most LIMIT_JSON_DEPTH
+ * deep) with nothing after it but blanks and no key twice in any object.
+ * tok: a tokener from json_tokener_new_ex(LIMIT_JSON_DEPTH) to reuse (it is
+ * reset first), or NULL for a temporary one. On success *ret owns the
+ * object. Errors: -EILSEQ (not UTF-8), -EINVAL (not such an object),
+ * -E2BIG (over INT32_MAX bytes), -ENOMEM. */
+int webhook_parse_body(json_tokener *tok, const char *body, size_t len, json_object **ret);

@@ -260,6 +260,10 @@ const char *config_api_version_to_string(ApiVersion v) {
         return v >= 0 && v < _API_VERSION_MAX ? api_version_table[v] : NULL;
 }
 
+bool config_is_unconfigured(const Config *c) {
+        return !c->onepassword.account_id;
+}
+
 const Source *config_find_source(const Config *c, const char *name) {
         if (!c || !name)
                 return NULL;
@@ -2011,7 +2015,9 @@ static int check_config(Loader *l) {
         ConfigMark top = { .file = c->files ? c->files[0] : c->path, .line = 1, .column = 1 };
         int r;
 
-        if (!l->have_onepassword)
+        /* A file with nothing to act on may leave the account out: the
+         * packaged default, which the daemon then refuses to run. */
+        if (!l->have_onepassword && (c->n_sources > 0 || c->n_rules > 0))
                 problem_at(l, &top, "missing required section 'onepassword' (account_id, client_id_file, client_secret_file)");
 
         if (c->listen.tls_key_file && !c->listen.tls_cert_file)

@@ -45,6 +45,7 @@
 #include "status.h"
 #include "store.h"
 #include "users_api.h"
+#include "utf8.h"
 #include "util.h"
 
 #define CONTROL_BODY_MAX 65536u
@@ -298,7 +299,8 @@ static int handle_manual(Control *c, HttpServerRequest *req) {
         int r;
 
         raw = http_server_request_body(req, &size);
-        body = json_tokener_parse(raw);
+        if (utf8_is_valid(raw, size))
+                body = json_tokener_parse(raw);
         if (!body || !json_object_is_type(body, json_type_object))
                 return http_server_respond_json_error(req, 400, "bad_json", "The request body is not a JSON object.");
         act = json_object_object_get_ex(body, "action", &v) ? json_object_get_string(v) : NULL;

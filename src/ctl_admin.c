@@ -148,7 +148,7 @@ static void print_json(json_object *o) {
 }
 
 static void print_status(json_object *s) {
-        json_object *cfg = NULL, *tok = NULL, *dir = NULL, *q = NULL, *safety = NULL, *nt = NULL;
+        json_object *cfg = NULL, *tok = NULL, *dir = NULL, *q = NULL, *safety = NULL, *state = NULL, *nt = NULL;
 
         json_object_object_get_ex(s, "config", &cfg);
         json_object_object_get_ex(s, "token", &tok);
@@ -170,6 +170,20 @@ static void print_status(json_object *s) {
         printf("safety:    dry-run %s, %s suspensions in window (cap %s)\n",
                strcmp(jstr(safety, "dry_run"), "true") == 0 ? "ON" : "off", jstr(safety, "suspensions_in_window"),
                jstr(safety, "max_suspensions"));
+        if (json_object_object_get_ex(s, "state", &state)) {
+                json_object *db = NULL, *list = NULL;
+                size_t n;
+
+                json_object_object_get_ex(state, "database", &db);
+                json_object_object_get_ex(state, "instances", &list);
+                n = list && json_object_is_type(list, json_type_array) ? json_object_array_length(list) : 0;
+                printf("state:     %s, instance %s, database %s (%s ms), %zu live instance%s", jstr(state, "backend"),
+                       jstr(state, "instance"), strcmp(jstr(db, "connected"), "true") == 0 ? "connected" : "NOT CONNECTED",
+                       jstr(db, "latency_ms"), n, n == 1 ? "" : "s");
+                for (size_t i = 0; i < n; i++)
+                        printf("%s%s", i ? ", " : ": ", json_object_get_string(json_object_array_get_idx(list, i)));
+                printf("\n");
+        }
 }
 
 static int cmd_status(const CtlContext *ctx, int argc, char **argv) {

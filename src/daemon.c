@@ -96,6 +96,15 @@ static int load_config(const char *path, Config **ret, char **ret_error) {
                 if (ret_error)
                         *ret_error = problems_join(&problems, r);
                 config_problems_free(&problems);
+                return r;
+        }
+        if (config_is_unconfigured(*ret)) {
+                log_error("%s: not configured yet: no 'onepassword' section and no sources; "
+                          "see remedyd.yaml(5), refusing to run", path);
+                if (ret_error)
+                        *ret_error = mem_strdup("not configured: no 'onepassword' section and no sources");
+                *ret = config_free(*ret);
+                return -EINVAL;
         }
         return r;
 }

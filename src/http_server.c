@@ -435,6 +435,11 @@ static void request_completed(
         request_free(req);
 }
 
+/* MHD_OPTION_UNESCAPE_CALLBACK for raw_path servers: leave it as sent. */
+static size_t unescape_none(void *cls, struct MHD_Connection *connection, char *s) {
+        return strlen(s);
+}
+
 /* --- the loop ----------------------------------------------------------- */
 
 static int server_run(HttpServer *s) {
@@ -602,6 +607,8 @@ int http_server_new(sd_event *e, const HttpServerOptions *opts, HttpServer **ret
         o[n++] = (struct MHD_OptionItem) { MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                 LIMIT_HTTP_CONNECTION_MEMORY, NULL };
         o[n++] = (struct MHD_OptionItem) { MHD_OPTION_CONNECTION_TIMEOUT, s->conn_timeout_sec, NULL };
+        if (opts->raw_path)
+                o[n++] = (struct MHD_OptionItem) { MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t) unescape_none, NULL };
 
         if (opts->tls_cert_file) {
                 if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)

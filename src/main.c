@@ -104,6 +104,9 @@ static int check_config(void) {
                 config_problems_report(&problems, "", arg_config, r);
                 return EXIT_CONFIG;
         }
+        if (config_is_unconfigured(c))
+                fprintf(stderr, "%s: note: no 'onepassword' section and no sources yet: "
+                        "the daemon refuses to start on this file\n", arg_config);
         config_free(c);
         printf("configuration OK\n");
         return EXIT_CLEAN;

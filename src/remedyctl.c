@@ -23,7 +23,8 @@ static void help(void) {
                "  release ID | cancel ID                       release or cancel a held action\n"
                "  history [--user EMAIL|ID] [--since DURATION] [--json]\n"
                "                                               the audit trail\n"
-               "  notifications [--limit N] [--json]           recent notification deliveries\n\n"
+               "  notifications [--limit N] [--json]           recent notification deliveries\n"
+               "  migrate-state --from sqlite:PATH             copy a SQLite state into PostgreSQL\n\n"
                "Options:\n"
                "  -c, --config PATH   configuration (default /etc/remedyd/remedyd.yaml)\n"
                "      --socket PATH   control socket (default: listen.control of the config)\n"
@@ -104,6 +105,8 @@ int main(int argc, char *argv[]) {
                         r = check(&ctx);
                 else if (strcmp(cmd, "explain") == 0)
                         r = ctl_explain(&ctx, n, rest);
+                else if (strcmp(cmd, "migrate-state") == 0)
+                        r = ctl_migrate_state(&ctx, n, rest);
                 else if (strcmp(cmd, "users") == 0)
                         r = ctl_users(&ctx, n, rest);
                 else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "suspend") == 0 ||

@@ -307,6 +307,26 @@ int status_render_metrics(Daemon *d, StrBuf *out) {
                                 return r;
                 }
         }
+        if (d->store) {
+                StoreStats ss;
+
+                store_stats(d->store, &ss);
+                r = strbuf_printf(out,
+                                  "# HELP remedyd_store_commits_total State store transactions committed.\n"
+                                  "# TYPE remedyd_store_commits_total counter\n"
+                                  "remedyd_store_commits_total %" PRIu64 "\n"
+                                  "# HELP remedyd_store_operations_total Operations (events, transitions, claims) "
+                                  "committed.\n"
+                                  "# TYPE remedyd_store_operations_total counter\n"
+                                  "remedyd_store_operations_total %" PRIu64 "\n"
+                                  "# HELP remedyd_store_round_trips_total Database round trips of the writers "
+                                  "(shared backends).\n"
+                                  "# TYPE remedyd_store_round_trips_total counter\n"
+                                  "remedyd_store_round_trips_total %" PRIu64 "\n",
+                                  ss.commits, ss.ops, ss.round_trips);
+                if (r < 0)
+                        return r;
+        }
         if (d->directory)
                 directory_stats(d->directory, &st);
         if (d->api)

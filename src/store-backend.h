@@ -31,7 +31,8 @@ typedef struct StoreStmt StoreStmt; /* one prepared statement of a connection */
 
 typedef enum StoreStmtId {
         /* --- writer ------------------------------------------------------- */
-        S_EVENT_ACTIONS,  /* (event_id) -> actions, insertion order */
+        S_EVENT_ACTIONS,  /* (event_id) -> the event's own actions (not the timed reactivations
+                           * they caused), insertion order */
         S_INSERT_EVENT,   /* (id, source, dedup_key, received, body BLOB) */
         S_INSERT_ACTION,  /* (id, event_id, rule, action, user, user_id, user_key, reason, status,
                            *  detail, now, not_before, attempts, for, cooldown, dry_run, parent_id) */
@@ -122,6 +123,12 @@ typedef struct StoreBackend {
          * row is inserted). */
         int (*dedup_check)(StoreConn *c, const StoreEvent *ev, uint64_t since, char orig[static 33]);
         int (*dedup_record)(StoreConn *c, const StoreEvent *ev, uint64_t since);
+        /* Optional: the checks of a whole batch ahead (events with a dedup
+         * key, ids drawn, in the order their ops run; since[i] as above), so
+         * that dedup_check() needs no round trip of its own. */
+        int (*dedup_prefetch)(StoreConn *c, const StoreEvent *const *evs, const uint64_t *since, size_t n);
+        /* Optional: the database round trips this connection made. */
+        uint64_t (*round_trips)(StoreConn *c);
 
         /* Loop-side peer wake-ups (shared backends): the fd to watch, or -1,
          * and a function to call when it is readable: returns which wake-ups
@@ -132,6 +139,18 @@ typedef struct StoreBackend {
         /* After a batch's completions are handed to the loop: housekeeping
          * off the commit path (may be NULL). */
         void (*after_commit)(StoreConn *c);
+
+        /* Bulk import into an empty schema (remedyctl migrate-state; may be
+         * NULL): is_empty() 1 if no event, action, audit or outbox row;
+         * import_table() starts one table's rows (columns comma-separated),
+         * import_row() adds one (NULL values are SQL NULL; binary[i]: raw
+         * bytes for a bytea column), import_end() finishes them all, in one
+         * transaction with the first import_table(). */
+        int (*is_empty)(StoreConn *c);
+        int (*import_table)(StoreConn *c, const char *table, const char *columns);
+        int (*import_row)(StoreConn *c, size_t n, const char *const *values, const size_t *lengths,
+                          const bool *binary);
+        int (*import_end)(StoreConn *c, bool commit);
 
         /* Tests only (may be NULL). */
         int (*debug_max_pages)(StoreConn *c, uint64_t pages);

@@ -820,13 +820,10 @@ static int op_event(Writer *w, StoreOp *op, const StoreOptions *o) {
         Q q;
         int r;
 
-        if (ev->received_usec == 0)
-                ev->received_usec = now;
+        /* received_usec and the id were set by batch_run() */
         window = o->dedup_window_usec ? o->dedup_window_usec : DEDUP_WINDOW_DEFAULT_USEC;
         since = ev->received_usec > window ? ev->received_usec - window : 0;
 
-        if ((r = id_new(ev->id)) < 0)
-                return r;
         if (ev->dedup_key) {
                 char orig[33] = "";
                 StoreAction *v = NULL;
@@ -1313,6 +1310,57 @@ static void op_reset(StoreOp *op, int r) {
                 op->action->status = op->action->pre_status;
 }
 
+/* Every event of the batch gets its arrival time and id before anything
+ * runs, and a backend that can checks all their dedup keys at once. */
+static int batch_prepare(Writer *w, StoreOp *batch, const StoreOptions *o) {
+        const StoreBackend *be = w->store->be;
+        uint64_t now = now_usec(CLOCK_REALTIME);
+        uint64_t window = o->dedup_window_usec ? o->dedup_window_usec : DEDUP_WINDOW_DEFAULT_USEC;
+        const StoreEvent **evs = NULL;
+        uint64_t *since = NULL;
+        size_t n = 0, cap = 0;
+        int r = 0;
+
+        for (StoreOp *op = batch; op; op = op->next) {
+                StoreEvent *ev = op->ev;
+
+                if (op->type != OP_EVENT)
+                        continue;
+                if (ev->received_usec == 0)
+                        ev->received_usec = now;
+                if ((r = id_new(ev->id)) < 0)
+                        goto out;
+                if (!ev->dedup_key || !be->dedup_prefetch)
+                        continue;
+                if (n == cap) {
+                        size_t ncap = cap ? cap * 2 : 64;
+                        const StoreEvent **ne = mem_reallocarray(evs, ncap, sizeof(*ne));
+                        uint64_t *ns;
+
+                        if (!ne) {
+                                r = -ENOMEM;
+                                goto out;
+                        }
+                        evs = ne;
+                        ns = mem_reallocarray(since, ncap, sizeof(*ns));
+                        if (!ns) {
+                                r = -ENOMEM;
+                                goto out;
+                        }
+                        since = ns;
+                        cap = ncap;
+                }
+                evs[n] = ev;
+                since[n++] = ev->received_usec > window ? ev->received_usec - window : 0;
+        }
+        if (n > 0)
+                r = be->dedup_prefetch(w->conn, evs, since, n);
+out:
+        mem_free(evs);
+        mem_free(since);
+        return r;
+}
+
 static int batch_run(Writer *w, StoreOp *batch, const StoreOptions *o) {
         const StoreBackend *be = w->store->be;
         bool guard = false;
@@ -1323,6 +1371,8 @@ static int batch_run(Writer *w, StoreOp *batch, const StoreOptions *o) {
         w->wake_queue = w->wake_outbox = false;
         if ((r = be->begin(w->conn, guard)) < 0)
                 return r;
+        if ((r = batch_prepare(w, batch, o)) < 0)
+                goto fail;
         for (StoreOp *op = batch; op; op = op->next)
                 if ((r = op_run(w, op, o)) < 0)
                         goto fail;
@@ -1366,7 +1416,7 @@ static void writer_complete(Store *s, StoreOp *batch, StoreOp *tail, int r, uint
                 s->last_error = -r;
                 s->writable = false;
         } else {
-                s->commits++;
+                s->commits += n > 0; /* a heartbeat alone is housekeeping */
                 s->ops += n;
                 s->last_error = 0;
                 s->writable = true;
@@ -2185,6 +2235,9 @@ void store_stats(Store *s, StoreStats *ret) {
                 .last_error = s->last_error,
                 .writer_idle = s->idle_writers == s->n_writers && !s->pending,
         };
+        for (size_t i = 0; i < s->n_writers; i++)
+                if (s->be->round_trips && s->writers[i].conn)
+                        ret->round_trips += s->be->round_trips(s->writers[i].conn);
         pthread_mutex_unlock(&s->lock);
 }
 

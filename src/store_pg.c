@@ -25,6 +25,7 @@
 #include "log.h"
 #include "remedyd-limits.h"
 #include "store-backend.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define SCHEMA_VERSION 1
@@ -46,6 +47,22 @@ struct StoreStmt {
         int row, nrows;
 };
 
+/* A prefetched redelivery check (see pg_dedup_prefetch()). */
+typedef struct Prefetch {
+        const StoreEvent *ev;
+        int result;              /* 1 duplicate of orig, 0 new, -1 ask again */
+        char orig[33];
+        size_t first;            /* the batch's first event with the same key */
+} Prefetch;
+
+/* An events row waiting to go out with others in one INSERT. */
+typedef struct EventRow {
+        const char *id, *source, *dedup_key, *body; /* the op's, alive until the commit */
+        size_t body_len;
+        uint64_t received_usec;
+} EventRow;
+#define EVENT_ROWS_MAX 1024u
+
 struct StoreConn {
         PGconn *pg;
         PGconn *listener;        /* reader only: LISTENs */
@@ -54,6 +71,30 @@ struct StoreConn {
         bool reader;
         bool prepared[_S_MAX];
         StoreStmt st[_S_MAX];
+        /* Writers run in pipeline mode: statements whose result nobody
+         * reads are sent without waiting; the results still owed are
+         * collected at the next read and at COMMIT. */
+        bool pipeline;
+        unsigned inflight;       /* commands sent whose results are not read yet */
+        int pipe_error;          /* the first error among them, this transaction */
+        uint64_t round_trips;
+        Prefetch *pf;
+        size_t n_pf, pf_cursor, pf_cap;
+        EventRow *rows;          /* S_INSERT_EVENT, held back until the next other statement */
+        size_t n_rows, rows_cap;
+};
+
+/* Commands sent ahead at most, before their results are read: bounds what
+ * the server buffers for us (a server blocked writing results to a client
+ * blocked writing commands would wait for ever). */
+#define PIPE_MAX_INFLIGHT 512u
+
+/* Statements without a result row: pipelined. */
+static const bool write_only[_S_MAX] = {
+        [S_INSERT_EVENT] = true,  [S_INSERT_ACTION] = true, [S_INSERT_AUDIT] = true, [S_SET_STATUS] = true,
+        [S_CLAIM] = true,         [S_FINISH] = true,        [S_RETRY] = true,        [S_SET_USER_ID] = true,
+        [S_RESOLVE] = true,       [S_HEARTBEAT] = true,     [S_RENEW] = true,        [S_PRUNE] = true,
+        [S_OUTBOX_INSERT] = true, [S_OUTBOX_CLAIM] = true,
 };
 
 #define ACTION_SELECT                                                                                   \
@@ -152,7 +193,7 @@ static const char schema_v1[] =
         "  version text);";
 
 static const char *const sql[_S_MAX] = {
-        [S_EVENT_ACTIONS] = "SELECT " ACTION_COLUMNS "WHERE a.event_id = $1::text ORDER BY a.seq",
+        [S_EVENT_ACTIONS] = "SELECT " ACTION_COLUMNS "WHERE a.event_id = $1::text AND a.parent_id IS NULL ORDER BY a.seq",
         [S_INSERT_EVENT] = "INSERT INTO events (id, source, dedup_key, received_usec, body) "
                            "VALUES ($1::text, $2::text, $3::text, $4::bigint, $5::bytea)",
         [S_INSERT_ACTION] = "INSERT INTO actions (id, event_id, rule, action, \"user\", user_id, user_key, reason, "
@@ -292,6 +333,199 @@ static int pg_exec(PGconn *pg, const char *text) {
         return r;
 }
 
+/* Notes a result of a pipelined command: the first error counts. */
+static void pipe_note(StoreConn *c, const PGresult *res) {
+        ExecStatusType t = PQresultStatus(res);
+
+        if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK || t == PGRES_PIPELINE_SYNC || c->pipe_error < 0)
+                return;
+        c->pipe_error = t == PGRES_PIPELINE_ABORTED ? -EIO : pg_errno(c->pg, res);
+        if (t != PGRES_PIPELINE_ABORTED)
+                log_debug("store: pipelined command failed: %s", PQerrorMessage(c->pg));
+}
+
+/* Reads the results still owed; keeps the last one in *last when asked
+ * (the caller's). One round trip. */
+static int pipe_collect(StoreConn *c, PGresult **last) {
+        if (c->inflight == 0)
+                return c->pipe_error;
+        if (PQsendFlushRequest(c->pg) != 1 || PQflush(c->pg) != 0)
+                return -ENOTCONN;
+        __atomic_add_fetch(&c->round_trips, 1, __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < c->inflight; i++) {
+                PGresult *res = PQgetResult(c->pg), *end;
+
+                if (!res)
+                        return c->inflight = 0, PQstatus(c->pg) != CONNECTION_OK ? -ENOTCONN : -EIO;
+                pipe_note(c, res);
+                if (last && i + 1 == c->inflight)
+                        *last = res;
+                else
+                        PQclear(res);
+                /* each command's results end with a NULL */
+                while ((end = PQgetResult(c->pg)))
+                        PQclear(end);
+        }
+        c->inflight = 0;
+        if (PQstatus(c->pg) != CONNECTION_OK)
+                return -ENOTCONN;
+        return c->pipe_error;
+}
+
+/* Ends the pipeline's current segment (Sync) and reads everything up to it. */
+static int pipe_sync(StoreConn *c) {
+        PGresult *res;
+        int r;
+
+        if (PQpipelineSync(c->pg) != 1)
+                return -ENOTCONN;
+        __atomic_add_fetch(&c->round_trips, 1, __ATOMIC_RELAXED);
+        for (unsigned i = 0; i < c->inflight; i++) {
+                res = PQgetResult(c->pg);
+                if (!res)
+                        break;
+                pipe_note(c, res);
+                PQclear(res);
+                while ((res = PQgetResult(c->pg)))
+                        PQclear(res);
+        }
+        c->inflight = 0;
+        res = PQgetResult(c->pg); /* the Sync's own */
+        if (res)
+                PQclear(res);
+        if (PQstatus(c->pg) != CONNECTION_OK)
+                return -ENOTCONN;
+        r = c->pipe_error;
+        return r;
+}
+
+/* One element of a PostgreSQL array literal: NULL, or double-quoted with
+ * backslash escapes; bytes as bytea hex. */
+static int array_elem(StrBuf *b, const char *v, size_t n, bool hex) {
+        static const char digits[] = "0123456789abcdef";
+        int r;
+
+        if (b->len > 1 && (r = strbuf_puts(b, ",")) < 0)
+                return r;
+        if (!v)
+                return strbuf_puts(b, "NULL");
+        if ((r = strbuf_puts(b, hex ? "\"\\\\x" : "\"")) < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                char e[3];
+                size_t k = 0;
+                unsigned char ch = (unsigned char) v[i];
+
+                if (hex) {
+                        e[k++] = digits[ch >> 4];
+                        e[k++] = digits[ch & 15];
+                } else {
+                        if (ch == '"' || ch == '\\')
+                                e[k++] = '\\';
+                        e[k++] = (char) ch;
+                }
+                if ((r = strbuf_append(b, e, k)) < 0)
+                        return r;
+        }
+        return strbuf_puts(b, "\"");
+}
+
+static int array_u64(StrBuf *b, uint64_t v) {
+        char num[24];
+
+        (void) snprintf(num, sizeof(num), "%" PRIu64, v);
+        return array_elem(b, num, strlen(num), false);
+}
+
+static int pipe_send(StoreConn *c, const char *text, int n, const char *const *values);
+
+/* The held-back events rows as one INSERT (pipelined). */
+static int rows_flush(StoreConn *c) {
+        static const char insert[] =
+                "INSERT INTO events (id, source, dedup_key, received_usec, body) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[])";
+        StrBuf a[5];
+        const char *v[5];
+        int r = 0;
+
+        if (c->n_rows == 0)
+                return 0;
+        for (size_t k = 0; k < 5; k++) {
+                strbuf_init(&a[k], 256u * 1024u * 1024u);
+                if (r >= 0)
+                        r = strbuf_puts(&a[k], "{");
+        }
+        for (size_t i = 0; i < c->n_rows && r >= 0; i++) {
+                const EventRow *e = &c->rows[i];
+
+                if ((r = array_elem(&a[0], e->id, strlen(e->id), false)) < 0 ||
+                    (r = array_elem(&a[1], e->source, strlen(e->source), false)) < 0 ||
+                    (r = array_elem(&a[2], e->dedup_key, e->dedup_key ? strlen(e->dedup_key) : 0, false)) < 0 ||
+                    (r = array_u64(&a[3], e->received_usec)) < 0 ||
+                    (r = array_elem(&a[4], e->body, e->body_len, true)) < 0)
+                        break;
+        }
+        for (size_t k = 0; k < 5 && r >= 0; k++)
+                if ((r = strbuf_puts(&a[k], "}")) >= 0)
+                        v[k] = a[k].data;
+        c->n_rows = 0;
+        if (r >= 0)
+                r = pipe_send(c, insert, 5, v); /* libpq copies the parameters */
+        for (size_t k = 0; k < 5; k++)
+                strbuf_free(&a[k]);
+        return r;
+}
+
+static int row_add(StoreConn *c, const StoreStmt *st) {
+        EventRow *e;
+
+        if (c->n_rows == c->rows_cap) {
+                size_t ncap = c->rows_cap ? c->rows_cap * 2 : 64;
+                EventRow *nr = mem_reallocarray(c->rows, ncap, sizeof(*nr));
+                if (!nr)
+                        return -ENOMEM;
+                c->rows = nr;
+                c->rows_cap = ncap;
+        }
+        e = &c->rows[c->n_rows++];
+        *e = (EventRow) {
+                .id = st->values[0], .source = st->values[1], .dedup_key = st->values[2],
+                .received_usec = st->values[3] ? strtoull(st->values[3], NULL, 10) : 0,
+                .body = st->values[4], .body_len = (size_t) st->lengths[4],
+        };
+        if (!e->id || !e->source)
+                return -EINVAL;
+        return c->n_rows >= EVENT_ROWS_MAX ? rows_flush(c) : 0;
+}
+
+/* Sends a command with text parameters into the pipeline. */
+static int pipe_send(StoreConn *c, const char *text, int n, const char *const *values) {
+        if (PQsendQueryParams(c->pg, text, n, NULL, values, NULL, NULL, 0) != 1)
+                return pg_errno(c->pg, NULL);
+        c->inflight++;
+        if (c->inflight >= PIPE_MAX_INFLIGHT)
+                return pipe_collect(c, NULL);
+        return 0;
+}
+
+/* A command whose result is needed: sent, then everything owed is read. */
+static int pipe_query(StoreConn *c, const char *text, int n, const char *const *values, PGresult **ret) {
+        int r;
+
+        *ret = NULL;
+        if ((r = rows_flush(c)) < 0)
+                return r;
+        if (PQsendQueryParams(c->pg, text, n, NULL, values, NULL, NULL, 0) != 1)
+                return pg_errno(c->pg, NULL);
+        c->inflight++;
+        r = pipe_collect(c, ret);
+        if (r < 0) {
+                PQclear(*ret);
+                *ret = NULL;
+        }
+        return r;
+}
+
 static int pg_stmt(StoreConn *c, StoreStmtId id, StoreStmt **ret) {
         StoreStmt *st;
 
@@ -307,14 +541,21 @@ static int pg_stmt(StoreConn *c, StoreStmtId id, StoreStmt **ret) {
                 int r = 0;
 
                 (void) snprintf(name, sizeof(name), "s%d", (int) id);
-                res = PQprepare(c->pg, name, sql[id], 0, NULL);
-                if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-                        r = pg_errno(c->pg, res);
-                        log_error("store: cannot prepare statement %d: %s", (int) id, PQerrorMessage(c->pg));
+                if (c->pipeline) {
+                        /* its result comes with the next collect */
+                        if (PQsendPrepare(c->pg, name, sql[id], 0, NULL) != 1)
+                                return pg_errno(c->pg, NULL);
+                        c->inflight++;
+                } else {
+                        res = PQprepare(c->pg, name, sql[id], 0, NULL);
+                        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+                                r = pg_errno(c->pg, res);
+                                log_error("store: cannot prepare statement %d: %s", (int) id, PQerrorMessage(c->pg));
+                        }
+                        PQclear(res);
+                        if (r < 0)
+                                return r;
                 }
-                PQclear(res);
-                if (r < 0)
-                        return r;
                 c->prepared[id] = true;
                 *st = (StoreStmt) { .c = c, .id = id, .nparams = count_params(sql[id]) };
         }
@@ -358,12 +599,34 @@ static int pg_bind_blob(StoreStmt *st, int i, const void *p, size_t n) {
 }
 
 static int pg_step(StoreStmt *st) {
+        StoreConn *c = st->c;
+
         if (!st->res) {
                 char name[16];
                 ExecStatusType t;
 
                 (void) snprintf(name, sizeof(name), "s%d", (int) st->id);
-                st->res = PQexecPrepared(st->c->pg, name, st->nparams, st->values, st->lengths, st->formats, 0);
+                if (c->pipeline) {
+                        int r;
+
+                        /* events rows go out together; anything else may read them */
+                        if (st->id == S_INSERT_EVENT)
+                                return row_add(c, st);
+                        if ((r = rows_flush(c)) < 0)
+                                return r;
+                        if (PQsendQueryPrepared(c->pg, name, st->nparams, st->values, st->lengths, st->formats, 0) != 1)
+                                return pg_errno(c->pg, NULL);
+                        c->inflight++;
+                        if (write_only[st->id])
+                                return c->inflight >= PIPE_MAX_INFLIGHT ? pipe_collect(c, NULL) : 0;
+                        r = pipe_collect(c, &st->res);
+                        if (r < 0) {
+                                PQclear(st->res);
+                                st->res = NULL;
+                                return r;
+                        }
+                } else
+                        st->res = PQexecPrepared(c->pg, name, st->nparams, st->values, st->lengths, st->formats, 0);
                 t = PQresultStatus(st->res);
                 if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
                         int r = pg_errno(st->c->pg, st->res);
@@ -402,26 +665,41 @@ static uint64_t pg_column_u64(StoreStmt *st, int i) {
         return strtoull(t, NULL, 10);
 }
 
+/* The advisory lock of this schema for `which`; session-level outside a
+ * pipeline (migrations), transaction-level and pipelined inside one. */
 static int guard_lock(StoreConn *c, int which, bool xact) {
-        char text[160];
-        char *lit = PQescapeLiteral(c->pg, c->schema, strlen(c->schema));
+        static const char session[] = "SELECT pg_advisory_lock($1::integer, hashtext($2) + $3::integer)";
+        static const char transaction[] = "SELECT pg_advisory_xact_lock($1::integer, hashtext($2) + $3::integer)";
+        char cls[16], w[16];
+        const char *v[3] = { cls, c->schema, w };
+        PGresult *res;
         int r;
 
-        if (!lit)
-                return PQstatus(c->pg) != CONNECTION_OK ? -ENOTCONN : -ENOMEM;
-        (void) snprintf(text, sizeof(text), "SELECT pg_advisory%s_lock(%d, hashtext(%s) + %d)", xact ? "_xact" : "",
-                        ADVISORY_CLASS, lit, which);
-        PQfreemem(lit);
-        r = pg_exec(c->pg, text);
+        (void) snprintf(cls, sizeof(cls), "%d", ADVISORY_CLASS);
+        (void) snprintf(w, sizeof(w), "%d", which);
+        if (xact && c->pipeline)
+                return pipe_send(c, transaction, 3, v);
+        res = PQexecParams(c->pg, xact ? transaction : session, 3, NULL, v, NULL, NULL, 0);
+        r = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : pg_errno(c->pg, res);
+        PQclear(res);
         return r;
 }
 
 static int pg_begin(StoreConn *c, bool guard) {
+        static const char *const none[1] = { NULL };
         int r;
 
         if (PQstatus(c->pg) != CONNECTION_OK)
                 return -ENOTCONN;
-        if ((r = pg_exec(c->pg, "BEGIN")) < 0)
+        if (!c->pipeline) {
+                if (PQenterPipelineMode(c->pg) != 1)
+                        return -EIO;
+                c->pipeline = true;
+        }
+        c->pipe_error = 0;
+        c->n_pf = c->pf_cursor = 0;
+        c->n_rows = 0;
+        if ((r = pipe_send(c, "BEGIN", 0, none)) < 0)
                 return r;
         /* Transactions that apply the guardrails take turns, across every
          * instance: the cap's count and the insert it allows are one step.
@@ -432,27 +710,32 @@ static int pg_begin(StoreConn *c, bool guard) {
         return 0;
 }
 
-static int notify(StoreConn *c, const char *channel) {
-        const char *v[1] = { channel };
-        PGresult *res = PQexecParams(c->pg, "SELECT pg_notify($1, '')", 1, NULL, v, NULL, NULL, 0);
-        int r = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : pg_errno(c->pg, res);
-
-        PQclear(res);
-        return r;
-}
-
 static int pg_commit(StoreConn *c, bool wake_queue, bool wake_outbox) {
+        static const char notify[] = "SELECT pg_notify($1, '')";
+        static const char *const none[1] = { NULL };
         int r;
 
         /* delivered to the listeners when (and only if) this commits */
-        if ((wake_queue && (r = notify(c, c->channel_queue)) < 0) ||
-            (wake_outbox && (r = notify(c, c->channel_outbox)) < 0))
+        if ((wake_queue && (r = pipe_send(c, notify, 1, (const char *const[]) { c->channel_queue })) < 0) ||
+            (wake_outbox && (r = pipe_send(c, notify, 1, (const char *const[]) { c->channel_outbox })) < 0) ||
+            (r = rows_flush(c)) < 0 || (r = pipe_send(c, "COMMIT", 0, none)) < 0)
                 return r;
-        return pg_exec(c->pg, "COMMIT");
+        return pipe_sync(c);
 }
 
 static void pg_rollback(StoreConn *c) {
-        if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        static const char *const none[1] = { NULL };
+
+        if (PQstatus(c->pg) != CONNECTION_OK)
+                return;
+        if (c->pipeline) {
+                (void) pipe_sync(c); /* what was sent, up to the error */
+                if (PQtransactionStatus(c->pg) != PQTRANS_IDLE && pipe_send(c, "ROLLBACK", 0, none) >= 0)
+                        (void) pipe_sync(c);
+                c->pipe_error = 0;
+                return;
+        }
+        if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
                 (void) pg_exec(c->pg, "ROLLBACK");
 }
 
@@ -460,40 +743,205 @@ static void pg_rollback(StoreConn *c) {
  * holds it left the window, else the redelivery's original. Two instances
  * inserting the same key at once: the second waits for the first's
  * transaction, then sees the conflict. */
-static int pg_dedup_check(StoreConn *c, const StoreEvent *ev, uint64_t since, char orig[static 33]) {
-        static const char claim[] =
-                "INSERT INTO dedup (source, dedup_key, event_id, received_usec) VALUES ($1, $2, $3, $4::bigint) "
-                "ON CONFLICT (source, dedup_key) DO UPDATE SET event_id = excluded.event_id, "
-                "received_usec = excluded.received_usec WHERE dedup.received_usec < $5::bigint RETURNING event_id";
-        static const char find[] = "SELECT event_id FROM dedup WHERE source = $1 AND dedup_key = $2";
-        char t4[24], t5[24];
-        const char *v[5] = { ev->source, ev->dedup_key, ev->id, t4, t5 };
-        PGresult *res;
-        int r;
+/* One statement: the key claimed for ev (first column its event id, second
+ * 1), or, when another event of the window holds it, that event's id and 0.
+ * No row at all: the holder committed while this statement waited for it,
+ * after the statement's snapshot; a new statement sees it. */
+static const char dedup_claim[] =
+        "WITH ins AS (INSERT INTO dedup (source, dedup_key, event_id, received_usec) "
+        "VALUES ($1, $2, $3, $4::bigint) ON CONFLICT (source, dedup_key) DO UPDATE "
+        "SET event_id = excluded.event_id, received_usec = excluded.received_usec "
+        "WHERE dedup.received_usec < $5::bigint RETURNING event_id) "
+        "SELECT event_id, 1 FROM ins UNION ALL "
+        "SELECT event_id, 0 FROM dedup WHERE source = $1 AND dedup_key = $2 AND NOT EXISTS (SELECT 1 FROM ins)";
+static const char dedup_find[] = "SELECT event_id FROM dedup WHERE source = $1 AND dedup_key = $2";
 
-        (void) snprintf(t4, sizeof(t4), "%" PRIu64, ev->received_usec);
-        (void) snprintf(t5, sizeof(t5), "%" PRIu64, since);
-        res = PQexecParams(c->pg, claim, 5, NULL, v, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                r = pg_errno(c->pg, res);
-                PQclear(res);
-                return r;
-        }
-        r = PQntuples(res);
-        PQclear(res);
-        if (r > 0)
+/* 1 duplicate (orig set), 0 new, -1 unknown yet, < -1 errors */
+static int dedup_result(const PGresult *res, char orig[static 33]) {
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                return -EIO;
+        if (PQntuples(res) == 0)
+                return -1;
+        if (strcmp(PQgetvalue(res, 0, 1), "1") == 0)
                 return 0;
-        res = PQexecParams(c->pg, find, 2, NULL, v, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-                r = pg_errno(c->pg, res);
+        if (strlen(PQgetvalue(res, 0, 0)) >= 33)
+                return -EBADMSG;
+        strcpy(orig, PQgetvalue(res, 0, 0));
+        return 1;
+}
+
+static int dedup_params(const StoreEvent *ev, uint64_t since, char t4[static 24], char t5[static 24],
+                        const char *v[static 5]) {
+        (void) snprintf(t4, 24, "%" PRIu64, ev->received_usec);
+        (void) snprintf(t5, 24, "%" PRIu64, since);
+        v[0] = ev->source;
+        v[1] = ev->dedup_key;
+        v[2] = ev->id;
+        v[3] = t4;
+        v[4] = t5;
+        return 5;
+}
+
+static int pg_dedup_check(StoreConn *c, const StoreEvent *ev, uint64_t since, char orig[static 33]) {
+        char t4[24], t5[24];
+        const char *v[5];
+        PGresult *res;
+        int r = -1;
+
+        if (c->pf_cursor < c->n_pf && c->pf[c->pf_cursor].ev == ev) {
+                Prefetch *p = &c->pf[c->pf_cursor++];
+                r = p->result;
+                if (r == 1)
+                        strcpy(orig, p->orig);
+        } else {
+                if ((r = pipe_query(c, dedup_claim, dedup_params(ev, since, t4, t5, v), v, &res)) < 0)
+                        return r;
+                r = dedup_result(res, orig);
                 PQclear(res);
-                return r;
         }
+        if (r != -1)
+                return r;
+        if ((r = pipe_query(c, dedup_find, 2, (const char *const[]) { ev->source, ev->dedup_key }, &res)) < 0)
+                return r;
         r = PQntuples(res) > 0 && strlen(PQgetvalue(res, 0, 0)) < 33 ? 1 : -EIO;
         if (r > 0)
                 strcpy(orig, PQgetvalue(res, 0, 0));
         PQclear(res);
         return r;
+}
+
+static int prefetch_cmp(const void *a, const void *b, void *userdata) {
+        const Prefetch *v = userdata;
+        size_t i = *(const size_t *) a, j = *(const size_t *) b;
+        int k = strcmp(v[i].ev->source, v[j].ev->source);
+
+        if (!k)
+                k = strcmp(v[i].ev->dedup_key, v[j].ev->dedup_key);
+        return k ? k : i < j ? -1 : i > j; /* the batch's order among equal keys */
+}
+
+/* The redelivery checks of a whole batch in one statement and one round
+ * trip: the keys inserted in (source, key) order, so that two instances'
+ * batches lock the keys they share in the same order and cannot deadlock on
+ * them. A key twice in the batch is the first one's redelivery. */
+static int pg_dedup_prefetch(StoreConn *c, const StoreEvent *const *evs, const uint64_t *since, size_t n) {
+        static const char claim[] =
+                "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
+                "  WITH ORDINALITY AS u(source, dedup_key, event_id, received_usec, ord)), "
+                "ins AS (INSERT INTO dedup (source, dedup_key, event_id, received_usec) "
+                "  SELECT source, dedup_key, event_id, received_usec FROM u ORDER BY source, dedup_key "
+                "  ON CONFLICT (source, dedup_key) DO UPDATE SET event_id = excluded.event_id, "
+                "  received_usec = excluded.received_usec WHERE dedup.received_usec < $5::bigint "
+                "  RETURNING source, dedup_key, event_id) "
+                "SELECT u.ord, COALESCE(i.event_id, d.event_id), i.event_id IS NOT NULL "
+                "FROM u LEFT JOIN ins i ON i.source = u.source AND i.dedup_key = u.dedup_key "
+                "LEFT JOIN dedup d ON i.event_id IS NULL AND d.source = u.source AND d.dedup_key = u.dedup_key";
+        StrBuf a[4];
+        const char *v[5];
+        char num[24];
+        size_t *order = NULL, *distinct = NULL, nd = 0;
+        uint64_t min_since = UINT64_MAX;
+        PGresult *res = NULL;
+        int r = 0;
+
+        c->n_pf = c->pf_cursor = 0;
+        if (n == 0)
+                return 0;
+        if (n > c->pf_cap) {
+                Prefetch *np = mem_reallocarray(c->pf, n, sizeof(*np));
+                if (!np)
+                        return -ENOMEM;
+                c->pf = np;
+                c->pf_cap = n;
+        }
+        order = mem_calloc(n, sizeof(*order));
+        distinct = mem_calloc(n, sizeof(*distinct));
+        for (size_t k = 0; k < 4; k++)
+                strbuf_init(&a[k], 256u * 1024u * 1024u);
+        if (!order || !distinct) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+                c->pf[i] = (Prefetch) { .ev = evs[i], .result = -1, .first = i };
+                order[i] = i;
+                if (since[i] < min_since)
+                        min_since = since[i]; /* within the batch's milliseconds of each other */
+        }
+        qsort_r(order, n, sizeof(*order), prefetch_cmp, c->pf);
+        for (size_t k = 0; k < 4 && r >= 0; k++)
+                r = strbuf_puts(&a[k], "{");
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                Prefetch *p = &c->pf[order[i]];
+                const StoreEvent *ev = p->ev;
+
+                if (i > 0) {
+                        const Prefetch *q = &c->pf[order[i - 1]];
+                        if (strcmp(q->ev->source, ev->source) == 0 && strcmp(q->ev->dedup_key, ev->dedup_key) == 0) {
+                                p->first = q->first;
+                                continue;
+                        }
+                }
+                distinct[nd++] = order[i];
+                if ((r = array_elem(&a[0], ev->source, strlen(ev->source), false)) < 0 ||
+                    (r = array_elem(&a[1], ev->dedup_key, strlen(ev->dedup_key), false)) < 0 ||
+                    (r = array_elem(&a[2], ev->id, strlen(ev->id), false)) < 0 ||
+                    (r = array_u64(&a[3], ev->received_usec)) < 0)
+                        break;
+        }
+        for (size_t k = 0; k < 4 && r >= 0; k++)
+                if ((r = strbuf_puts(&a[k], "}")) >= 0)
+                        v[k] = a[k].data;
+        if (r < 0)
+                goto out;
+        (void) snprintf(num, sizeof(num), "%" PRIu64, min_since);
+        v[4] = num;
+        if ((r = pipe_query(c, claim, 5, v, &res)) < 0)
+                goto out;
+        if (PQresultStatus(res) != PGRES_TUPLES_OK || PQnfields(res) != 3) {
+                r = -EIO;
+                goto out;
+        }
+        for (int row = 0; row < PQntuples(res); row++) {
+                unsigned long ord = strtoul(PQgetvalue(res, row, 0), NULL, 10);
+                Prefetch *p;
+
+                if (ord < 1 || ord > nd)
+                        continue;
+                p = &c->pf[distinct[ord - 1]];
+                if (strcmp(PQgetvalue(res, row, 2), "t") == 0)
+                        p->result = 0;
+                else if (!PQgetisnull(res, row, 1) && strlen(PQgetvalue(res, row, 1)) < 33) {
+                        p->result = 1;
+                        strcpy(p->orig, PQgetvalue(res, row, 1));
+                }
+        }
+        /* the batch's own repeats follow their first */
+        for (size_t i = 0; i < n; i++) {
+                Prefetch *p = &c->pf[i], *f = &c->pf[p->first];
+
+                if (p->first == i)
+                        continue;
+                if (f->result == 0) {
+                        p->result = 1;
+                        strcpy(p->orig, f->ev->id);
+                } else if (f->result == 1) {
+                        p->result = 1;
+                        strcpy(p->orig, f->orig);
+                }
+        }
+        c->n_pf = n;
+out:
+        PQclear(res);
+        for (size_t k = 0; k < 4; k++)
+                strbuf_free(&a[k]);
+        mem_free(order);
+        mem_free(distinct);
+        return r;
+}
+
+static uint64_t pg_round_trips(StoreConn *c) {
+        return __atomic_load_n(&c->round_trips, __ATOMIC_RELAXED);
 }
 
 static int pg_dedup_record(StoreConn *c, const StoreEvent *ev, uint64_t since) {
@@ -604,6 +1052,8 @@ static void pg_disconnect(StoreConn *c) {
         mem_free(c->instance);
         mem_free(c->channel_queue);
         mem_free(c->channel_outbox);
+        mem_free(c->pf);
+        mem_free(c->rows);
         mem_free(c);
 }
 
@@ -647,10 +1097,21 @@ fail:
         return r;
 }
 
+/* A new connection (not PQreset(): the old one may be in any pipeline
+ * state). */
 static int pg_reconnect(StoreConn *c) {
-        PQreset(c->pg);
-        if (PQstatus(c->pg) != CONNECTION_OK)
-                return -ENOTCONN;
+        PGconn *pg;
+        int r;
+
+        if ((r = pg_open(c, &pg)) < 0)
+                return r;
+        PQfinish(c->pg);
+        c->pg = pg;
+        c->pipeline = false;
+        c->inflight = 0;
+        c->pipe_error = 0;
+        c->n_pf = c->pf_cursor = 0;
+        c->n_rows = 0;
         return session_setup(c);
 }
 
@@ -735,6 +1196,133 @@ static int pg_listen_read(StoreConn *c, bool *ret_queue, bool *ret_outbox) {
         return 0;
 }
 
+/* --- bulk import (COPY) ------------------------------------------------------ */
+
+static int pg_is_empty(StoreConn *c) {
+        PGresult *res = PQexec(c->pg, "SELECT (SELECT count(*) FROM (SELECT 1 FROM events LIMIT 1) e) + "
+                                      "(SELECT count(*) FROM (SELECT 1 FROM actions LIMIT 1) a) + "
+                                      "(SELECT count(*) FROM (SELECT 1 FROM audit LIMIT 1) u) + "
+                                      "(SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT 1) o)");
+        int r;
+
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+                r = pg_errno(c->pg, res);
+        else
+                r = strcmp(PQgetvalue(res, 0, 0), "0") == 0;
+        PQclear(res);
+        return r;
+}
+
+/* Ends a COPY in progress and reads its result. */
+static int copy_finish(StoreConn *c, const char *error) {
+        PGresult *res;
+        int r = 0;
+
+        if (PQputCopyEnd(c->pg, error) != 1)
+                return pg_errno(c->pg, NULL);
+        while ((res = PQgetResult(c->pg))) {
+                if (PQresultStatus(res) != PGRES_COMMAND_OK && r == 0 && !error) {
+                        r = pg_errno(c->pg, res);
+                        log_error("store: import failed: %s", PQerrorMessage(c->pg));
+                }
+                PQclear(res);
+        }
+        return r;
+}
+
+static int pg_import_table(StoreConn *c, const char *table, const char *columns) {
+        char text[512];
+        PGresult *res;
+        int r;
+
+        if (PQtransactionStatus(c->pg) == PQTRANS_ACTIVE && (r = copy_finish(c, NULL)) < 0)
+                return r;
+        if (PQtransactionStatus(c->pg) == PQTRANS_IDLE && (r = pg_exec(c->pg, "BEGIN")) < 0)
+                return r;
+        (void) snprintf(text, sizeof(text), "COPY %s (%s) FROM STDIN", table, columns);
+        res = PQexec(c->pg, text);
+        r = PQresultStatus(res) == PGRES_COPY_IN ? 0 : pg_errno(c->pg, res);
+        if (r < 0)
+                log_error("store: cannot import into %s: %s", table, PQerrorMessage(c->pg));
+        PQclear(res);
+        return r;
+}
+
+/* One row in COPY's text format: tabs between values, \N for NULL,
+ * backslash escapes for the characters that format reserves; bytea as
+ * \\x and hex. */
+static int pg_import_row(StoreConn *c, size_t n, const char *const *values, const size_t *lengths,
+                         const bool *binary) {
+        static const char hex[] = "0123456789abcdef";
+        size_t size = 1;
+        char *line, *p;
+        int r;
+
+        for (size_t i = 0; i < n; i++)
+                size += 4 + (values[i] ? (binary[i] ? 2 * lengths[i] : 2 * lengths[i]) : 2);
+        p = line = mem_malloc(size);
+        if (!line)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const unsigned char *v = (const unsigned char *) values[i];
+
+                if (i > 0)
+                        *p++ = '\t';
+                if (!v) {
+                        *p++ = '\\';
+                        *p++ = 'N';
+                        continue;
+                }
+                if (binary[i]) {
+                        *p++ = '\\';
+                        *p++ = '\\';
+                        *p++ = 'x';
+                        for (size_t k = 0; k < lengths[i]; k++) {
+                                *p++ = hex[v[k] >> 4];
+                                *p++ = hex[v[k] & 15];
+                        }
+                        continue;
+                }
+                for (size_t k = 0; k < lengths[i]; k++) {
+                        unsigned char ch = v[k];
+                        const char *esc = ch == '\\' ? "\\\\" : ch == '\n' ? "\\n" : ch == '\r' ? "\\r" : ch == '\t' ? "\\t" : NULL;
+
+                        if (esc) {
+                                *p++ = esc[0];
+                                *p++ = esc[1];
+                        } else
+                                *p++ = (char) ch;
+                }
+        }
+        *p++ = '\n';
+        r = PQputCopyData(c->pg, line, (int) (p - line)) == 1 ? 0 : pg_errno(c->pg, NULL);
+        mem_free(line);
+        return r;
+}
+
+static int pg_import_end(StoreConn *c, bool commit) {
+        int r = 0;
+
+        if (PQtransactionStatus(c->pg) == PQTRANS_ACTIVE)
+                r = copy_finish(c, commit ? NULL : "migration abandoned");
+        if (r >= 0 && commit) {
+                /* the sequences continue after what was copied */
+                r = pg_exec(c->pg, "SELECT setval(pg_get_serial_sequence('audit', 'seq'), "
+                                   "GREATEST((SELECT max(seq) FROM audit), 1)); "
+                                   "SELECT setval(pg_get_serial_sequence('actions', 'seq'), "
+                                   "GREATEST((SELECT max(seq) FROM actions), 1)); "
+                                   "SELECT setval(pg_get_serial_sequence('outbox', 'seq'), "
+                                   "GREATEST((SELECT max(seq) FROM outbox), 1))");
+                if (r >= 0)
+                        r = pg_exec(c->pg, "COMMIT");
+                if (r < 0)
+                        log_error("store: import failed: %s", PQerrorMessage(c->pg));
+        }
+        if (r < 0 || !commit)
+                pg_rollback(c);
+        return r;
+}
+
 const StoreBackend store_backend_pg = {
         .name = "postgresql",
         .shared = true,
@@ -756,6 +1344,12 @@ const StoreBackend store_backend_pg = {
         .rollback = pg_rollback,
         .dedup_check = pg_dedup_check,
         .dedup_record = pg_dedup_record,
+        .dedup_prefetch = pg_dedup_prefetch,
+        .round_trips = pg_round_trips,
         .listen_fd = pg_listen_fd,
         .listen_read = pg_listen_read,
+        .is_empty = pg_is_empty,
+        .import_table = pg_import_table,
+        .import_row = pg_import_row,
+        .import_end = pg_import_end,
 };

@@ -139,7 +139,7 @@ static const char schema_v4[] =
 #define AUDIT_COLUMNS "seq, time_usec, kind, event_id, action_id, rule, user, from_status, to_status, detail, instance "
 
 static const char *const sql[_S_MAX] = {
-        [S_EVENT_ACTIONS] = "SELECT " ACTION_COLUMNS "WHERE a.event_id = ?1 ORDER BY a.rowid",
+        [S_EVENT_ACTIONS] = "SELECT " ACTION_COLUMNS "WHERE a.event_id = ?1 AND a.parent_id IS NULL ORDER BY a.rowid",
         [S_INSERT_EVENT] = "INSERT INTO events (id, source, dedup_key, received_usec, body) "
                            "VALUES (?1, ?2, ?3, ?4, ?5)",
         [S_INSERT_ACTION] = "INSERT INTO actions (id, event_id, rule, action, user, user_id, user_key, reason, "

@@ -23,6 +23,7 @@
 #include "safety.h"
 #include "store.h"
 #include "strbuf.h"
+#include "utf8.h"
 #include "util.h"
 #include "webhook.h"
 
@@ -257,31 +258,90 @@ static int on_headers(HttpServerRequest *req, void *userdata) {
 /* Bodies up to this size leave the kept tokener as it is. */
 #define TOKENER_KEEP_BYTES (8u * 1024u)
 
-/* Parses the body as one JSON object, nothing after it but blanks. */
-static int parse_body(Webhook *w, const char *body, size_t len, json_object **ret) {
+/* Members of every object in the tree. */
+static size_t tree_members(json_object *o) {
+        size_t n = 0;
+
+        if (json_object_is_type(o, json_type_object)) {
+                json_object_object_foreach(o, k, v) {
+                        (void) k;
+                        n += 1 + tree_members(v);
+                }
+        } else if (json_object_is_type(o, json_type_array)) {
+                size_t l = json_object_array_length(o);
+
+                for (size_t i = 0; i < l; i++)
+                        n += tree_members(json_object_array_get_idx(o, i));
+        }
+        return n;
+}
+
+/* json-c keeps the last of duplicate keys; a SIEM's own rules may have
+ * read the first (RFC 8259 4: names SHOULD be unique, and what receivers
+ * then do differs). Every colon outside a string and a comment ends a
+ * member's name, so the parsed tree has fewer members than the text has
+ * such colons exactly when some object repeats a key. Strings and comments
+ * are skipped as json-c reads them ('...' strings and comments too, which
+ * it takes outside strict mode), so that neither can hide a colon. */
+static bool has_duplicate_keys(const char *body, size_t len, json_object *parsed) {
+        size_t colons = 0;
+
+        for (size_t i = 0; i < len; i++) {
+                char c = body[i];
+
+                if (c == '"' || c == '\'') {
+                        /* To the closing quote: one not preceded by an odd
+                         * run of backslashes. memchr() makes long strings
+                         * cheap. */
+                        for (;;) {
+                                const char *q = memchr(body + i + 1, c, len - i - 1);
+                                size_t bs = 0;
+
+                                if (!q) {
+                                        i = len;
+                                        break;
+                                }
+                                i = (size_t) (q - body);
+                                while (body[i - 1 - bs] == '\\')
+                                        bs++;
+                                if (bs % 2 == 0)
+                                        break;
+                        }
+                } else if (c == '/' && i + 1 < len && body[i + 1] == '*') {
+                        for (i += 2; i + 1 < len && !(body[i] == '*' && body[i + 1] == '/'); i++)
+                                ;
+                        i++;
+                } else if (c == '/' && i + 1 < len && body[i + 1] == '/') {
+                        while (i < len && body[i] != '\n')
+                                i++;
+                } else if (c == ':')
+                        colons++;
+        }
+        return tree_members(parsed) != colons;
+}
+
+int webhook_parse_body(json_tokener *tok, const char *body, size_t len, json_object **ret) {
+        _cleanup_(json_tokener_freep) json_tokener *own = NULL;
         enum json_tokener_error err;
-        json_tokener *tok;
         json_object *o;
         size_t end;
 
+        /* json-c takes any bytes inside strings; what is not UTF-8 is not
+         * JSON (RFC 8259 8.1), and alert text goes on to chat, mail and
+         * the journal. */
+        if (!utf8_is_valid(body, len))
+                return -EILSEQ;
         if (len > INT32_MAX)
                 return -E2BIG;
-        if (!w->tok) {
-                w->tok = json_tokener_new_ex(LIMIT_JSON_DEPTH);
-                if (!w->tok)
+        if (!tok) {
+                tok = own = json_tokener_new_ex(LIMIT_JSON_DEPTH);
+                if (!tok)
                         return -ENOMEM;
         }
-        tok = w->tok;
         json_tokener_reset(tok);
         o = json_tokener_parse_ex(tok, body, (int) len);
         err = json_tokener_get_error(tok);
         end = json_tokener_get_parse_end(tok);
-        if (len > TOKENER_KEEP_BYTES) {
-                /* Its buffer has grown to the body's longest string: not
-                 * kept for the life of the daemon. */
-                json_tokener_free(w->tok);
-                w->tok = NULL;
-        }
         if (!o || err != json_tokener_success) {
                 json_object_put(o);
                 return -EINVAL;
@@ -291,12 +351,31 @@ static int parse_body(Webhook *w, const char *body, size_t len, json_object **re
                         json_object_put(o);
                         return -EINVAL;
                 }
-        if (!json_object_is_type(o, json_type_object)) {
+        if (!json_object_is_type(o, json_type_object) || has_duplicate_keys(body, len, o)) {
                 json_object_put(o);
                 return -EINVAL;
         }
         *ret = o;
         return 0;
+}
+
+/* webhook_parse_body() with the webhook's kept tokener. */
+static int parse_body(Webhook *w, const char *body, size_t len, json_object **ret) {
+        int r;
+
+        if (!w->tok) {
+                w->tok = json_tokener_new_ex(LIMIT_JSON_DEPTH);
+                if (!w->tok)
+                        return -ENOMEM;
+        }
+        r = webhook_parse_body(w->tok, body, len, ret);
+        if (len > TOKENER_KEEP_BYTES) {
+                /* Its buffer has grown to the body's longest string: not
+                 * kept for the life of the daemon. */
+                json_tokener_free(w->tok);
+                w->tok = NULL;
+        }
+        return r;
 }
 
 static int dedup_key(const Source *src, json_object *event, const char *body, size_t len, char **ret) {
@@ -634,6 +713,9 @@ static int on_request(HttpServerRequest *req, void *userdata) {
         r = parse_body(w, body, len, &event);
         if (r == -ENOMEM)
                 return r;
+        if (r == -EILSEQ)
+                return respond_error(req, MHD_HTTP_BAD_REQUEST, "invalid_json",
+                                     "The body is not valid UTF-8 JSON.");
         if (r < 0)
                 return respond_error(req, MHD_HTTP_BAD_REQUEST, "invalid_json",
                                      "The body is not a valid JSON object.");
@@ -799,6 +881,9 @@ int webhook_new(Daemon *d, int listen_fd, Webhook **ret) {
                 .on_request = on_request,
                 .on_complete = on_complete,
                 .userdata = w,
+                /* Source names need no escaping (config.c); decoding would
+                 * only give one source several spellings. */
+                .raw_path = true,
                 .name = "webhook",
         };
         r = http_server_new(d->event, &o, &w->server);

@@ -341,7 +341,7 @@ TEST(problems) {
         expect_problem("onepassword:\n  account_id: XLQMR47VZPBKJHSGWNCYFDE3T9\n",
                        "t.yaml:2:3: 'onepassword' is missing the required key 'client_id_file'\n"
                        "t.yaml:2:3: 'onepassword' is missing the required key 'client_secret_file'");
-        expect_problem("state:\n  path: /x\n",
+        expect_problem(SRC_OK,
                        "t.yaml:1:1: missing required section 'onepassword' (account_id, client_id_file, client_secret_file)");
         /* unreadable secret file */
         expect_problem("onepassword:\n  account_id: XLQMR47VZPBKJHSGWNCYFDE3T9\n  client_id_file: /nonexistent/id\n"
@@ -685,6 +685,31 @@ TEST(example) {
         unlink(out);
 }
 
+/* config/default.yaml, the packaged /etc/remedyd/remedyd.yaml, loads (so
+ * --check-config passes on a fresh install) and says it is unconfigured,
+ * which the daemon refuses; a configured file is not. */
+TEST(unconfigured_default) {
+        _cleanup_free_ char *path = NULL;
+        ConfigProblems problems = {};
+        Config *c = NULL;
+
+        ASSERT_TRUE(asprintf(&path, "%s/config/default.yaml", source_root) > 0);
+        if (config_load(path, 0, &c, &problems) < 0) {
+                for (size_t i = 0; i < problems.n; i++)
+                        fprintf(stderr, "%s\n", problems.lines[i]);
+                FAIL_AT("config/default.yaml does not load");
+        }
+        ASSERT_TRUE(config_is_unconfigured(c));
+        ASSERT_EQ(c->n_sources, 0);
+        ASSERT_EQ(c->n_rules, 0);
+        ASSERT_TRUE(c->safety.dry_run);
+        config_free(c);
+
+        ASSERT_OK(load_text(HEAD SRC_OK, 0, &c, NULL));
+        ASSERT_FALSE(config_is_unconfigured(c));
+        config_free(c);
+}
+
 /* Every allocation failure is reported as -ENOMEM, never as a wrong
  * Config (e.g. a rule whose condition vanished) and never as a leak. */
 /* notify: (interface.md section 9): every key, defaults, and each problem
@@ -842,6 +867,59 @@ TEST(out_of_memory) {
         fprintf(stderr, "config_load survived %lu allocation failures\n", n - 2);
 }
 
+/* state: interface.md section 8 keys, each checked at its position. */
+TEST(state_backends) {
+        _cleanup_free_ char *pg = tmp_path("pg");
+        Config *c = NULL;
+
+        write_file(pg, "host=/run/postgresql dbname=remedyd password=hunter2\n",
+                   strlen("host=/run/postgresql dbname=remedyd password=hunter2\n"));
+        ASSERT_OK(load_text(HEAD "state:\n  backend: postgresql\n  postgresql:\n    conninfo_file: pg\n"
+                                 "    schema: remedyd_prod\n    pool: 6\n  instance: web-1\n  lease: 10s\n",
+                            0, &c, NULL));
+        ASSERT_STREQ(c->state.backend, "postgresql");
+        ASSERT_STREQ(c->state.conninfo, "host=/run/postgresql dbname=remedyd password=hunter2");
+        ASSERT_STREQ(c->state.schema, "remedyd_prod");
+        ASSERT_EQ(c->state.pool, 6u);
+        ASSERT_STREQ(c->state.instance, "web-1");
+        ASSERT_EQ(c->state.lease_usec, 10 * USEC_PER_SEC);
+        config_free(c);
+        /* defaults */
+        ASSERT_OK(load_text(HEAD, 0, &c, NULL));
+        ASSERT_STREQ(c->state.backend, "sqlite");
+        ASSERT_STREQ(c->state.schema, "remedyd");
+        ASSERT_EQ(c->state.pool, 4u);
+        ASSERT_NULL(c->state.instance);
+        ASSERT_EQ(c->state.lease_usec, 30 * USEC_PER_SEC);
+        ASSERT_NULL(c->state.conninfo);
+        config_free(c);
+        /* explain reads no secret */
+        ASSERT_OK(load_text(HEAD "state:\n  backend: postgresql\n  postgresql:\n    conninfo_file: missing\n",
+                            CONFIG_LOAD_NO_SECRETS, &c, NULL));
+        ASSERT_NULL(c->state.conninfo);
+        config_free(c);
+
+        expect_problem(HEAD "state:\n  backend: mysql\n", "t.yaml:6:3: 'state.backend' must be sqlite or postgresql, not 'mysql'");
+        expect_problem(HEAD "state:\n  backend: postgresql\n",
+                       "t.yaml:6:3: 'state.backend: postgresql' needs a 'state.postgresql' section with conninfo_file");
+        expect_problem(HEAD "state:\n  backend: postgresql\n  postgresql:\n    schema: x\n",
+                       "t.yaml:8:5: 'state.postgresql' is missing the required key 'conninfo_file'");
+        expect_problem(HEAD "state:\n  postgresql:\n    conninfo_file: pg\n",
+                       "t.yaml:6:3: 'state.postgresql' is set but 'state.backend' is not postgresql");
+        expect_problem(HEAD "state:\n  backend: postgresql\n  postgresql:\n    conninfo_file: pg\n    schema: Bad-Name\n",
+                       "t.yaml:9:5: 'state.postgresql.schema' must be a lower-case identifier ([a-z_][a-z0-9_]*, at "
+                       "most 56 characters), not 'Bad-Name'");
+        expect_problem(HEAD "state:\n  backend: postgresql\n  postgresql:\n    conninfo_file: pg\n    pool: 1\n",
+                       "t.yaml:9:11: 'state.postgresql.pool' must be an integer from 2 to 64, not '1'");
+        expect_problem(HEAD "state:\n  instance: \"web 1\"\n",
+                       "t.yaml:6:13: 'state.instance' must be at most 64 of A-Z a-z 0-9 _ . -, not 'web 1'");
+        expect_problem(HEAD "state:\n  lease: 1s\n", "t.yaml:6:3: 'state.lease' must be from 2s to 1h");
+        expect_problem(HEAD "state:\n  backend: postgresql\n  postgresql:\n    conninfo_file: nothere\n",
+                       "t.yaml:8:5: cannot read secret file '<TMP>/nothere': No such file or directory");
+        expect_problem(HEAD "state:\n  postgres: {}\n",
+                       "t.yaml:6:3: unknown key 'postgres' in 'state', did you mean 'postgresql'?");
+}
+
 int main(void) {
         _cleanup_free_ char *id = NULL, *secret = NULL;
 
@@ -861,9 +939,11 @@ int main(void) {
         RUN(main_file_missing);
         RUN(includes);
         RUN(credentials);
+        RUN(state_backends);
         RUN(limits);
         RUN(example);
         RUN(notify);
+        RUN(unconfigured_default);
         RUN(out_of_memory);
 
         unlink(id);

@@ -445,7 +445,8 @@ static void cleanup(void) {
 
         fake_stop();
         (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        (void) system(cmd);
+        if (system(cmd) != 0)
+                fprintf(stderr, "could not remove %s\n", dir);
 }
 
 int main(void) {

@@ -22,8 +22,15 @@ static char dir[] = "/tmp/test-store-XXXXXX";
 static char dbpath[256];
 static unsigned db_counter;
 
+/* One test body, two backends: with REMEDYD_TEST_PG_CONNINFO set (meson's
+ * store-pg test runs this binary under tests/pgserver.py), every store is
+ * a fresh schema on that PostgreSQL server instead of a fresh file. */
+static const char *pg_conninfo;
+static char schema[64];
+
 static void new_db_path(void) {
         (void) snprintf(dbpath, sizeof(dbpath), "%s/state-%u.db", dir, ++db_counter);
+        (void) snprintf(schema, sizeof(schema), "t%u_%u", (unsigned) getpid(), db_counter);
 }
 
 typedef struct Result {
@@ -146,12 +153,22 @@ static void ev_add(StoreEvent *ev, ActSpec spec) {
         };
 }
 
-static Store *open_store(sd_event *e, unsigned cap, uint64_t window) {
-        StoreOptions o = { .max_suspensions = cap, .window_usec = window, .dedup_window_usec = 24 * HOUR };
+/* A store of the current database as instance `instance` (NULL: "test-a"),
+ * with notification sinks. */
+static Store *open_store_as(sd_event *e, unsigned cap, uint64_t window, const char *instance, uint64_t lease,
+                            const StoreNotifySink *sinks, size_t n_sinks) {
+        StoreOptions o = { .max_suspensions = cap, .window_usec = window, .dedup_window_usec = 24 * HOUR,
+                           .notify = sinks, .n_notify = n_sinks };
+        StoreConfig c = { .backend = pg_conninfo ? "postgresql" : "sqlite", .path = dbpath, .conninfo = pg_conninfo,
+                          .schema = schema, .instance = instance ? instance : "test-a", .lease_usec = lease };
         Store *s = NULL;
 
-        ASSERT_OK(store_open(dbpath, e, &o, &s));
+        ASSERT_OK(store_open_config(&c, e, &o, &s));
         return s;
+}
+
+static Store *open_store(sd_event *e, unsigned cap, uint64_t window) {
+        return open_store_as(e, cap, window, NULL, 0, NULL, 0);
 }
 
 /* Submits one event with one action and waits for its commit. */
@@ -934,10 +951,10 @@ static void run_bench(unsigned total, unsigned concurrency, bool print) {
         ASSERT_EQ(st.ops, total);
         if (print)
                 printf("%u events (1 action each), %u in flight: %.3f s, %.0f events/s, %" PRIu64
-                       " commits (fsync groups), %.1f events/commit, %.0f commits/s\n",
+                       " commits (fsync groups), %.1f events/commit, %.0f commits/s, %.3f round trips/event\n",
                        total, concurrency, (double) (t1 - t0) / 1e6,
                        (double) total * 1e6 / (double) (t1 - t0), st.commits, (double) total / (double) st.commits,
-                       (double) st.commits * 1e6 / (double) (t1 - t0));
+                       (double) st.commits * 1e6 / (double) (t1 - t0), (double) st.round_trips / (double) total);
         /* group commit: far fewer transactions than events */
         ASSERT_TRUE(st.commits * 10 <= total);
         store_close(b.s);
@@ -1038,6 +1055,271 @@ TEST(close_commits_pending) {
         store_close(s);
 }
 
+static void on_notes(Store *s, int r, StoreNotification *n, size_t count, uint64_t next_due, void *userdata);
+
+typedef struct Notes {
+        unsigned calls;
+        int r;
+        size_t n;
+        char ids[16][33];
+        char sinks[16][32];
+        ActionStatus outcome[16];
+        char action_id[16][33];
+        unsigned attempts[16];
+        uint64_t next_due;
+} Notes;
+
+static void on_notes(Store *s, int r, StoreNotification *n, size_t count, uint64_t next_due, void *userdata) {
+        Notes *x = userdata;
+
+        x->calls++;
+        x->r = r;
+        x->n = count;
+        x->next_due = next_due;
+        for (size_t i = 0; i < count && i < 16; i++) {
+                strcpy(x->ids[i], n[i].id);
+                (void) snprintf(x->sinks[i], sizeof(x->sinks[i]), "%s", n[i].sink);
+                x->outcome[i] = n[i].outcome;
+                strcpy(x->action_id[i], n[i].action.id);
+                x->attempts[i] = n[i].attempts;
+                ASSERT_EQ(n[i].state, NOTIFY_STATE_PENDING);
+                ASSERT_NOT_NULL(n[i].action.rule);
+        }
+}
+
+static void claim_notes(sd_event *e, Store *s, uint64_t when, uint64_t lease, Notes *x) {
+        *x = (Notes) {};
+        ASSERT_OK(store_claim_notifications(s, when, 16, lease, on_notes, x));
+        wait_for(e, &x->calls, 1);
+        ASSERT_OK(x->r);
+}
+
+/* The outbox: a row per (outcome, sink) the sink wants, in the same commit
+ * as the state change; claimed with a lease, delivered, retried, given up. */
+TEST(outbox) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        char *only_r2[] = { "r2*", NULL };
+        StoreNotifySink sinks[] = {
+                { "chat", (1u << ACTION_STATUS_DONE) | (1u << ACTION_STATUS_FAILED) | (1u << ACTION_STATUS_HELD), NULL },
+                { "siem", 1u << ACTION_STATUS_DONE, only_r2 },
+        };
+        StoreNotification *list = NULL;
+        uint64_t pending = 0, failed = 0, now;
+        Result a = {}, b = {}, h = {}, d = {};
+        Claimed c = {};
+        Notes x = {};
+        size_t n = 0;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store_as(e, 1, HOUR, NULL, 0, sinks, ELEMENTSOF(sinks));
+        submit1(e, s, NULL, (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &a);
+        submit1(e, s, NULL, (ActSpec) { "r2x", ACTION_SUSPEND, "b@example.com", NULL, ACTION_STATUS_QUEUED }, &h);
+        ASSERT_EQ(h.status[0], ACTION_STATUS_HELD); /* over the cap of 1: chat hears of it */
+        claim_notes(e, s, 0, 60 * USEC_PER_SEC, &x);
+        ASSERT_EQ(x.n, 1u);
+        ASSERT_STREQ(x.sinks[0], "chat");
+        ASSERT_EQ(x.outcome[0], ACTION_STATUS_HELD);
+        ASSERT_STREQ(x.action_id[0], h.ids[0]);
+        ASSERT_EQ(x.attempts[0], 1u);
+        ASSERT_TRUE(x.next_due != USEC_INFINITY); /* claimed: due again after its lease */
+        wait_done(e, store_notification_delivered(s, x.ids[0], on_done, &d), &d);
+        ASSERT_OK(d.r);
+        d = (Result) {};
+        wait_done(e, store_notification_delivered(s, x.ids[0], on_done, &d), &d);
+        ASSERT_ERR(d.r, ENOENT); /* delivered once is delivered */
+
+        /* r1 done: chat only; r2x released then done: chat and siem */
+        ASSERT_OK(store_claim_due(s, 0, 8, on_claim, &c));
+        wait_for(e, &c.calls, 1);
+        ASSERT_EQ(c.n, 1u);
+        b = (Result) {};
+        wait_done(e, store_finish_action(s, a.ids[0], true, NULL, NULL, NULL, on_done, &b), &b);
+        b = (Result) {};
+        wait_done(e, store_release_action(s, h.ids[0], "test", on_done, &b), &b);
+        claim_all(e, s, 0, &c);
+        ASSERT_EQ(c.n, 1u);
+        b = (Result) {};
+        wait_done(e, store_finish_action(s, h.ids[0], false, "no_owner_remain", "last owner", NULL, on_done, &b), &b);
+        claim_notes(e, s, 0, 60 * USEC_PER_SEC, &x);
+        ASSERT_EQ(x.n, 2u); /* r1 done to chat, r2x failed to chat (siem wants done only) */
+        ASSERT_STREQ(x.sinks[0], "chat");
+        ASSERT_EQ(x.outcome[0], ACTION_STATUS_DONE);
+        ASSERT_EQ(x.outcome[1], ACTION_STATUS_FAILED);
+        ASSERT_STREQ(x.action_id[1], h.ids[0]);
+        /* leased: nothing more to claim now */
+        {
+                Notes y;
+                claim_notes(e, s, 0, 60 * USEC_PER_SEC, &y);
+                ASSERT_EQ(y.n, 0u);
+        }
+        /* a retry comes back when due, a give-up is failed */
+        now = now_usec(CLOCK_REALTIME);
+        b = (Result) {};
+        wait_done(e, store_notification_retry(s, x.ids[0], now - 1, false, "HTTP 503", on_done, &b), &b);
+        ASSERT_OK(b.r);
+        b = (Result) {};
+        wait_done(e, store_notification_retry(s, x.ids[1], now, true, "HTTP 410", on_done, &b), &b);
+        ASSERT_OK(b.r);
+        {
+                Notes y;
+                claim_notes(e, s, 0, 60 * USEC_PER_SEC, &y);
+                ASSERT_EQ(y.n, 1u);
+                ASSERT_STREQ(y.ids[0], x.ids[0]);
+                ASSERT_EQ(y.attempts[0], 2u);
+        }
+        ASSERT_OK(store_notification_counts(s, &pending, &failed));
+        ASSERT_EQ(pending, 1u);
+        ASSERT_EQ(failed, 1u);
+        ASSERT_OK(store_list_notifications(s, 0, &list, &n));
+        ASSERT_EQ(n, 3u);
+        for (size_t i = 0; i < n; i++) {
+                ASSERT_STREQ(list[i].instance, "test-a");
+                ASSERT_STREQ(list[i].event_source, "splunk");
+                if (strcmp(list[i].id, x.ids[1]) == 0) {
+                        ASSERT_EQ(list[i].state, NOTIFY_STATE_FAILED);
+                        ASSERT_STREQ(list[i].last_error, "HTTP 410");
+                        ASSERT_STREQ(list[i].action.api_code, "no_owner_remain");
+                }
+        }
+        store_notifications_free(list, n);
+        store_close(s);
+}
+
+/* Heartbeats name the live instances; claims name their owner. */
+TEST(instances_and_leases) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        char **names = NULL;
+        Result a = {};
+        Claimed c = {};
+        StoreAction *got = NULL;
+        StoreInfo info;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store_as(e, 0, HOUR, "web-1", 10 * USEC_PER_SEC, NULL, 0);
+        store_info(s, &info);
+        ASSERT_STREQ(info.backend, pg_conninfo ? "postgresql" : "sqlite");
+        ASSERT_STREQ(info.instance, "web-1");
+        ASSERT_EQ(info.shared, pg_conninfo != NULL);
+        submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &a);
+        /* the first heartbeat went with the loop's first iteration */
+        for (uint64_t end = now_usec(CLOCK_MONOTONIC) + 10 * USEC_PER_SEC;;) {
+                ASSERT_OK(store_instances(s, &names));
+                if (names[0])
+                        break;
+                strv_free(names);
+                ASSERT_TRUE(now_usec(CLOCK_MONOTONIC) < end);
+                ASSERT_OK(sd_event_run(e, 50 * USEC_PER_MSEC));
+        }
+        ASSERT_STREQ(names[0], "web-1");
+        ASSERT_NULL(names[1]);
+        strv_free(names);
+        claim_all(e, s, 0, &c);
+        ASSERT_EQ(c.n, 1u);
+        ASSERT_OK(store_get_action(s, a.ids[0], &got));
+        ASSERT_STREQ(got->owner, "web-1");
+        store_actions_free(got, 1);
+        store_close(s);
+}
+
+typedef struct Pair {
+        sd_event *e;
+        Store *a, *b;
+} Pair;
+
+static void pair_open(Pair *p, unsigned cap, uint64_t lease) {
+        ASSERT_OK(sd_event_new(&p->e));
+        p->a = open_store_as(p->e, cap, HOUR, "inst-a", lease, NULL, 0);
+        p->b = open_store_as(p->e, cap, HOUR, "inst-b", lease, NULL, 0);
+}
+
+static void pair_close(Pair *p) {
+        store_close(p->a);
+        store_close(p->b);
+        sd_event_unref(p->e);
+}
+
+/* The same delivery submitted to two instances at the same moment, many
+ * times over: each key is new exactly once, the other copy is its
+ * duplicate with the same actions. */
+TEST(two_instances_dedup) {
+        static Result ra[200], rb[200];
+        Pair p = {};
+        unsigned fresh = 0;
+
+        new_db_path();
+        pair_open(&p, 0, 0);
+        for (unsigned i = 0; i < 200; i++) {
+                char key[32];
+                StoreEvent *x, *y;
+
+                (void) snprintf(key, sizeof(key), "id:k%u", i);
+                x = ev_new("splunk", key);
+                y = ev_new("splunk", key);
+                ev_add(x, (ActSpec) { "r", ACTION_NOTIFY, "a@example.com", NULL, ACTION_STATUS_QUEUED });
+                ev_add(y, (ActSpec) { "r", ACTION_NOTIFY, "a@example.com", NULL, ACTION_STATUS_QUEUED });
+                /* alternate the order, so that batches cross */
+                ASSERT_OK(store_submit_event(i % 2 ? p.a : p.b, x, on_event, &ra[i]));
+                ASSERT_OK(store_submit_event(i % 2 ? p.b : p.a, y, on_event, &rb[i]));
+        }
+        for (unsigned i = 0; i < 200; i++) {
+                wait_for(p.e, &ra[i].calls, 1);
+                wait_for(p.e, &rb[i].calls, 1);
+                ASSERT_OK(ra[i].r);
+                ASSERT_OK(rb[i].r);
+                ASSERT_STREQ(ra[i].event_id, rb[i].event_id);
+                ASSERT_TRUE(ra[i].duplicate != rb[i].duplicate);
+                ASSERT_STREQ(ra[i].ids[0], rb[i].ids[0]);
+                fresh += !ra[i].duplicate + !rb[i].duplicate;
+        }
+        ASSERT_EQ(fresh, 200u);
+        pair_close(&p);
+}
+
+/* 40 users through two instances at once with a cap of 5: exactly 5
+ * queued, 35 held; released through the other instance. */
+TEST(two_instances_cap) {
+        static Result r[40];
+        unsigned queued = 0, held = 0;
+        StoreQueueCounts q;
+        Result rel = {};
+        Pair p = {};
+        int first_held = -1;
+
+        new_db_path();
+        pair_open(&p, 5, 0);
+        for (unsigned i = 0; i < 40; i++) {
+                char user[64];
+                StoreEvent *ev = ev_new("splunk", NULL);
+
+                (void) snprintf(user, sizeof(user), "u%u@example.com", i);
+                ev_add(ev, (ActSpec) { "r", ACTION_SUSPEND, user, NULL, ACTION_STATUS_QUEUED });
+                ASSERT_OK(store_submit_event(i % 2 ? p.a : p.b, ev, on_event, &r[i]));
+        }
+        for (unsigned i = 0; i < 40; i++) {
+                wait_for(p.e, &r[i].calls, 1);
+                ASSERT_OK(r[i].r);
+                queued += r[i].status[0] == ACTION_STATUS_QUEUED;
+                if (r[i].status[0] == ACTION_STATUS_HELD) {
+                        held++;
+                        if (first_held < 0)
+                                first_held = (int) i;
+                }
+        }
+        ASSERT_EQ(queued, 5u);
+        ASSERT_EQ(held, 35u);
+        /* held through b, released through a */
+        wait_done(p.e, store_release_action(first_held % 2 ? p.b : p.a, r[first_held].ids[0], "op", on_done, &rel), &rel);
+        ASSERT_OK(rel.r);
+        ASSERT_OK(store_queue_counts(p.b, &q));
+        ASSERT_EQ(q.queued, 6u);
+        ASSERT_EQ(q.held, 34u);
+        pair_close(&p);
+}
+
 /* safety.c has no test file of its own in tests/meson.build: it lives here. */
 TEST(safety) {
         char *prot[] = { "breakglass@example.com", "*@secops.example.com", "ABCDEFGHIJKLMNOPQRSTUVWXY2", NULL };
@@ -1072,12 +1354,18 @@ TEST(safety) {
 static void cleanup_dir(void) {
         char cmd[300];
         (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        (void) system(cmd);
+        if (system(cmd) != 0)
+                fprintf(stderr, "could not remove %s\n", dir);
 }
 
 int main(int argc, char **argv) {
         ASSERT_NOT_NULL(mkdtemp(dir));
         atexit(cleanup_dir);
+        pg_conninfo = getenv("REMEDYD_TEST_PG_CONNINFO");
+        if (pg_conninfo && !*pg_conninfo)
+                pg_conninfo = NULL;
+        fprintf(stderr, "backend: %s\n", pg_conninfo ? "postgresql" : "sqlite");
+        new_db_path();
 
         if (argc >= 3 && strcmp(argv[1], "--bench") == 0) {
                 unsigned total = (unsigned) strtoul(argv[2], NULL, 10);
@@ -1095,11 +1383,19 @@ int main(int argc, char **argv) {
         RUN(release_and_cancel);
         RUN(lifecycle);
         RUN(crash_recovery);
-        RUN(schema_v1_migration);
-        RUN(dedup_after_restart);
+        if (!pg_conninfo) { /* SQLite's own: its file, its schema versions */
+                RUN(schema_v1_migration);
+                RUN(dedup_after_restart);
+                RUN(failing_commit);
+                RUN(open_errors);
+        }
         RUN(timed_reactivation);
-        RUN(failing_commit);
-        RUN(open_errors);
+        RUN(outbox);
+        RUN(instances_and_leases);
+        if (pg_conninfo) { /* several instances on one database */
+                RUN(two_instances_dedup);
+                RUN(two_instances_cap);
+        }
         RUN(group_commit);
         RUN(early_commit);
         RUN(close_commits_pending);

@@ -32,6 +32,7 @@
 #include "harness.h"
 #include "log.h"
 #include "metrics.h"
+#include "remedyd-limits.h"
 #include "status.h"
 #include "store.h"
 #include "strbuf.h"
@@ -574,6 +575,78 @@ TEST(bad_json) {
         assert_error(&r, 400, "invalid_json");
 }
 
+/* The parser alone: its errors tell UTF-8 from JSON; a kept tokener is
+ * reset between bodies. */
+TEST(parse_body) {
+        json_tokener *tok = json_tokener_new_ex(LIMIT_JSON_DEPTH);
+        json_object *o = NULL;
+
+        ASSERT_NOT_NULL(tok);
+        ASSERT_ERR(webhook_parse_body(tok, "{\"a\":\"\xff\"}", 8, &o), EILSEQ);
+        ASSERT_ERR(webhook_parse_body(tok, "{\"a\":", 5, &o), EINVAL);
+        ASSERT_ERR(webhook_parse_body(tok, "{\"a\":1,\"a\":1}", 13, &o), EINVAL);
+        ASSERT_ERR(webhook_parse_body(NULL, "{} x", 4, &o), EINVAL);
+        ASSERT_NULL(o);
+        ASSERT_OK(webhook_parse_body(tok, "{\"a\":\"\xc3\xa9:\"} \n", 11, &o));
+        ASSERT_STREQ(json_object_get_string(json_object_object_get(o, "a")), "\xc3\xa9:");
+        json_object_put(o);
+        ASSERT_OK(webhook_parse_body(NULL, "{\"b\":[{}]}", 10, &o));
+        json_object_put(o);
+        /* a string ending in an even run of backslashes ends there; an odd
+         * run escapes the quote */
+        ASSERT_OK(webhook_parse_body(NULL, "{\"a\":\"x\\\\\",\"b\":\":\"}", 19, &o));
+        json_object_put(o);
+        ASSERT_OK(webhook_parse_body(NULL, "{\"a\":\"x\\\\\\\":\",\"b\":1}", 20, &o));
+        json_object_put(o);
+        ASSERT_ERR(webhook_parse_body(NULL, "{\"a\":\"x\\\\\",\"b\":1,\"b\":2}", 23, &o), EINVAL);
+        json_tokener_free(tok);
+}
+
+/* json-c keeps the last of repeated keys, where a sender may have read
+ * the first: refused, at any depth, whatever a comment or a '...' string
+ * (json-c takes both) hides. Colons inside strings are no members. */
+TEST(duplicate_keys) {
+        static const char *const bodies[] = {
+                "{\"user\":\"a@example.com\",\"user\":\"b@example.com\"}",
+                "{\"x\":{\"user\":1,\"user\":2}}",
+                "{\"x\":[{\"a\":1},{\"b\":{\"c\":1,\"c\":{\"d\":2}}}]}",
+                "{\"a\":{\"x\":1},\"a\":{\"y\":2}}",
+                "{\"a\":1 /*\"*/,\"a\":2 /*\"*/}",
+                "{'a':1,\"a\":2}",
+        };
+        Reply r;
+
+        for (size_t i = 0; i < ELEMENTSOF(bodies); i++) {
+                post_signed(bodies[i], &r);
+                assert_error(&r, 400, "invalid_json");
+        }
+        post_signed("{\"t\":\"12:00:01\",\"u\":\"a\\\":b\",\"v\":{\"w\":[{\"a\":1},{\"a\":1}]}}", &r);
+        ASSERT_EQ(r.status, 202);
+}
+
+/* Signed and well formed for json-c, but not UTF-8: refused before rules
+ * run, nothing stored or called. An escaped NUL stays what it was. */
+TEST(not_utf8) {
+        static const char *const bodies[] = {
+                "{\"sid\":\"\xff\xfe\",\"x\":1}",
+                "{\"user\":\"alice@example.com\",\"n\":\"\xc0\xaf\"}",  /* overlong */
+                "{\"user\":\"alice@example.com\",\"n\":\"\xed\xa0\x80\"}", /* surrogate */
+                "{\"user\":\"alice@example.com\",\"n\":\"\xf4\x90\x80\x80\"}", /* > U+10FFFF */
+                "{\"user\":\"alice@example.com\"}\xe2\x9c",                  /* truncated */
+        };
+        size_t before = fake_suspends(NULL);
+        Reply r;
+
+        for (size_t i = 0; i < ELEMENTSOF(bodies); i++) {
+                post_signed(bodies[i], &r);
+                assert_error(&r, 400, "invalid_json");
+        }
+        wait_idle();
+        ASSERT_EQ(fake_suspends(NULL), before);
+        post_signed("{\"sid\":\"\xc3\xa9t\xc3\xa9 \\u0000\",\"x\":1}", &r);
+        ASSERT_EQ(r.status, 202);
+}
+
 /* The webhook keeps one tokener across deliveries, but lets go of it after
  * a body past 8 KiB (its buffer grows to the longest string): parses keep
  * working on either side of that. */
@@ -1099,6 +1172,9 @@ int main(void) {
         RUN(accepted_and_duplicate);
         RUN(accepted_without_match);
         RUN(bad_json);
+        RUN(parse_body);
+        RUN(not_utf8);
+        RUN(duplicate_keys);
         RUN(big_body_between_small_ones);
         RUN(json_depth_limit);
         RUN(unauthorized);

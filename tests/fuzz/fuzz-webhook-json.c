@@ -1,9 +1,10 @@
 /* The JSON event of a webhook delivery through rules_evaluate() and
- * rules_explain(), parsed as the webhook parses a body (json-c, depth
- * LIMIT_JSON_DEPTH, a JSON object, only whitespace after it), against a
- * fixed config whose rules use every operator, for_each/where, templates
- * (${event.X}, $$), stop, and sources named and "*". The first byte picks the
- * source the event came from; the rest is the body. */
+ * rules_explain(), parsed by the webhook's own webhook_parse_body() (UTF-8,
+ * json-c at depth LIMIT_JSON_DEPTH, one object, only whitespace after it,
+ * no repeated key), against a fixed config whose rules use every operator,
+ * for_each/where, templates (${event.X}, $$), stop, and sources named and
+ * "*". The first byte picks the source the event came from; the rest is
+ * the body. */
 #include <string.h>
 
 #include <json-c/json.h>
@@ -13,6 +14,7 @@
 #include "fuzz.h"
 #include "remedyd-limits.h"
 #include "rules.h"
+#include "webhook.h"
 
 static const char config_text[] =
         "onepassword:\n"
@@ -130,37 +132,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         return 0;
 }
 
-/* The webhook's parse_body(): an object, nothing but whitespace after it. */
-static json_object *parse_body(const char *body, size_t len) {
-        json_tokener *tok;
-        json_object *o;
-        size_t end;
-
-        if (len > INT32_MAX)
-                return NULL;
-        tok = json_tokener_new_ex(LIMIT_JSON_DEPTH);
-        if (!tok)
-                abort();
-        o = json_tokener_parse_ex(tok, body, (int) len);
-        if (!o || json_tokener_get_error(tok) != json_tokener_success) {
-                json_tokener_free(tok);
-                json_object_put(o);
-                return NULL;
-        }
-        end = json_tokener_get_parse_end(tok);
-        json_tokener_free(tok);
-        for (; end < len; end++)
-                if (!strchr(" \t\r\n", body[end])) {
-                        json_object_put(o);
-                        return NULL;
-                }
-        if (!json_object_is_type(o, json_type_object)) {
-                json_object_put(o);
-                return NULL;
-        }
-        return o;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         RuleHits hits = {};
         const char *source;
@@ -173,9 +144,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size < 1)
                 return 0;
         source = sources[data[0] % (sizeof(sources) / sizeof(sources[0]))];
-        event = parse_body((const char *) data + 1, size - 1);
-        if (!event)
+        r = webhook_parse_body(/* tok= */ NULL, (const char *) data + 1, size - 1, &event);
+        if (r == -ENOMEM)
                 return 0;
+        if (r < 0) {
+                if (r != -EILSEQ && r != -EINVAL && r != -E2BIG)
+                        abort();
+                return 0;
+        }
 
         r = rules_evaluate(config, source, event, &hits);
         if (r >= 0) {

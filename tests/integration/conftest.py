@@ -13,6 +13,24 @@
   remedyd             remedyd_factory() with @pytest.mark.remedyd(config=..., secrets=...)
   harness.requires_remedyd   skip marker for tests that need the daemon binary
 
+State backend: REMEDYD_TEST_BACKEND=postgresql (meson suite integration-pg)
+runs every daemon on PostgreSQL instead of SQLite:
+  pg_server           (session) the private PostgreSQL server (tests/pgserver.py),
+                      started the first time a test needs it
+  pg_database         a fresh database on it for this test, dropped afterwards
+                      (harness.PgDatabase: .conninfo, .tcp_conninfo, .psql(sql));
+                      under postgresql every remedyd_factory daemon of the test
+                      shares it
+  remedyd_cluster     remedyd_cluster(n=2, config=None, fake=None, names=None,
+                      each=None, **kw) -> n daemons on PostgreSQL (whatever
+                      REMEDYD_TEST_BACKEND says) sharing pg_database and the fake,
+                      each with its own directory, listeners and instance name
+                      (names, default node-a, node-b, ...); `each` is a list of
+                      per-daemon keyword overrides; other keywords go to
+                      remedyd_factory for all of them
+  harness.sqlite_only(why)   skip marker for tests that rely on SQLite-only facts
+  harness.requires_pg        skip marker for tests that need PostgreSQL installed
+
 Tests may `from harness import wait_until, assert_no_secrets, hmac_sign, ...`.
 """
 
@@ -56,13 +74,33 @@ def fake1p(request, fake1p_factory):
     return fake1p_factory(**kw)
 
 
+@pytest.fixture(scope="session")
+def pg_server():
+    if not harness.pgserver.available():
+        pytest.skip("PostgreSQL 15 not installed under %s" % harness.pgserver.PG_BIN)
+    yield harness.pg_server()
+    harness.pg_server_cleanup()
+
+
+@pytest.fixture
+def pg_database(pg_server):
+    db = harness.PgDatabase()
+    yield db
+    db.drop()
+
+
 @pytest.fixture
 def remedyd_factory(request, tmp_path):
     daemons = []
+    # requested here, before the first daemon, so that it outlives them all
+    shared_db = request.getfixturevalue("pg_database") if harness.BACKEND == "postgresql" \
+        else None
 
     def make(config=None, fake=None, start=True, wait_ready=True, **kw):
         if fake is None:
             fake = request.getfixturevalue("fake1p")
+        if shared_db is not None and kw.get("backend", "postgresql") == "postgresql":
+            kw.setdefault("pg_database", shared_db)
         d = Remedyd(tmp_path / ("remedyd-%d" % len(daemons)), fake, config, start=False, **kw)
         daemons.append(d)
         if start:
@@ -87,3 +125,18 @@ def remedyd_factory(request, tmp_path):
 def remedyd(request, remedyd_factory):
     m = request.node.get_closest_marker("remedyd")
     return remedyd_factory(**(m.kwargs if m else {}))
+
+
+@pytest.fixture
+def remedyd_cluster(pg_database, remedyd_factory):
+    def make(n=2, config=None, fake=None, names=None, each=None, **kw):
+        names = list(names or ["node-%s" % chr(ord("a") + i) for i in range(n)])
+        each = list(each or [{}] * len(names))
+        assert len(each) == len(names), "one `each` entry per daemon"
+        out = []
+        for name, own in zip(names, each):
+            args = dict(kw, backend="postgresql", pg_database=pg_database, instance=name)
+            args.update(own)
+            out.append(remedyd_factory(config, fake=fake, **args))
+        return out
+    return make

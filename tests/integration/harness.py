@@ -5,9 +5,16 @@ Used through the fixtures in conftest.py; test files may also
 `import harness` for wait_until, assert_no_secrets, hmac_sign, metric_value.
 
 Nothing here sleeps for a fixed time: every wait polls with a bound.
+
+State backend: REMEDYD_TEST_BACKEND=sqlite (default) or postgresql. Under
+postgresql every Remedyd gets `state.backend: postgresql` on a database of
+one private server per test process (tests/pgserver.py, started on first
+use); see Remedyd and PgDatabase.
 """
 
+import atexit
 import copy
+import itertools
 import hashlib
 import hmac
 import http.client
@@ -21,7 +28,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -33,6 +39,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_ROOT = os.environ.get("REMEDYD_SOURCE_ROOT") or os.path.dirname(os.path.dirname(HERE))
 BUILD_ROOT = os.environ.get("REMEDYD_BUILD_ROOT") or os.path.join(SOURCE_ROOT, "build")
 FAKE1P = os.path.join(SOURCE_ROOT, "tests", "fake1p", "fake1p.py")
+sys.path.insert(0, os.path.join(SOURCE_ROOT, "tests"))
+import pgserver  # noqa: E402
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 REMEDYD_BIN = os.environ.get("REMEDYD_BIN") or os.path.join(BUILD_ROOT, "src", "remedyd")
 REMEDYCTL_BIN = os.environ.get("REMEDYCTL_BIN") or os.path.join(BUILD_ROOT, "src", "remedyctl")
@@ -56,8 +64,21 @@ SCRUBBED_ENV = ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "
                 "STATE_DIRECTORY", "RUNTIME_DIRECTORY")
 
 
+BACKENDS = ("sqlite", "postgresql")
+BACKEND = os.environ.get("REMEDYD_TEST_BACKEND") or "sqlite"
+if BACKEND not in BACKENDS:
+    raise RuntimeError("REMEDYD_TEST_BACKEND=%s: use one of %s" % (BACKEND, ", ".join(BACKENDS)))
+
 requires_remedyd = pytest.mark.skipif(not os.path.exists(REMEDYD_BIN),
                                       reason="remedyd not built at %s" % REMEDYD_BIN)
+requires_pg = pytest.mark.skipif(not pgserver.available(),
+                                 reason="PostgreSQL 15 not installed under %s" % pgserver.PG_BIN)
+
+
+def sqlite_only(why):
+    """Skip marker for a test that cannot run on the PostgreSQL backend;
+    `why` names the SQLite-only fact it relies on."""
+    return pytest.mark.skipif(BACKEND != "sqlite", reason="SQLite backend only: " + why)
 
 
 class WaitTimeout(AssertionError):
@@ -70,15 +91,8 @@ def wait_until(predicate, timeout=10, interval=0.02, message=None):
     Raises WaitTimeout (an AssertionError) naming `message` (or the
     predicate) after `timeout` seconds. Exceptions from predicate propagate.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        v = predicate()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            what = message or getattr(predicate, "__name__", repr(predicate))
-            raise WaitTimeout("timed out after %.1f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
+    return pgserver.poll(predicate, timeout, interval,
+                         message or getattr(predicate, "__name__", repr(predicate)), WaitTimeout)
 
 
 def _as_text(t):
@@ -372,6 +386,51 @@ class FakeOnePassword:
         return self.proc.returncode
 
 
+# --------------------------------------------------------------------- PostgreSQL
+
+_pg = None
+_db_numbers = itertools.count(1)
+_instance_numbers = itertools.count(1)
+
+
+def pg_server():
+    """This process's private PostgreSQL server, started on first use and
+    removed at exit (conftest's pg_server fixture stops it earlier)."""
+    global _pg
+    if _pg is None:
+        pg = pgserver.PgServer()
+        atexit.register(pg.cleanup)
+        pg.start()
+        _pg = pg
+    return _pg
+
+
+def pg_server_cleanup():
+    global _pg
+    if _pg is not None:
+        _pg.cleanup()
+        _pg = None
+
+
+class PgDatabase:
+    """A fresh database on pg_server(): `conninfo` (unix socket, trust),
+    `tcp_conninfo` (127.0.0.1, with the superuser's password), psql(sql)."""
+
+    def __init__(self, prefix="t"):
+        self.server = pg_server()
+        self.name = "%s_%d_%d" % (prefix, os.getpid(), next(_db_numbers))
+        self.conninfo = self.server.create_database(self.name)
+        self.tcp_conninfo = self.server.conninfo(self.name, tcp=True)
+
+    def psql(self, sql, timeout=60):
+        """Rows (lists of str, None for NULL) of the last statement in sql."""
+        return self.server.psql(sql, self.name, timeout=timeout)
+
+    def drop(self):
+        if self.server.running():
+            self.server.drop_database(self.name)
+
+
 # --------------------------------------------------------------------- remedyd
 
 class Remedyd:
@@ -381,11 +440,29 @@ class Remedyd:
     values delete default keys. secrets: {relative name: content} written
     (mode 0600) under DIR/secrets/ before start; relative secret paths in
     the config resolve against DIR, where the config file is written.
+
+    backend: "sqlite" or "postgresql" (default: $REMEDYD_TEST_BACKEND).
+    On postgresql the state lives in `pg_database` (a PgDatabase; several
+    daemons given the same one share their state), by default a fresh one
+    dropped by cleanup(); its conninfo is the secret file
+    secrets/pg_conninfo (the TCP one, with a password, if pg_tcp).
+    `instance` names the instance (default: unique per process).
     """
 
     def __init__(self, workdir, fake=None, config=None, secrets=None, args=(), env=None,
-                 wait_ready=True, start=True, ready_timeout=15, binary=None, ctl_binary=None):
+                 wait_ready=True, start=True, ready_timeout=15, binary=None, ctl_binary=None,
+                 backend=None, pg_database=None, pg_tcp=False, instance=None, lease="30s"):
         self.dir = str(workdir)
+        self.backend = backend or BACKEND
+        if self.backend not in BACKENDS:
+            raise ValueError("backend %r: use one of %s" % (self.backend, ", ".join(BACKENDS)))
+        self._own_db = self.backend == "postgresql" and pg_database is None
+        self.pg = (PgDatabase() if self._own_db else pg_database) \
+            if self.backend == "postgresql" else None
+        self.instance = instance or "%s-%d" % (
+            re.sub(r"[^a-z0-9-]", "-", os.path.basename(self.dir).lower())[:40],
+            next(_instance_numbers))
+        self.lease = lease
         self.binary = binary or REMEDYD_BIN
         self.ctl_binary = ctl_binary or REMEDYCTL_BIN
         os.makedirs(self.dir, exist_ok=True)
@@ -410,6 +487,10 @@ class Remedyd:
         self._log_file = None
         self.write_secret("client_id", fake.client_id if fake else DEFAULT_CLIENT_ID)
         self.write_secret("client_secret", fake.client_secret if fake else DEFAULT_CLIENT_SECRET)
+        if self.pg is not None:
+            self.write_secret("pg_conninfo", self.pg.tcp_conninfo if pg_tcp else self.pg.conninfo)
+            if pg_tcp:  # so that secret_leaks() looks for the password on its own
+                self.write_secret("pg_password", self.pg.server.password)
         for name, content in (secrets or {}).items():
             self.write_secret(name, content)
         self.config = deep_merge(self.default_config(), config)
@@ -433,8 +514,17 @@ class Remedyd:
                 "client_id_file": self.secret_path("client_id"),
                 "client_secret_file": self.secret_path("client_secret"),
             },
-            "state": {"path": os.path.join(self.dir, "state.db")},
+            "state": self.default_state_config(),
         }
+
+    def default_state_config(self):
+        if self.backend == "sqlite":
+            return {"path": os.path.join(self.dir, "state.db")}
+        return {"backend": "postgresql",
+                "postgresql": {"conninfo_file": self.secret_path("pg_conninfo"),
+                               "schema": "remedyd", "pool": 2},
+                "instance": self.instance,
+                "lease": self.lease}
 
     def secret_path(self, name):
         return os.path.join(self.dir, "secrets", name)
@@ -610,6 +700,9 @@ class Remedyd:
         self.stop()
         if self._sockdir:
             shutil.rmtree(self._sockdir, ignore_errors=True)
+        if self._own_db:
+            self.pg.drop()
+            self._own_db = False
 
     def log_text(self):
         """Everything the daemon wrote to stderr, over all its runs."""

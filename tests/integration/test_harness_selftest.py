@@ -216,7 +216,12 @@ def test_remedyd_driver_with_stub(fake1p, tmp_path, stub_bin):
         assert cfg["onepassword"]["api_version"] == "v1beta1"
         assert cfg["onepassword"]["account_id"] == fake1p.account_id
         assert cfg["listen"]["webhook"] == "127.0.0.1:0"
-        assert cfg["state"]["path"].startswith(d.dir)
+        if d.backend == "sqlite":
+            assert cfg["state"]["path"].startswith(d.dir)
+        else:
+            assert cfg["state"]["backend"] == "postgresql" and "path" not in cfg["state"]
+            assert open(cfg["state"]["postgresql"]["conninfo_file"]).read() == d.pg.conninfo + "\n"
+            assert cfg["state"]["instance"] == d.instance
         assert cfg["sources"][0]["auth"]["hmac_sha256"]["secret_file"] == "secrets/s.hmac"
         assert open(os.path.join(d.dir, "secrets", "s.hmac")).read() == "hook-secret\n"
         assert os.stat(os.path.join(d.dir, "secrets", "client_secret")).st_mode & 0o077 == 0

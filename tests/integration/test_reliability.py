@@ -173,6 +173,9 @@ N_ALERTS = int(os.environ.get("REMEDYD_RELIABILITY_ALERTS", "1000"))
 N_KILLS = 5
 
 
+@harness.sqlite_only("it reads the events and actions tables from the SQLite file to prove "
+                     "nothing was recorded twice or in half (test_ha.py covers kill -9 on "
+                     "PostgreSQL)")
 @pytest.mark.fake1p(users=N_ALERTS + 1)
 def test_kill9_while_alerts_flow(remedyd_factory, fake1p):
     """N_ALERTS alerts posted by 8 senders while the daemon is killed -9 at
@@ -323,6 +326,8 @@ def fill(path):
     return p
 
 
+@harness.sqlite_only("it fills the filesystem holding the SQLite file (test_ha.py stops "
+                     "the PostgreSQL server instead)")
 @pytest.mark.fake1p(users=40)
 def test_store_disk_full_then_back(remedyd_factory, fake1p, small_fs):
     cfg = config()
@@ -375,6 +380,7 @@ def test_store_disk_full_then_back(remedyd_factory, fake1p, small_fs):
            answered_503=4, recovered=True)
 
 
+@harness.sqlite_only("it remounts the filesystem holding the SQLite file read-only")
 @pytest.mark.fake1p(users=10)
 def test_store_read_only(remedyd_factory, fake1p, small_fs):
     """A state store on a filesystem remounted read-only. A remount needs

@@ -250,3 +250,17 @@ def test_units_verify_and_security(tmp_path):
     m = re.search(r"Overall exposure level for remedyd.service: ([0-9.]+)", r.stdout)
     assert m, r.stdout + r.stderr
     assert float(m.group(1)) <= 2.0, r.stdout
+
+
+def test_unconfigured_default_refused():
+    """The packaged /etc/remedyd/remedyd.yaml passes --check-config, and the
+    daemon refuses it with exit 1 (which the unit does not restart on) and
+    one clear line, before it listens on anything."""
+    default = os.path.join(SRC, "config", "default.yaml")
+    r = subprocess.run([harness.REMEDYD_BIN, "--check-config", "-c", default],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == "configuration OK\n", r.stdout + r.stderr
+    assert "refuses to start" in r.stderr
+    r = subprocess.run([harness.REMEDYD_BIN, "-c", default], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "not configured yet" in r.stderr and "listener" not in r.stderr
