@@ -440,3 +440,27 @@ def test_check_config_notify_problem(tmp_path, remedyd_factory, fake1p):
     r = subprocess.run([harness.REMEDYD_BIN, "--check-config", "-c", d.config_path], capture_output=True, text=True)
     assert r.returncode == 1
     assert "remedyd.yaml:" in r.stderr and "http:// is only allowed for a loopback host" in r.stderr
+
+
+# --------------------------------------------------------------- shared store
+
+@harness.requires_pg
+def test_each_notification_delivered_by_one_instance(remedyd_cluster, fake1p, servers):
+    """Two instances on one PostgreSQL store, one sink: every outcome is
+    delivered once, by whichever instance claimed its row."""
+    hook = servers(FakeHook)
+    cfg = {"sources": [hmac_source("siem", event_id="${alert_id}")], "rules": [rule()],
+           "notify": [slack_sink(hook)]}
+    a, b = remedyd_cluster(2, cfg, secrets={"siem.hmac": SECRET})
+    users = ["user%d@example.com" % i for i in range(20, 32)]
+    for i, u in enumerate(users):
+        alert(a if i % 2 else b, 100 + i, u)
+    wait_until(lambda: all(suspended(fake1p, u) for u in users), timeout=30 * SCALE)
+    wait_until(lambda: delivered(a, len(users)), timeout=30 * SCALE, message="every notification delivered")
+    reqs = hook.requests()
+    ids = [r["headers"]["x-remedyd-delivery"] for r in reqs]
+    assert len(ids) == len(users) and len(set(ids)) == len(users), "each delivered once"
+    by = {}
+    for n in notifications(b):
+        by[n["instance"]] = by.get(n["instance"], 0) + 1
+    report("shared_store", requests=len(reqs), notifications=len(users), recorded_by=by)
