@@ -31,7 +31,9 @@ int notify_new(sd_event *e, Store *s, Metrics *m, Notify **ret);
  * NULL-safe; returns NULL. Call after store_close(). */
 Notify *notify_free(Notify *n);
 /* The sinks (config->notify), borrowed: call again after every reload. A
- * row whose sink is no longer configured is failed. */
+ * row for a sink this instance does not have (removed by a reload, or known
+ * only to a peer on a shared store) is retried a minute later at the
+ * earliest, and failed after LIMIT_NOTIFY_ATTEMPTS. */
 void notify_set_config(Notify *n, const Config *c);
 /* Starts claiming; notify_kick() before it is remembered. */
 int notify_start(Notify *n);

@@ -30,6 +30,8 @@
 /* After a failed claim (store unavailable), try again this much later. */
 #define NOTIFY_CLAIM_RETRY_USEC (5 * USEC_PER_SEC)
 #define NOTIFY_RESPONSE_MAX 65536u
+/* A row for a sink this instance does not have waits at least this long. */
+#define NOTIFY_UNKNOWN_SINK_RETRY_USEC (60 * USEC_PER_SEC)
 
 typedef struct Delivery Delivery;
 
@@ -300,9 +302,11 @@ static void delivery_start(Notify *x, StoreNotification *note) {
         x->inflight++;
 
         if (!k) {
-                NotifyResult res = { .error = -ENOENT, .permanent = true };
+                /* Another instance (shared store) may have it, or a reload
+                 * may bring it back: wait, and fail after the attempts. */
+                NotifyResult res = { .error = -ENOENT, .retry_after_usec = NOTIFY_UNKNOWN_SINK_RETRY_USEC };
 
-                snprintf(res.message, sizeof(res.message), "sink is no longer configured");
+                snprintf(res.message, sizeof(res.message), "sink is not configured on this instance");
                 delivery_record(d, &res);
                 return;
         }

@@ -258,6 +258,7 @@ def test_held_names_the_release_command(remedyd_factory, fake1p, servers):
     wait_until(lambda: suspended(fake1p, "user2@example.com"), timeout=15 * SCALE)
 
 
+@harness.sqlite_only("the receiving remedyd needs a store of its own (on PostgreSQL the test's daemons share one)")
 def test_a_remedyd_source_accepts_the_webhook(remedyd_factory, fake1p):
     """The signature is the one our own inbound hmac_sha256 checks."""
     receiver = remedyd_factory({"sources": [hmac_source("feedback", secret_file="secrets/feedback.hmac")],
