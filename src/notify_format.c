@@ -320,61 +320,43 @@ static const char *kind_of(const StoreNotification *n) {
         return k ? k : "act on";
 }
 
+/* What the headline says around the user, per outcome: lead, then the
+ * action kind ("suspend") and kind_then when kind_then is set, the user,
+ * after. DONE is worded per kind below. */
+static const struct {
+        const char *lead, *kind_then, *after;
+} headline_table[_ACTION_STATUS_MAX] = {
+        [ACTION_STATUS_QUEUED]         = { "Queued: ", " of ", "" },
+        [ACTION_STATUS_HELD]           = { "Held (over the suspension cap): ", " of ", " waits for a release" },
+        [ACTION_STATUS_DRY_RUN]        = { "Dry run: would ", " ", "" },
+        [ACTION_STATUS_COOLDOWN]       = { "Cooldown: ", NULL, " was acted on recently, nothing done" },
+        [ACTION_STATUS_PROTECTED]      = { "Protected user ", NULL, ": nothing done" },
+        [ACTION_STATUS_UNKNOWN_USER]   = { "Unknown user ", NULL, ": nothing done" },
+        [ACTION_STATUS_AMBIGUOUS_USER] = { "Ambiguous user ", NULL, ": nothing done" },
+        [ACTION_STATUS_UNRESOLVED]     = { "Alert named no user ", NULL, ": nothing done" },
+        [ACTION_STATUS_RUNNING]        = { "Running: ", " of ", "" },
+        [ACTION_STATUS_FAILED]         = { "Could not ", " ", "" },
+        [ACTION_STATUS_CANCELLED]      = { "Cancelled: ", " of ", "" },
+};
+
 /* The headline in medium m: "Suspended alice@example.com (rule r)". */
 static int headline(StrBuf *b, const StoreNotification *n, Medium m) {
         const StoreAction *a = &n->action;
-        bool suspend = a->action == ACTION_SUSPEND;
-        const char *before = NULL, *after = "";
-        char tmp[96];
+        const char *after = "";
         int r;
 
-        switch (n->outcome) {
-        case ACTION_STATUS_DONE:
-                before = suspend ? "Suspended " : a->action == ACTION_REACTIVATE ? "Reactivated " : "Recorded alert about ";
-                break;
-        case ACTION_STATUS_FAILED:
-                snprintf(tmp, sizeof(tmp), "Could not %s ", kind_of(n));
-                before = tmp;
-                break;
-        case ACTION_STATUS_HELD:
-                snprintf(tmp, sizeof(tmp), "Held (over the suspension cap): %s of ", kind_of(n));
-                before = tmp;
-                after = " waits for a release";
-                break;
-        case ACTION_STATUS_DRY_RUN:
-                snprintf(tmp, sizeof(tmp), "Dry run: would %s ", kind_of(n));
-                before = tmp;
-                break;
-        case ACTION_STATUS_PROTECTED:
-                before = "Protected user ";
-                after = ": nothing done";
-                break;
-        case ACTION_STATUS_COOLDOWN:
-                before = "Cooldown: ";
-                after = " was acted on recently, nothing done";
-                break;
-        case ACTION_STATUS_UNKNOWN_USER:
-                before = "Unknown user ";
-                after = ": nothing done";
-                break;
-        case ACTION_STATUS_AMBIGUOUS_USER:
-                before = "Ambiguous user ";
-                after = ": nothing done";
-                break;
-        case ACTION_STATUS_UNRESOLVED:
-                before = "Alert named no user ";
-                after = ": nothing done";
-                break;
-        case ACTION_STATUS_CANCELLED:
-                snprintf(tmp, sizeof(tmp), "Cancelled: %s of ", kind_of(n));
-                before = tmp;
-                break;
-        default:
-                snprintf(tmp, sizeof(tmp), "%s (%s): ", kind_of(n), store_action_status_to_string(n->outcome) ?: "?");
-                before = tmp;
-                break;
-        }
-        r = strbuf_puts(b, before);
+        if (n->outcome == ACTION_STATUS_DONE)
+                r = strbuf_puts(b, a->action == ACTION_SUSPEND      ? "Suspended "
+                                   : a->action == ACTION_REACTIVATE ? "Reactivated "
+                                                                    : "Recorded alert about ");
+        else if (n->outcome >= 0 && n->outcome < _ACTION_STATUS_MAX && headline_table[n->outcome].lead) {
+                const char *then = headline_table[n->outcome].kind_then;
+
+                r = then ? strbuf_printf(b, "%s%s%s", headline_table[n->outcome].lead, kind_of(n), then)
+                         : strbuf_puts(b, headline_table[n->outcome].lead);
+                after = headline_table[n->outcome].after;
+        } else
+                r = strbuf_printf(b, "%s: ", kind_of(n));
         if (r >= 0)
                 r = render(b, a->user ? a->user : "(unresolved)", 256, m);
         if (r >= 0)
