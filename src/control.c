@@ -115,6 +115,31 @@ static int respond_action(HttpServerRequest *req, unsigned status, const StoreAc
         return http_server_respond_json(req, status, o);
 }
 
+/* Answers 200 {key: [item(items, 0), ...]}; the items stay the caller's. */
+static int respond_items(HttpServerRequest *req, const char *key, const void *items, size_t n,
+                         json_object *(*item)(const void *items, size_t i)) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        json_object *arr = json_object_new_array();
+
+        if (!o || !arr || json_object_object_add(o, key, arr) < 0) {
+                json_object_put(arr);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_object *j = item(items, i);
+
+                if (!j || json_object_array_add(arr, j) < 0) {
+                        json_object_put(j);
+                        return -ENOMEM;
+                }
+        }
+        return http_server_respond_json(req, 200, o);
+}
+
+static json_object *action_item(const void *items, size_t i) {
+        return action_json((const StoreAction *) items + i);
+}
+
 static int handle_status(Control *c, HttpServerRequest *req) {
         _cleanup_(json_object_putp) json_object *o = NULL;
         int r;
@@ -126,11 +151,9 @@ static int handle_status(Control *c, HttpServerRequest *req) {
 }
 
 static int handle_list(Control *c, HttpServerRequest *req) {
-        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         const char *state = http_server_request_query(req, "state");
         const char *limit = http_server_request_query(req, "limit");
         StoreAction *a = NULL;
-        json_object *arr;
         size_t n = 0;
         int status = -1, r;
         unsigned lim = 0;
@@ -146,22 +169,9 @@ static int handle_list(Control *c, HttpServerRequest *req) {
         r = store_list_actions(c->daemon->store, status, lim, &a, &n);
         if (r < 0)
                 return http_server_respond_json_error(req, 503, "store_unavailable", "The state store cannot be read right now.");
-        arr = json_object_new_array();
-        if (!o || !arr || json_object_object_add(o, "actions", arr) < 0) {
-                json_object_put(arr);
-                store_actions_free(a, n);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < n; i++) {
-                json_object *j = action_json(&a[i]);
-                if (!j || json_object_array_add(arr, j) < 0) {
-                        json_object_put(j);
-                        store_actions_free(a, n);
-                        return -ENOMEM;
-                }
-        }
+        r = respond_items(req, "actions", a, n, action_item);
         store_actions_free(a, n);
-        return http_server_respond_json(req, 200, o);
+        return r;
 }
 
 static int handle_history(Control *c, HttpServerRequest *req) {
@@ -233,34 +243,22 @@ static json_object *notification_json(const StoreNotification *n) {
         return o;
 }
 
+static json_object *notification_item(const void *items, size_t i) {
+        return notification_json((const StoreNotification *) items + i);
+}
+
 static int handle_notifications(Control *c, HttpServerRequest *req) {
-        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         const char *limit = http_server_request_query(req, "limit");
         StoreNotification *v = NULL;
-        json_object *arr;
         size_t n = 0;
         int r;
 
         r = store_list_notifications(c->daemon->store, limit ? (unsigned) strtoul(limit, NULL, 10) : 0, &v, &n);
         if (r < 0)
                 return http_server_respond_json_error(req, 503, "store_unavailable", "The state store cannot be read right now.");
-        arr = json_object_new_array();
-        if (!o || !arr || json_object_object_add(o, "notifications", arr) < 0) {
-                json_object_put(arr);
-                store_notifications_free(v, n);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < n; i++) {
-                json_object *j = notification_json(&v[i]);
-
-                if (!j || json_object_array_add(arr, j) < 0) {
-                        json_object_put(j);
-                        store_notifications_free(v, n);
-                        return -ENOMEM;
-                }
-        }
+        r = respond_items(req, "notifications", v, n, notification_item);
         store_notifications_free(v, n);
-        return http_server_respond_json(req, 200, o);
+        return r;
 }
 
 static void on_manual_done(Store *s, int r, const StoreAction *a, void *userdata) {

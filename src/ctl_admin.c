@@ -275,6 +275,26 @@ static int url_escape(const char *s, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
+/* GETs path and finds the array under key (*ret_body owns it; *ret_list
+ * may be NULL). With json, prints it. Returns -1 when the caller prints the
+ * list as a table, else the exit code. */
+static int get_list(const CtlContext *ctx, const char *path, const char *key, bool json, json_object **ret_body,
+                    json_object **ret_list) {
+        long st = 0;
+
+        *ret_list = NULL;
+        if (control_call(ctx, "GET", path, NULL, &st, ret_body) < 0)
+                return 1;
+        if (st != 200 || !*ret_body)
+                return print_error(st, *ret_body);
+        json_object_object_get_ex(*ret_body, key, ret_list);
+        if (json) {
+                print_json(*ret_list ? *ret_list : *ret_body);
+                return 0;
+        }
+        return -1;
+}
+
 static int cmd_actions(const CtlContext *ctx, int argc, char **argv) {
         _cleanup_(json_object_putp) json_object *body = NULL;
         _cleanup_free_ char *esc = NULL;
@@ -282,7 +302,7 @@ static int cmd_actions(const CtlContext *ctx, int argc, char **argv) {
         char path[256];
         json_object *list = NULL;
         bool json = false;
-        long st = 0;
+        int r;
 
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--json") == 0)
@@ -299,15 +319,10 @@ static int cmd_actions(const CtlContext *ctx, int argc, char **argv) {
         if (state && url_escape(state, &esc) < 0)
                 return 1;
         snprintf(path, sizeof(path), "/v1/actions%s%s", esc ? "?state=" : "", esc ? esc : "");
-        if (control_call(ctx, "GET", path, NULL, &st, &body) < 0)
-                return 1;
-        if (st != 200 || !body)
-                return print_error(st, body);
-        json_object_object_get_ex(body, "actions", &list);
-        if (json)
-                print_json(list ? list : body);
-        else
-                print_actions(list);
+        r = get_list(ctx, path, "actions", json, &body, &list);
+        if (r >= 0)
+                return r;
+        print_actions(list);
         return 0;
 }
 
@@ -345,7 +360,7 @@ static int cmd_history(const CtlContext *ctx, int argc, char **argv) {
         uint64_t since_usec = 0;
         bool json = false;
         char path[512];
-        long st = 0;
+        int r;
         size_t n;
 
         for (int i = 1; i < argc; i++) {
@@ -368,15 +383,9 @@ static int cmd_history(const CtlContext *ctx, int argc, char **argv) {
                 return 1;
         snprintf(path, sizeof(path), "/v1/history?since_seconds=%llu%s%s",
                  (unsigned long long) (since_usec / USEC_PER_SEC), esc ? "&user=" : "", esc ? esc : "");
-        if (control_call(ctx, "GET", path, NULL, &st, &body) < 0)
-                return 1;
-        if (st != 200 || !body)
-                return print_error(st, body);
-        json_object_object_get_ex(body, "entries", &list);
-        if (json) {
-                print_json(list ? list : body);
-                return 0;
-        }
+        r = get_list(ctx, path, "entries", json, &body, &list);
+        if (r >= 0)
+                return r;
         n = list ? json_object_array_length(list) : 0;
         printf("%-20s  %-18s  %-28s  %-24s  %-10s  %s\n", "TIME", "WHAT", "USER", "RULE", "STATUS", "DETAIL");
         for (size_t i = 0; i < n; i++) {
@@ -395,7 +404,7 @@ static int cmd_notifications(const CtlContext *ctx, int argc, char **argv) {
         unsigned long limit = 0;
         bool json = false;
         char path[128];
-        long st = 0;
+        int r;
         size_t n;
 
         for (int i = 1; i < argc; i++) {
@@ -409,15 +418,9 @@ static int cmd_notifications(const CtlContext *ctx, int argc, char **argv) {
                 }
         }
         snprintf(path, sizeof(path), "/v1/notifications?limit=%lu", limit ? limit : 100);
-        if (control_call(ctx, "GET", path, NULL, &st, &body) < 0)
-                return 1;
-        if (st != 200 || !body)
-                return print_error(st, body);
-        json_object_object_get_ex(body, "notifications", &list);
-        if (json) {
-                print_json(list ? list : body);
-                return 0;
-        }
+        r = get_list(ctx, path, "notifications", json, &body, &list);
+        if (r >= 0)
+                return r;
         n = list ? json_object_array_length(list) : 0;
         printf("%-20s  %-32s  %-16s  %-9s  %-10s  %-3s  %-28s  %s\n", "TIME", "DELIVERY", "SINK", "STATE", "OUTCOME",
                "TRY", "USER", "LAST ERROR");
