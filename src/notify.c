@@ -12,6 +12,7 @@
 #include "cleanup.h"
 #include "config.h"
 #include "http_client.h"
+#include "list.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -47,7 +48,9 @@ struct Notify {
         sd_event_source *kick;    /* deferred claim */
         bool started, stopped, claiming, kick_again;
         unsigned inflight;
-        Delivery *deliveries;
+        struct {
+                Delivery *head, *tail;
+        } deliveries;
 };
 
 struct Delivery {
@@ -188,17 +191,9 @@ int notify_deliver(HttpClient *c, const NotifySink *k, const StoreNotification *
 /* --- the worker ------------------------------------------------------------ */
 
 static void delivery_unlink(Delivery *d) {
-        Notify *x = d->notify;
-
-        if (!x)
+        if (!d->notify)
                 return;
-        if (d->prev)
-                d->prev->next = d->next;
-        else
-                x->deliveries = d->next;
-        if (d->next)
-                d->next->prev = d->prev;
-        d->prev = d->next = NULL;
+        LIST_REMOVE(&d->notify->deliveries, d);
         d->notify = NULL;
 }
 
@@ -294,10 +289,7 @@ static void delivery_start(Notify *x, StoreNotification *note) {
         *d->n = *note;
         *note = (StoreNotification) {};
         d->notify = x;
-        d->next = x->deliveries;
-        if (x->deliveries)
-                x->deliveries->prev = d;
-        x->deliveries = d;
+        LIST_APPEND(&x->deliveries, d);
         d->started_usec = now_usec(CLOCK_MONOTONIC);
         x->inflight++;
 
@@ -436,8 +428,8 @@ Notify *notify_free(Notify *x) {
                 return NULL;
         /* drops the requests without calling back: the rows' leases run out */
         x->http = http_client_free(x->http);
-        while (x->deliveries)
-                delivery_free(x->deliveries);
+        while (x->deliveries.head)
+                delivery_free(x->deliveries.head);
         x->timer = sd_event_source_disable_unref(x->timer);
         x->kick = sd_event_source_disable_unref(x->kick);
         sd_event_unref(x->event);
