@@ -353,10 +353,13 @@ static void on_claimed(Store *s, int r, StoreNotification *notes, size_t count, 
         }
         for (size_t i = 0; i < count; i++)
                 delivery_start(x, &notes[i]);
-        if (next_due == 0 || count >= asked || x->kick_again) {
+        if (count >= asked || x->kick_again || (next_due == 0 && count > 0)) {
                 x->kick_again = false;
                 notify_kick(x);
-        } else
+        } else if (next_due == 0)
+                /* due but not claimable now (a peer holds the rows): no spinning */
+                arm_timer(x, now_usec(CLOCK_REALTIME) + USEC_PER_SEC);
+        else
                 arm_timer(x, next_due);
 }
 

@@ -465,3 +465,34 @@ def test_each_notification_delivered_by_one_instance(remedyd_cluster, fake1p, se
     for n in notifications(b):
         by[n["instance"]] = by.get(n["instance"], 0) + 1
     report("shared_store", requests=len(reqs), notifications=len(users), recorded_by=by)
+
+
+def test_api_message_10k_reaches_receivers_bounded(remedyd_factory, fake1p, servers):
+    """A 10 KiB hostile message from the API (a 403 the action fails on)."""
+    chat, feed = servers(FakeHook), servers(FakeHook, hmac_secret=HOOK_SECRET)
+    evil = ("<!here> <https://evil.example|x> @all ](http://e) \r\n" * 400)[:10240]
+    fake1p.fault(op="suspend", status=403, body=json.dumps({"code": "forbidden_evil", "message": evil}))
+    d = start(remedyd_factory, fake1p, [slack_sink(chat), webhook_sink(feed)])
+    alert(d, 1, "user17@example.com")
+    wait_until(lambda: delivered(d, 2), timeout=20 * SCALE)
+    w = feed.requests()[0]["json"]
+    assert w["action"]["outcome"] == "failed" and w["action"]["api_code"] == "forbidden_evil"
+    assert len(w["action"]["api_message"].encode()) <= 2048
+    text = chat.requests()[0]["json"]["text"]
+    assert "Could not suspend user17@example.com" in text
+    for bad in ("<!here>", "<https://", "@all", "](http"):
+        assert bad not in text
+    assert len(chat.requests()[0]["body"].encode()) <= 64 * 1024
+
+
+def test_reload_adds_a_sink(remedyd_factory, fake1p, servers):
+    hook = servers(FakeHook)
+    d = start(remedyd_factory, fake1p, [])
+    alert(d, 1, "user18@example.com")
+    wait_until(lambda: suspended(fake1p, "user18@example.com"), timeout=15 * SCALE)
+    assert notifications(d) == []
+    d.reload({"notify": [slack_sink(hook)]})
+    d.wait_log(r"configuration reloaded", timeout=10 * SCALE)
+    alert(d, 2, "user19@example.com")
+    wait_until(lambda: delivered(d, 1), timeout=20 * SCALE)
+    assert "user19@example.com" in hook.requests()[0]["json"]["text"]
