@@ -39,6 +39,14 @@ typedef enum ActionKind {
         _ACTION_KIND_INVALID = -22,
 } ActionKind;
 
+typedef enum NotifyType {
+        NOTIFY_SLACK,             /* incoming-webhook JSON (Slack, Mattermost, Rocket.Chat) */
+        NOTIFY_WEBHOOK,           /* section 9 JSON, optionally HMAC-signed */
+        NOTIFY_EMAIL,             /* SMTP through libcurl */
+        _NOTIFY_TYPE_MAX,
+        _NOTIFY_TYPE_INVALID = -22,
+} NotifyType;
+
 /* Where a node was: for messages after load (e.g. explain). line/column
  * are 1-based. file points into Config.files (owned by the Config). */
 typedef struct ConfigMark {
@@ -91,6 +99,31 @@ struct Rule {
         ConfigMark mark;
 };
 
+/* A notification sink (notify:, interface.md section 9). Secrets are read at
+ * load (not with CONFIG_LOAD_NO_SECRETS) and registered for redaction. */
+struct NotifySink {
+        char *name;
+        NotifyType type;
+        unsigned on_mask;         /* bit (1u << ActionStatus); default done, failed, held */
+        char **rules;             /* NULL-terminated fnmatch() globs; NULL = every rule */
+        char *url;                /* slack/webhook: url, or the contents of url_file (a secret) */
+        char *url_file;
+        uint64_t timeout_usec;    /* default 10s: a hanging receiver is given up on after it */
+        char *ca_file;            /* extra trust anchor, or NULL */
+        char *hmac_header;        /* webhook: header carrying "sha256=<hex>", or NULL */
+        char *hmac_secret_file, *hmac_secret;
+        char *authorization_file; /* webhook: the whole Authorization header value (Splunk HEC, */
+        char *authorization;      /* Elastic ApiKey), or NULL */
+        char *smtp_url;           /* email: smtp://HOST[:PORT] (STARTTLS) or smtps:// (TLS) */
+        bool starttls;            /* email over smtp://: require STARTTLS (default true) */
+        char *username;
+        char *password_file, *password;
+        char *from;
+        char **to;                /* NULL-terminated */
+        ConfigMark mark;
+        ConfigMark rules_mark;
+};
+
 struct Config {
         char *path;               /* the main file as given */
         char **files;             /* every file read, main first; NULL-terminated */
@@ -140,6 +173,9 @@ struct Config {
         Rule *rules;
         size_t n_rules;
 
+        NotifySink *notify;
+        size_t n_notify;
+
         uint64_t loaded_usec;     /* CLOCK_REALTIME when loaded */
 };
 
@@ -175,6 +211,8 @@ const char *config_action_kind_to_string(ActionKind k);
 ActionKind config_action_kind_from_string(const char *s);
 const char *config_auth_method_to_string(AuthMethod m);
 const char *config_api_version_to_string(ApiVersion v);
+const char *config_notify_type_to_string(NotifyType t);
+const NotifySink *config_find_notify(const Config *c, const char *name);
 
 /* --- helpers shared with rules.c ---------------------------------------- */
 

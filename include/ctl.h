@@ -11,7 +11,7 @@ typedef struct CtlContext {
 int ctl_users(const CtlContext *ctx, int argc, char **argv);
 /* remedyctl explain --source NAME FILE.json: 0 some action, 1 none, 2 error */
 int ctl_explain(const CtlContext *ctx, int argc, char **argv);
-/* status, suspend, reactivate, actions, release, cancel, history */
+/* status, suspend, reactivate, actions, release, cancel, history, notifications */
 int ctl_admin(const CtlContext *ctx, int argc, char **argv);
 /* migrate-state --from sqlite:PATH: 0 copied, 1 refused or failed, 2 usage */
 int ctl_migrate_state(const CtlContext *ctx, int argc, char **argv);

@@ -22,6 +22,7 @@ struct Daemon {
         UsersApi *api;
         Directory *directory;
         Executor *executor;
+        Notify *notify;          /* the notification outbox's deliverer */
         Metrics *metrics;
         Webhook *webhook;        /* the webhook listener and its handler */
         Status *status;          /* the read-only status listener */

@@ -15,6 +15,7 @@
  *   -EIO           anything else */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,6 +62,26 @@ HttpClient *http_client_free(HttpClient *c);
  * callback is never called from inside this function. */
 int http_client_request(HttpClient *c, const HttpRequestParams *p, HttpClientCallback cb, void *userdata,
                         HttpRequest **ret);
+typedef struct HttpMailParams {
+        const char *url;                /* smtp://HOST[:PORT] or smtps://HOST[:PORT] only */
+        bool require_tls;               /* smtp://: STARTTLS or fail (CURLUSESSL_ALL) */
+        const char *username;           /* AUTH (whatever the server offers: PLAIN, LOGIN ...), or NULL */
+        const char *password;
+        const char *from;               /* envelope sender, an addr-spec */
+        const char *const *rcpt;        /* NULL-terminated envelope recipients (at least one) */
+        const char *message;            /* the RFC 5322 message, CRLF line ends (copied); libcurl
+                                         * dot-stuffs lines that start with "." */
+        size_t message_size;
+        uint64_t timeout_usec;          /* whole exchange; 0 = 10 s */
+        const char *ca_file;            /* extra trust anchor file, or NULL */
+} HttpMailParams;
+
+/* Sends one mail over SMTP on the same multi handle, with the contract of
+ * http_client_request(); in the callback's response, status is the last
+ * SMTP reply code (250 when accepted, 5xx when refused, 0 without one) and
+ * the body is empty. */
+int http_client_mail(HttpClient *c, const HttpMailParams *p, HttpClientCallback cb, void *userdata,
+                     HttpRequest **ret);
 /* Aborts a request; its callback is not called. NULL ok. Returns NULL. */
 HttpRequest *http_client_cancel(HttpClient *c, HttpRequest *r);
 /* Number of requests in flight. */

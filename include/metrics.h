@@ -30,6 +30,9 @@ void metrics_time_to_contain(Metrics *m, double seconds);
 /* remedyd_api_retries_total{operation} */
 void metrics_api_retry(Metrics *m, const char *operation);
 
+/* remedyd_notifications_total{sink,result}; result delivered|retry|failed */
+void metrics_notification(Metrics *m, const char *sink, const char *result);
+
 /* Totals for /status counters. */
 uint64_t metrics_webhooks_total(Metrics *m);
 uint64_t metrics_actions_total(Metrics *m, const char *outcome);

@@ -4,6 +4,7 @@
 
 typedef struct Config Config;
 typedef struct Source Source;
+typedef struct NotifySink NotifySink;
 typedef struct SourceAuth SourceAuth;
 typedef struct Rule Rule;
 typedef struct Condition Condition;
@@ -31,5 +32,6 @@ typedef struct Executor Executor;
 typedef struct Metrics Metrics;
 typedef struct Status Status;
 typedef struct Control Control;
+typedef struct Notify Notify;
 typedef struct Daemon Daemon;
 typedef struct StrBuf StrBuf;

@@ -20,6 +20,7 @@ Status *status_free(Status *s);
 /* The /status document: version, uptime_seconds, config{loaded_at,
  * sources, rules, last_reload_error}, token{valid, expires_in_seconds},
  * directory{users, synced_at}, queue{queued, running, held, failed},
+ * notify{pending, failed, sinks, inflight},
  * safety{dry_run, suspensions_in_window, max_suspensions}, counters{...}.
  * Values a module cannot give right now (store read failed, no client)
  * are null. Caller owns *ret. -ENOMEM. */
@@ -31,6 +32,7 @@ int status_build_json(Daemon *d, json_object **ret);
 bool status_ready(Daemon *d, char *reason, size_t reason_size);
 
 /* Appends the Prometheus text: metrics_render() plus the gauges
- * remedyd_queue_depth{state}, remedyd_directory_users, remedyd_token_valid
+ * remedyd_queue_depth{state}, remedyd_notifications_outbox{state},
+ * remedyd_directory_users, remedyd_token_valid
  * and remedyd_up. -E2BIG past out's maximum, -ENOMEM. */
 int status_render_metrics(Daemon *d, StrBuf *out);

@@ -7,6 +7,7 @@
  *   POST /v1/actions/ID/release          held -> queued
  *   POST /v1/actions/ID/cancel           held|queued -> cancelled
  *   GET  /v1/history?user=U&since_seconds=N&limit=N
+ *   GET  /v1/notifications?limit=N       recent deliveries, newest first
  *   GET  /v1/users?filter=active|suspended  {"users": [User...]}, every page
  *   GET  /v1/users/{email-or-id}          {"user": User}; 404 no_such_user,
  *                                        409 ambiguous_user {"users": [...]}
@@ -115,6 +116,31 @@ static int respond_action(HttpServerRequest *req, unsigned status, const StoreAc
         return http_server_respond_json(req, status, o);
 }
 
+/* Answers 200 {key: [item(items, 0), ...]}; the items stay the caller's. */
+static int respond_items(HttpServerRequest *req, const char *key, const void *items, size_t n,
+                         json_object *(*item)(const void *items, size_t i)) {
+        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
+        json_object *arr = json_object_new_array();
+
+        if (!o || !arr || json_object_object_add(o, key, arr) < 0) {
+                json_object_put(arr);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_object *j = item(items, i);
+
+                if (!j || json_object_array_add(arr, j) < 0) {
+                        json_object_put(j);
+                        return -ENOMEM;
+                }
+        }
+        return http_server_respond_json(req, 200, o);
+}
+
+static json_object *action_item(const void *items, size_t i) {
+        return action_json((const StoreAction *) items + i);
+}
+
 static int handle_status(Control *c, HttpServerRequest *req) {
         _cleanup_(json_object_putp) json_object *o = NULL;
         int r;
@@ -126,11 +152,9 @@ static int handle_status(Control *c, HttpServerRequest *req) {
 }
 
 static int handle_list(Control *c, HttpServerRequest *req) {
-        _cleanup_(json_object_putp) json_object *o = json_object_new_object();
         const char *state = http_server_request_query(req, "state");
         const char *limit = http_server_request_query(req, "limit");
         StoreAction *a = NULL;
-        json_object *arr;
         size_t n = 0;
         int status = -1, r;
         unsigned lim = 0;
@@ -146,22 +170,9 @@ static int handle_list(Control *c, HttpServerRequest *req) {
         r = store_list_actions(c->daemon->store, status, lim, &a, &n);
         if (r < 0)
                 return http_server_respond_json_error(req, 503, "store_unavailable", "The state store cannot be read right now.");
-        arr = json_object_new_array();
-        if (!o || !arr || json_object_object_add(o, "actions", arr) < 0) {
-                json_object_put(arr);
-                store_actions_free(a, n);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < n; i++) {
-                json_object *j = action_json(&a[i]);
-                if (!j || json_object_array_add(arr, j) < 0) {
-                        json_object_put(j);
-                        store_actions_free(a, n);
-                        return -ENOMEM;
-                }
-        }
+        r = respond_items(req, "actions", a, n, action_item);
         store_actions_free(a, n);
-        return http_server_respond_json(req, 200, o);
+        return r;
 }
 
 static int handle_history(Control *c, HttpServerRequest *req) {
@@ -208,6 +219,48 @@ static int handle_history(Control *c, HttpServerRequest *req) {
         }
         store_audit_free(e, n);
         return http_server_respond_json(req, 200, o);
+}
+
+static json_object *notification_json(const StoreNotification *n) {
+        json_object *o = json_object_new_object();
+        char created[40], updated[40], next[40];
+
+        if (!o)
+                return NULL;
+        format_rfc3339(n->created_usec, created, sizeof(created));
+        format_rfc3339(n->updated_usec, updated, sizeof(updated));
+        format_rfc3339(n->not_before_usec, next, sizeof(next));
+        if (add_str(o, "delivery", n->id) < 0 || add_str(o, "sink", n->sink) < 0 ||
+            add_str(o, "state", store_notify_state_to_string(n->state)) < 0 ||
+            add_str(o, "outcome", store_action_status_to_string(n->outcome)) < 0 ||
+            add_str(o, "action_id", n->action.id) < 0 || add_str(o, "rule", n->action.rule) < 0 ||
+            add_str(o, "user", n->action.user) < 0 || add_str(o, "last_error", n->last_error) < 0 ||
+            add_str(o, "instance", n->instance) < 0 || add_str(o, "created_at", created) < 0 ||
+            add_str(o, "updated_at", updated) < 0 ||
+            add_str(o, "next_attempt_at", n->state == NOTIFY_STATE_PENDING ? next : NULL) < 0 ||
+            json_object_object_add(o, "attempts", json_object_new_int64(n->attempts)) < 0) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}
+
+static json_object *notification_item(const void *items, size_t i) {
+        return notification_json((const StoreNotification *) items + i);
+}
+
+static int handle_notifications(Control *c, HttpServerRequest *req) {
+        const char *limit = http_server_request_query(req, "limit");
+        StoreNotification *v = NULL;
+        size_t n = 0;
+        int r;
+
+        r = store_list_notifications(c->daemon->store, limit ? (unsigned) strtoul(limit, NULL, 10) : 0, &v, &n);
+        if (r < 0)
+                return http_server_respond_json_error(req, 503, "store_unavailable", "The state store cannot be read right now.");
+        r = respond_items(req, "notifications", v, n, notification_item);
+        store_notifications_free(v, n);
+        return r;
 }
 
 static void on_manual_done(Store *s, int r, const StoreAction *a, void *userdata) {
@@ -603,6 +656,8 @@ static int on_request(HttpServerRequest *req, void *userdata) {
                 return get ? handle_list(c, req) : handle_manual(c, req);
         if (strcmp(path, "/v1/history") == 0 && get)
                 return handle_history(c, req);
+        if (strcmp(path, "/v1/notifications") == 0 && get)
+                return handle_notifications(c, req);
         if (strcmp(path, "/v1/users") == 0 && get)
                 return handle_users(c, req, NULL);
         if (str_startswith(path, "/v1/users/") && get) {

@@ -1,5 +1,6 @@
 /* remedyctl commands that talk to the running daemon over the control
- * socket: status, suspend, reactivate, actions, release, cancel, history.
+ * socket: status, suspend, reactivate, actions, release, cancel, history,
+ * notifications.
  * The protocol is HTTP/1.1 with JSON bodies on a unix socket (docs in
  * control.c). Blocking libcurl is fine here: this is the CLI. */
 #include <errno.h>
@@ -147,7 +148,7 @@ static void print_json(json_object *o) {
 }
 
 static void print_status(json_object *s) {
-        json_object *cfg = NULL, *tok = NULL, *dir = NULL, *q = NULL, *safety = NULL, *state = NULL;
+        json_object *cfg = NULL, *tok = NULL, *dir = NULL, *q = NULL, *safety = NULL, *state = NULL, *nt = NULL;
 
         json_object_object_get_ex(s, "config", &cfg);
         json_object_object_get_ex(s, "token", &tok);
@@ -163,6 +164,9 @@ static void print_status(json_object *s) {
         printf("directory: %s users, synced %s\n", jstr(dir, "users"), *jstr(dir, "synced_at") ? jstr(dir, "synced_at") : "never");
         printf("queue:     %s queued, %s running, %s held, %s failed\n", jstr(q, "queued"), jstr(q, "running"),
                jstr(q, "held"), jstr(q, "failed"));
+        if (json_object_object_get_ex(s, "notify", &nt))
+                printf("notify:    %s sinks, %s pending, %s failed\n", jstr(nt, "sinks"), jstr(nt, "pending"),
+                       jstr(nt, "failed"));
         printf("safety:    dry-run %s, %s suspensions in window (cap %s)\n",
                strcmp(jstr(safety, "dry_run"), "true") == 0 ? "ON" : "off", jstr(safety, "suspensions_in_window"),
                jstr(safety, "max_suspensions"));
@@ -249,6 +253,18 @@ static int cmd_manual(const CtlContext *ctx, int argc, char **argv) {
         return 0;
 }
 
+static bool parse_limit(const char *s, unsigned long *ret) {
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || end == s || *end || v == 0 || v > LIMIT_STORE_READ_ROWS)
+                return false;
+        *ret = v;
+        return true;
+}
+
 static int url_escape(const char *s, char **ret) {
         char *e = curl_easy_escape(NULL, s, 0);
 
@@ -259,6 +275,26 @@ static int url_escape(const char *s, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
+/* GETs path and finds the array under key (*ret_body owns it; *ret_list
+ * may be NULL). With json, prints it. Returns -1 when the caller prints the
+ * list as a table, else the exit code. */
+static int get_list(const CtlContext *ctx, const char *path, const char *key, bool json, json_object **ret_body,
+                    json_object **ret_list) {
+        long st = 0;
+
+        *ret_list = NULL;
+        if (control_call(ctx, "GET", path, NULL, &st, ret_body) < 0)
+                return 1;
+        if (st != 200 || !*ret_body)
+                return print_error(st, *ret_body);
+        json_object_object_get_ex(*ret_body, key, ret_list);
+        if (json) {
+                print_json(*ret_list ? *ret_list : *ret_body);
+                return 0;
+        }
+        return -1;
+}
+
 static int cmd_actions(const CtlContext *ctx, int argc, char **argv) {
         _cleanup_(json_object_putp) json_object *body = NULL;
         _cleanup_free_ char *esc = NULL;
@@ -266,7 +302,7 @@ static int cmd_actions(const CtlContext *ctx, int argc, char **argv) {
         char path[256];
         json_object *list = NULL;
         bool json = false;
-        long st = 0;
+        int r;
 
         for (int i = 1; i < argc; i++) {
                 if (strcmp(argv[i], "--json") == 0)
@@ -283,15 +319,10 @@ static int cmd_actions(const CtlContext *ctx, int argc, char **argv) {
         if (state && url_escape(state, &esc) < 0)
                 return 1;
         snprintf(path, sizeof(path), "/v1/actions%s%s", esc ? "?state=" : "", esc ? esc : "");
-        if (control_call(ctx, "GET", path, NULL, &st, &body) < 0)
-                return 1;
-        if (st != 200 || !body)
-                return print_error(st, body);
-        json_object_object_get_ex(body, "actions", &list);
-        if (json)
-                print_json(list ? list : body);
-        else
-                print_actions(list);
+        r = get_list(ctx, path, "actions", json, &body, &list);
+        if (r >= 0)
+                return r;
+        print_actions(list);
         return 0;
 }
 
@@ -329,7 +360,7 @@ static int cmd_history(const CtlContext *ctx, int argc, char **argv) {
         uint64_t since_usec = 0;
         bool json = false;
         char path[512];
-        long st = 0;
+        int r;
         size_t n;
 
         for (int i = 1; i < argc; i++) {
@@ -352,15 +383,9 @@ static int cmd_history(const CtlContext *ctx, int argc, char **argv) {
                 return 1;
         snprintf(path, sizeof(path), "/v1/history?since_seconds=%llu%s%s",
                  (unsigned long long) (since_usec / USEC_PER_SEC), esc ? "&user=" : "", esc ? esc : "");
-        if (control_call(ctx, "GET", path, NULL, &st, &body) < 0)
-                return 1;
-        if (st != 200 || !body)
-                return print_error(st, body);
-        json_object_object_get_ex(body, "entries", &list);
-        if (json) {
-                print_json(list ? list : body);
-                return 0;
-        }
+        r = get_list(ctx, path, "entries", json, &body, &list);
+        if (r >= 0)
+                return r;
         n = list ? json_object_array_length(list) : 0;
         printf("%-20s  %-18s  %-28s  %-24s  %-10s  %s\n", "TIME", "WHAT", "USER", "RULE", "STATUS", "DETAIL");
         for (size_t i = 0; i < n; i++) {
@@ -377,6 +402,44 @@ static int cmd_history(const CtlContext *ctx, int argc, char **argv) {
         return 0;
 }
 
+static int cmd_notifications(const CtlContext *ctx, int argc, char **argv) {
+        _cleanup_(json_object_putp) json_object *body = NULL;
+        json_object *list = NULL;
+        unsigned long limit = 0;
+        bool json = false;
+        char path[128];
+        int r;
+        size_t n;
+
+        for (int i = 1; i < argc; i++) {
+                if (strcmp(argv[i], "--json") == 0)
+                        json = true;
+                else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc && parse_limit(argv[i + 1], &limit))
+                        i++;
+                else {
+                        fprintf(stderr, "Usage: remedyctl notifications [--limit N] [--json]\n");
+                        return 2;
+                }
+        }
+        snprintf(path, sizeof(path), "/v1/notifications?limit=%lu", limit ? limit : 100);
+        r = get_list(ctx, path, "notifications", json, &body, &list);
+        if (r >= 0)
+                return r;
+        n = list ? json_object_array_length(list) : 0;
+        printf("%-20s  %-32s  %-16s  %-9s  %-10s  %-3s  %-28s  %s\n", "TIME", "DELIVERY", "SINK", "STATE", "OUTCOME",
+               "TRY", "USER", "LAST ERROR");
+        for (size_t i = 0; i < n; i++) {
+                json_object *e = json_object_array_get_idx(list, i);
+
+                printf("%-20s  %-32s  %-16s  %-9s  %-10s  %-3s  %-28s  %s\n", jstr(e, "updated_at"), jstr(e, "delivery"),
+                       jstr(e, "sink"), jstr(e, "state"), jstr(e, "outcome"), jstr(e, "attempts"), jstr(e, "user"),
+                       jstr(e, "last_error"));
+        }
+        if (n == 0)
+                printf("(no notifications)\n");
+        return 0;
+}
+
 int ctl_admin(const CtlContext *ctx, int argc, char **argv) {
         const char *cmd = argv[0];
 
@@ -390,6 +453,8 @@ int ctl_admin(const CtlContext *ctx, int argc, char **argv) {
                 return cmd_transition(ctx, argc, argv);
         if (strcmp(cmd, "history") == 0)
                 return cmd_history(ctx, argc, argv);
+        if (strcmp(cmd, "notifications") == 0)
+                return cmd_notifications(ctx, argc, argv);
         fprintf(stderr, "remedyctl: unknown command '%s'\n", cmd);
         return 2;
 }

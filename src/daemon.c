@@ -18,6 +18,8 @@
 #include "listen.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
+#include "remedyd-limits.h"
 #include "status.h"
 #include "store.h"
 #include "strbuf.h"
@@ -35,16 +37,33 @@ bool daemon_dry_run(const Daemon *d) {
         return d->opts.dry_run || (d->config && d->config->safety.dry_run);
 }
 
-static void store_options_from_config(const Config *c, StoreOptions *o) {
+/* sinks: room for LIMIT_NOTIFY_SINKS, pointing into c (the store copies). */
+static void store_options_from_config(const Config *c, StoreOptions *o, StoreNotifySink *sinks) {
+        for (size_t i = 0; i < c->n_notify && i < LIMIT_NOTIFY_SINKS; i++)
+                sinks[i] = (StoreNotifySink) {
+                        .name = c->notify[i].name,
+                        .on_mask = c->notify[i].on_mask,
+                        .rules = c->notify[i].rules,
+                };
         *o = (StoreOptions) {
                 .max_suspensions = c->safety.max_suspensions,
                 .window_usec = c->safety.window_usec,
                 .dedup_window_usec = 24 * 3600 * USEC_PER_SEC,
+                .notify = sinks,
+                .n_notify = c->n_notify < LIMIT_NOTIFY_SINKS ? c->n_notify : LIMIT_NOTIFY_SINKS,
         };
 }
 
 static bool streq_null(const char *a, const char *b) {
         return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* New outbox rows: committed here or, on a shared store, by a peer. */
+static void on_store_outbox(void *userdata) {
+        Daemon *d = userdata;
+
+        if (d->notify)
+                notify_kick(d->notify);
 }
 
 /* New work in the store: committed here or, on a shared store, by a peer. */
@@ -151,6 +170,7 @@ int daemon_reload(Daemon *d) {
         Config *c = NULL, *old;
         char *err = NULL;
         StoreOptions so;
+        StoreNotifySink sinks[LIMIT_NOTIFY_SINKS];
         int r;
 
         (void) sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long) now_usec(CLOCK_MONOTONIC));
@@ -202,9 +222,10 @@ int daemon_reload(Daemon *d) {
         if (r < 0)
                 log_warning_errno(r, "1Password client kept its old settings: %m");
         directory_set_refresh(d->directory, c->onepassword.directory_refresh_usec);
-        store_options_from_config(c, &so);
+        store_options_from_config(c, &so, sinks);
         store_set_options(d->store, &so);
         executor_set_config(d->executor, c);
+        notify_set_config(d->notify, c);
         if (d->webhook)
                 (void) webhook_reconfigure(d->webhook);
         config_free(old);
@@ -241,7 +262,8 @@ static void revoke_and_exit(Daemon *d) {
  * queued on the next start). */
 static int on_drain_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         Daemon *d = userdata;
-        bool idle = executor_inflight(d->executor) == 0 && (!d->webhook || webhook_pending(d->webhook) == 0);
+        bool idle = executor_inflight(d->executor) == 0 && notify_inflight(d->notify) == 0 &&
+                    (!d->webhook || webhook_pending(d->webhook) == 0);
 
         if (d->revoking)
                 return 0;
@@ -276,6 +298,7 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
                 webhook_stop_accepting(d->webhook);
         if (d->executor)
                 executor_stop(d->executor);
+        notify_stop(d->notify);
         d->stop_deadline_usec = now + SHUTDOWN_DRAIN_USEC;
         (void) sd_event_add_time(d->event, NULL, CLOCK_MONOTONIC, now + SHUTDOWN_DRAIN_USEC + SHUTDOWN_REVOKE_TIMEOUT_USEC,
                                  0, on_shutdown_timeout, d);
@@ -287,6 +310,7 @@ static int on_sigterm(sd_event_source *s, const struct signalfd_siginfo *si, voi
 int daemon_new(const DaemonOptions *opts, Daemon **ret) {
         Daemon *d;
         StoreOptions so;
+        StoreNotifySink sinks[LIMIT_NOTIFY_SINKS];
         int r, fd;
 
         d = mem_calloc(1, sizeof(Daemon));
@@ -325,7 +349,7 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
                 goto fail;
         }
 
-        store_options_from_config(d->config, &so);
+        store_options_from_config(d->config, &so, sinks);
         {
                 const Config *c = d->config;
                 StoreConfig sc = {
@@ -362,7 +386,13 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
         if (r < 0)
                 goto fail;
         executor_set_config(d->executor, d->config);
-        store_set_wakeups(d->store, on_store_queue, NULL, d);
+        r = notify_new(d->event, d->store, d->metrics, &d->notify);
+        if (r < 0) {
+                log_error_errno(r, "cannot set up the notification worker: %m");
+                goto fail;
+        }
+        notify_set_config(d->notify, d->config);
+        store_set_wakeups(d->store, on_store_queue, on_store_outbox, d);
 
         fd = open_listener("webhook", &d->config->listen.webhook_addr, 0666);
         if (fd < 0) {
@@ -420,6 +450,9 @@ int daemon_run(Daemon *d) {
         r = executor_start(d->executor);
         if (r < 0)
                 return log_error_errno(r, "cannot start the executor: %m");
+        r = notify_start(d->notify);
+        if (r < 0)
+                return log_error_errno(r, "cannot start the notification worker: %m");
 
         if (sd_watchdog_enabled(0, &wd) > 0 && wd > 0)
                 (void) sd_event_add_time_relative(d->event, &d->watchdog_source, CLOCK_MONOTONIC, wd / 2, 0,
@@ -453,6 +486,7 @@ Daemon *daemon_free(Daemon *d) {
          * directory and the client must be alive for them. */
         d->store = store_close(d->store);
         d->executor = executor_free(d->executor);
+        d->notify = notify_free(d->notify);
         d->directory = directory_free(d->directory);
         d->api = users_api_free(d->api);
         d->metrics = metrics_free(d->metrics);

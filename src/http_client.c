@@ -31,6 +31,10 @@ struct HttpRequest {
         CURL *easy;
         struct curl_slist *headers;
         StrBuf body;
+        char *upload;                   /* mail: the message, read by on_read() */
+        size_t upload_size, upload_off;
+        struct curl_slist *rcpt;
+        bool mail;                      /* SMTP: keep the reply code on errors */
         bool too_big;
         uint64_t retry_after_usec;
         HttpClientCallback cb;
@@ -164,6 +168,8 @@ static void request_free(HttpRequest *r) {
         for (struct curl_slist *l = r->headers; l; l = l->next)
                 explicit_bzero(l->data, strlen(l->data));
         curl_slist_free_all(r->headers);
+        curl_slist_free_all(r->rcpt);
+        mem_free(r->upload);
         strbuf_free(&r->body);
         mem_free(r);
 }
@@ -246,7 +252,7 @@ static void dispatch_finished(HttpClient *c) {
                         resp.error = -ENOMEM;
                 else
                         resp.error = http_client_curl_error_to_errno(code);
-                resp.status = resp.error < 0 ? 0 : status;
+                resp.status = resp.error < 0 && !r->mail ? 0 : status;
                 resp.retry_after_usec = r->retry_after_usec;
                 resp.body = r->body.data ? r->body.data : "";
                 resp.body_size = r->body.len;
@@ -427,9 +433,35 @@ static int append_header(struct curl_slist **l, const char *h) {
                         return -EIO;                               \
         } while (0)
 
-static int request_setup(HttpRequest *r, const HttpRequestParams *p) {
-        uint64_t timeout = p->timeout_usec > 0 ? p->timeout_usec : HTTP_DEFAULT_TIMEOUT_USEC;
+/* What every transfer sets: the URL and its protocols, timeouts, the
+ * error buffer, the response sink and an extra trust anchor. */
+static int request_setup_common(HttpRequest *r, const char *url, const char *protocols, uint64_t timeout_usec,
+                                const char *ca_file) {
+        uint64_t timeout = timeout_usec > 0 ? timeout_usec : HTTP_DEFAULT_TIMEOUT_USEC;
         uint64_t connect_timeout = timeout < HTTP_CONNECT_TIMEOUT_USEC ? timeout : HTTP_CONNECT_TIMEOUT_USEC;
+        CURL *e = r->easy;
+
+        SETOPT(e, CURLOPT_PRIVATE, r);
+        SETOPT(e, CURLOPT_URL, url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+        SETOPT(e, CURLOPT_PROTOCOLS_STR, protocols);
+#else
+        SETOPT(e, CURLOPT_PROTOCOLS, (long) (strcmp(protocols, "http,https") == 0 ? CURLPROTO_HTTP | CURLPROTO_HTTPS
+                                                                                  : CURLPROTO_SMTP | CURLPROTO_SMTPS));
+#endif
+        SETOPT(e, CURLOPT_NOSIGNAL, 1L);
+        SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
+        SETOPT(e, CURLOPT_TIMEOUT_MS, (long) (timeout / USEC_PER_MSEC));
+        SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, (long) (connect_timeout / USEC_PER_MSEC));
+        SETOPT(e, CURLOPT_ERRORBUFFER, r->errbuf);
+        SETOPT(e, CURLOPT_WRITEFUNCTION, on_write);
+        SETOPT(e, CURLOPT_WRITEDATA, r);
+        if (ca_file)
+                SETOPT(e, CURLOPT_CAINFO, ca_file);
+        return 0;
+}
+
+static int request_setup(HttpRequest *r, const HttpRequestParams *p) {
         bool has_content_type = false;
         CURL *e = r->easy;
         int k;
@@ -451,26 +483,13 @@ static int request_setup(HttpRequest *r, const HttpRequestParams *p) {
         if (k < 0)
                 return k;
 
-        SETOPT(e, CURLOPT_PRIVATE, r);
-        SETOPT(e, CURLOPT_URL, p->url);
-#if LIBCURL_VERSION_NUM >= 0x075500
-        SETOPT(e, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-        SETOPT(e, CURLOPT_PROTOCOLS, (long) (CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-        SETOPT(e, CURLOPT_NOSIGNAL, 1L);
+        k = request_setup_common(r, p->url, "http,https", p->timeout_usec, p->ca_file);
+        if (k < 0)
+                return k;
         SETOPT(e, CURLOPT_FOLLOWLOCATION, 0L);
-        SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
-        SETOPT(e, CURLOPT_TIMEOUT_MS, (long) (timeout / USEC_PER_MSEC));
-        SETOPT(e, CURLOPT_CONNECTTIMEOUT_MS, (long) (connect_timeout / USEC_PER_MSEC));
-        SETOPT(e, CURLOPT_ERRORBUFFER, r->errbuf);
-        SETOPT(e, CURLOPT_WRITEFUNCTION, on_write);
-        SETOPT(e, CURLOPT_WRITEDATA, r);
         SETOPT(e, CURLOPT_HEADERFUNCTION, on_header);
         SETOPT(e, CURLOPT_HEADERDATA, r);
         SETOPT(e, CURLOPT_HTTPHEADER, r->headers);
-        if (p->ca_file)
-                SETOPT(e, CURLOPT_CAINFO, p->ca_file);
         if (p->user_agent)
                 SETOPT(e, CURLOPT_USERAGENT, p->user_agent);
 
@@ -486,33 +505,25 @@ static int request_setup(HttpRequest *r, const HttpRequestParams *p) {
         return 0;
 }
 
-int http_client_request(HttpClient *c, const HttpRequestParams *p, HttpClientCallback cb, void *userdata,
-                        HttpRequest **ret) {
-        HttpRequest *r;
-        int k;
+static HttpRequest *request_new(size_t max_response_bytes, HttpClientCallback cb, void *userdata) {
+        HttpRequest *r = mem_calloc(1, sizeof(*r));
 
-        if (!c || c->dead || !p || !p->url || !p->method || !cb)
-                return -EINVAL;
-        if (!str_startswith(p->url, "http://") && !str_startswith(p->url, "https://"))
-                return -EINVAL;
-
-        r = mem_calloc(1, sizeof(*r));
         if (!r)
-                return -ENOMEM;
-        strbuf_init(&r->body, p->max_response_bytes > 0 ? p->max_response_bytes : LIMIT_API_RESPONSE_BYTES);
+                return NULL;
+        strbuf_init(&r->body, max_response_bytes > 0 ? max_response_bytes : LIMIT_API_RESPONSE_BYTES);
         r->cb = cb;
         r->userdata = userdata;
         r->easy = curl_easy_init();
         if (!r->easy) {
                 request_free(r);
-                return -ENOMEM;
+                return NULL;
         }
-        k = request_setup(r, p);
-        if (k < 0) {
-                request_free(r);
-                return k;
-        }
+        return r;
+}
 
+/* Links a set-up request into c and hands it to the multi; frees it on
+ * failure. */
+static int request_start(HttpClient *c, HttpRequest *r, const char *what, HttpRequest **ret) {
         r->client = c;
         r->next = c->requests;
         if (c->requests)
@@ -526,10 +537,105 @@ int http_client_request(HttpClient *c, const HttpRequestParams *p, HttpClientCal
                 request_free(r);
                 return -EIO;
         }
-        log_trace(TRACE_HTTP, "http: %s request started", p->method);
+        log_trace(TRACE_HTTP, "http: %s request started", what);
         if (ret)
                 *ret = r;
         return 0;
+}
+
+int http_client_request(HttpClient *c, const HttpRequestParams *p, HttpClientCallback cb, void *userdata,
+                        HttpRequest **ret) {
+        HttpRequest *r;
+        int k;
+
+        if (!c || c->dead || !p || !p->url || !p->method || !cb)
+                return -EINVAL;
+        if (!str_startswith(p->url, "http://") && !str_startswith(p->url, "https://"))
+                return -EINVAL;
+
+        r = request_new(p->max_response_bytes, cb, userdata);
+        if (!r)
+                return -ENOMEM;
+        k = request_setup(r, p);
+        if (k < 0) {
+                request_free(r);
+                return k;
+        }
+        return request_start(c, r, p->method, ret);
+}
+
+static size_t on_read(char *buffer, size_t size, size_t nitems, void *userdata) {
+        HttpRequest *r = userdata;
+        size_t n = size * nitems, left = r->upload_size - r->upload_off;
+
+        if (n > left)
+                n = left;
+        memcpy(buffer, r->upload + r->upload_off, n);
+        r->upload_off += n;
+        return n;
+}
+
+static int mail_setup(HttpRequest *r, const HttpMailParams *p) {
+        _cleanup_free_ char *from = NULL;
+        CURL *e = r->easy;
+        int k;
+
+        k = request_setup_common(r, p->url, "smtp,smtps", p->timeout_usec, p->ca_file);
+        if (k < 0)
+                return k;
+        for (const char *const *t = p->rcpt; *t; t++) {
+                _cleanup_free_ char *a = NULL;
+
+                if (asprintf(&a, "<%s>", *t) < 0) {
+                        a = NULL;
+                        return -ENOMEM;
+                }
+                k = append_header(&r->rcpt, a);
+                if (k < 0)
+                        return k;
+        }
+        if (asprintf(&from, "<%s>", p->from) < 0) {
+                from = NULL;
+                return -ENOMEM;
+        }
+        r->upload = mem_memdup(p->message, p->message_size);
+        if (!r->upload && p->message_size > 0)
+                return -ENOMEM;
+        r->upload_size = p->message_size;
+        r->mail = true;
+        SETOPT(e, CURLOPT_MAIL_FROM, from);
+        SETOPT(e, CURLOPT_MAIL_RCPT, r->rcpt);
+        SETOPT(e, CURLOPT_UPLOAD, 1L);
+        SETOPT(e, CURLOPT_READFUNCTION, on_read);
+        SETOPT(e, CURLOPT_READDATA, r);
+        SETOPT(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t) p->message_size);
+        if (p->require_tls)
+                SETOPT(e, CURLOPT_USE_SSL, (long) CURLUSESSL_ALL);
+        if (p->username) {
+                SETOPT(e, CURLOPT_USERNAME, p->username);
+                SETOPT(e, CURLOPT_PASSWORD, p->password ? p->password : "");
+        }
+        return 0;
+}
+
+int http_client_mail(HttpClient *c, const HttpMailParams *p, HttpClientCallback cb, void *userdata,
+                     HttpRequest **ret) {
+        HttpRequest *r;
+        int k;
+
+        if (!c || c->dead || !p || !p->url || !p->from || !p->rcpt || !p->rcpt[0] || !p->message || !cb)
+                return -EINVAL;
+        if (!str_startswith(p->url, "smtp://") && !str_startswith(p->url, "smtps://"))
+                return -EINVAL;
+        r = request_new(4096, cb, userdata);
+        if (!r)
+                return -ENOMEM;
+        k = mail_setup(r, p);
+        if (k < 0) {
+                request_free(r);
+                return k;
+        }
+        return request_start(c, r, "SMTP", ret);
 }
 
 static uint64_t rng_state;

@@ -45,6 +45,7 @@ enum {
         F_TOKEN_REFRESHES,
         F_TIME_TO_CONTAIN,
         F_API_RETRIES,
+        F_NOTIFICATIONS,
         _F_MAX,
 };
 
@@ -65,6 +66,7 @@ Metrics *metrics_new(void) {
         m->families[F_TOKEN_REFRESHES] = (Family) { "remedyd_token_refreshes_total", "OAuth token requests, by result.", { "result" }, 1, false };
         m->families[F_TIME_TO_CONTAIN] = (Family) { "remedyd_time_to_contain_seconds", "From webhook arrival to 1Password confirming the suspension.", { NULL }, 0, true };
         m->families[F_API_RETRIES] = (Family) { "remedyd_api_retries_total", "1Password API calls retried after a transient failure.", { "operation" }, 1, false };
+        m->families[F_NOTIFICATIONS] = (Family) { "remedyd_notifications_total", "Notification delivery attempts, by sink and result (delivered, retry, failed).", { "sink", "result" }, 2, false };
         return m;
 }
 
@@ -183,6 +185,10 @@ void metrics_time_to_contain(Metrics *m, double seconds) {
 
 void metrics_api_retry(Metrics *m, const char *operation) {
         count(m, F_API_RETRIES, operation, NULL);
+}
+
+void metrics_notification(Metrics *m, const char *sink, const char *result) {
+        count(m, F_NOTIFICATIONS, sink, result);
 }
 
 static uint64_t family_total(Metrics *m, unsigned fam, int label, const char *value) {

@@ -23,6 +23,7 @@ static void help(void) {
                "  release ID | cancel ID                       release or cancel a held action\n"
                "  history [--user EMAIL|ID] [--since DURATION] [--json]\n"
                "                                               the audit trail\n"
+               "  notifications [--limit N] [--json]           recent notification deliveries\n"
                "  migrate-state --from sqlite:PATH             copy a SQLite state into PostgreSQL\n\n"
                "Options:\n"
                "  -c, --config PATH   configuration (default /etc/remedyd/remedyd.yaml)\n"
@@ -111,7 +112,7 @@ int main(int argc, char *argv[]) {
                 else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "suspend") == 0 ||
                          strcmp(cmd, "reactivate") == 0 || strcmp(cmd, "actions") == 0 ||
                          strcmp(cmd, "release") == 0 || strcmp(cmd, "cancel") == 0 ||
-                         strcmp(cmd, "history") == 0)
+                         strcmp(cmd, "history") == 0 || strcmp(cmd, "notifications") == 0)
                         r = ctl_admin(&ctx, n, rest);
                 else {
                         fprintf(stderr, "remedyctl: unknown command '%s'\nTry 'remedyctl --help'.\n", cmd);

@@ -14,6 +14,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "status.h"
 #include "store.h"
 #include "strbuf.h"
@@ -134,6 +135,23 @@ static int build_queue(Daemon *d, json_object *root) {
         return 0;
 }
 
+static int build_notify(Daemon *d, json_object *root) {
+        json_object *o = new_object(root, "notify");
+        const Config *c = d->config;
+        uint64_t pending = 0, failed = 0;
+        bool ok;
+
+        if (!o)
+                return -ENOMEM;
+        ok = d->store && store_notification_counts(d->store, &pending, &failed) >= 0;
+        if ((ok ? add_u64(o, "pending", pending) : add_null(o, "pending")) < 0 ||
+            (ok ? add_u64(o, "failed", failed) : add_null(o, "failed")) < 0 ||
+            add_u64(o, "sinks", c ? c->n_notify : 0) < 0 ||
+            add_u64(o, "inflight", notify_inflight(d->notify)) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 static int build_safety(Daemon *d, json_object *root) {
         json_object *o = new_object(root, "safety");
         const Config *c = d->config;
@@ -217,6 +235,7 @@ int status_build_json(Daemon *d, json_object **ret) {
             (r = build_token(d, o)) < 0 ||
             (r = build_directory(d, o)) < 0 ||
             (r = build_queue(d, o)) < 0 ||
+            (r = build_notify(d, o)) < 0 ||
             (r = build_safety(d, o)) < 0 ||
             (r = build_state(d, o)) < 0 ||
             (r = build_counters(d, o)) < 0)
@@ -273,6 +292,20 @@ int status_render_metrics(Daemon *d, StrBuf *out) {
                                   q.queued, q.running, q.held, q.failed);
                 if (r < 0)
                         return r;
+        }
+        {
+                uint64_t pending, failed;
+
+                if (d->store && store_notification_counts(d->store, &pending, &failed) >= 0) {
+                        r = strbuf_printf(out,
+                                          "# HELP remedyd_notifications_outbox Notifications in the outbox, by state.\n"
+                                          "# TYPE remedyd_notifications_outbox gauge\n"
+                                          "remedyd_notifications_outbox{state=\"pending\"} %" PRIu64 "\n"
+                                          "remedyd_notifications_outbox{state=\"failed\"} %" PRIu64 "\n",
+                                          pending, failed);
+                        if (r < 0)
+                                return r;
+                }
         }
         if (d->store) {
                 StoreStats ss;

@@ -53,8 +53,9 @@ static inline void fake_require(void) {
         }
 }
 
-/* extra: NULL-terminated extra arguments, or NULL. */
-static inline void fake_start(Fake *f, const char *const *extra) {
+/* Starts script (a fake of this tree taking --port, --port-file and --host:
+ * fake1p.py, fakehook.py); extra: NULL-terminated extra arguments, or NULL. */
+static inline void fake_start_script(Fake *f, const char *script, const char *const *extra) {
         char portfile[128];
         char *argv[64];
         size_t n = 0;
@@ -67,7 +68,7 @@ static inline void fake_start(Fake *f, const char *const *extra) {
         snprintf(portfile, sizeof(portfile), "%s/port", f->dir);
 
         argv[n++] = mem_strdup("/usr/bin/python3");
-        argv[n++] = mem_strdup(fake_script());
+        argv[n++] = mem_strdup(script);
         argv[n++] = mem_strdup("--port");
         argv[n++] = mem_strdup("0");
         argv[n++] = mem_strdup("--port-file");
@@ -109,12 +110,16 @@ static inline void fake_start(Fake *f, const char *const *extra) {
                                 break;
                 }
                 if (waitpid(f->pid, &st, WNOHANG) == f->pid)
-                        FAIL_AT("fake1p exited early");
+                        FAIL_AT("%s exited early", script);
                 if (now_usec(CLOCK_MONOTONIC) > deadline)
-                        FAIL_AT("fake1p did not start within 30s");
+                        FAIL_AT("%s did not start within 30s", script);
                 (void) nanosleep(&(struct timespec) { .tv_nsec = 20 * 1000 * 1000 }, NULL);
         }
         snprintf(f->base_url, sizeof(f->base_url), "http://127.0.0.1:%d", f->port);
+}
+
+static inline void fake_start(Fake *f, const char *const *extra) {
+        fake_start_script(f, fake_script(), extra);
 }
 
 static inline void fake_stop(Fake *f) {

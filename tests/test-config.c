@@ -15,6 +15,7 @@
 #include "harness.h"
 #include "remedyd-limits.h"
 #include "rules.h"
+#include "store.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -711,6 +712,138 @@ TEST(unconfigured_default) {
 
 /* Every allocation failure is reported as -ENOMEM, never as a wrong
  * Config (e.g. a rule whose condition vanished) and never as a leak. */
+/* notify: (interface.md section 9): every key, defaults, and each problem
+ * with its position. HEAD is 4 lines; "notify:" is line 5. */
+#define RULE1 "rules:\n  - {name: r1, source: s, action: suspend, user: \"${u}\"}\n" \
+              "sources:\n  - {name: s, auth: {none: true}}\nlisten: {webhook: \"127.0.0.1:0\"}\n"
+
+TEST(notify) {
+        _cleanup_free_ char *url = tmp_path("hook-url"), *pw = tmp_path("smtp-pw"), *hs = tmp_path("hook-hmac");
+        _cleanup_free_ char *az = tmp_path("hook-authz");
+        Config *c = NULL;
+        const NotifySink *k;
+
+        write_file(url, "https://hooks.example.com/T0/B0/xyz\n", strlen("https://hooks.example.com/T0/B0/xyz\n"));
+        write_file(pw, "smtp-password\n", strlen("smtp-password\n"));
+        write_file(hs, "hook-hmac-secret\n", strlen("hook-hmac-secret\n"));
+        write_file(az, "Splunk 0000-1111\n", strlen("Splunk 0000-1111\n"));
+        ASSERT_OK(load_text(HEAD
+                            "notify:\n"
+                            "  - name: chat\n"
+                            "    type: slack\n"
+                            "    url_file: hook-url\n"
+                            "  - name: siem\n"
+                            "    type: webhook\n"
+                            "    url: \"https://siem.example.com/remedyd?x=1\"\n"
+                            "    on: [done, failed, held, dry_run]\n"
+                            "    rules: [\"r*\", manual]\n"
+                            "    timeout: 3s\n"
+                            "    hmac_sha256: {header: X-Remedyd-Signature, secret_file: hook-hmac}\n"
+                            "    authorization_file: hook-authz\n"
+                            "  - name: mail\n"
+                            "    type: email\n"
+                            "    smtp_url: \"smtp://127.0.0.1:2525\"\n"
+                            "    starttls: false\n"
+                            "    username: remedyd\n"
+                            "    password_file: smtp-pw\n"
+                            "    from: remedyd@example.com\n"
+                            "    to: [soc@example.com, oncall@example.com]\n"
+                            RULE1, 0, &c, NULL));
+        ASSERT_EQ(c->n_notify, 3);
+        k = config_find_notify(c, "chat");
+        ASSERT_NOT_NULL(k);
+        ASSERT_EQ(k->type, NOTIFY_SLACK);
+        ASSERT_STREQ(k->url, "https://hooks.example.com/T0/B0/xyz");
+        ASSERT_EQ(k->on_mask, (1u << ACTION_STATUS_DONE) | (1u << ACTION_STATUS_FAILED) | (1u << ACTION_STATUS_HELD));
+        ASSERT_NULL(k->rules);
+        ASSERT_EQ(k->timeout_usec, 10 * USEC_PER_SEC);
+        k = config_find_notify(c, "siem");
+        ASSERT_EQ(k->type, NOTIFY_WEBHOOK);
+        ASSERT_STREQ(k->url, "https://siem.example.com/remedyd?x=1");
+        ASSERT_EQ(k->on_mask, (1u << ACTION_STATUS_DONE) | (1u << ACTION_STATUS_FAILED) | (1u << ACTION_STATUS_HELD) |
+                                      (1u << ACTION_STATUS_DRY_RUN));
+        ASSERT_STREQ(k->rules[0], "r*");
+        ASSERT_STREQ(k->rules[1], "manual");
+        ASSERT_NULL(k->rules[2]);
+        ASSERT_EQ(k->timeout_usec, 3 * USEC_PER_SEC);
+        ASSERT_STREQ(k->hmac_header, "X-Remedyd-Signature");
+        ASSERT_STREQ(k->hmac_secret, "hook-hmac-secret");
+        ASSERT_STREQ(k->authorization, "Splunk 0000-1111");
+        k = config_find_notify(c, "mail");
+        ASSERT_EQ(k->type, NOTIFY_EMAIL);
+        ASSERT_STREQ(k->smtp_url, "smtp://127.0.0.1:2525");
+        ASSERT_FALSE(k->starttls);
+        ASSERT_STREQ(k->username, "remedyd");
+        ASSERT_STREQ(k->password, "smtp-password");
+        ASSERT_STREQ(k->from, "remedyd@example.com");
+        ASSERT_STREQ(k->to[1], "oncall@example.com");
+        ASSERT_NULL(config_find_notify(c, "nope"));
+        config_free(c);
+
+        /* without secrets: nothing read, the file names kept */
+        ASSERT_OK(load_text(HEAD "notify:\n  - {name: chat, type: slack, url_file: missing-file}\n" RULE1,
+                            CONFIG_LOAD_NO_SECRETS, &c, NULL));
+        ASSERT_NULL(c->notify[0].url);
+        config_free(c);
+
+        expect_problem(HEAD "notify:\n  - {name: chat, type: teams, url: \"https://x.example\"}\n" RULE1,
+                       "t.yaml:6:24: 'notify.type' must be slack, webhook or email, not 'teams'");
+        expect_problem(HEAD "notify:\n  - {name: chat, url: \"https://x.example\"}\n" RULE1,
+                       "t.yaml:6:5: notify sink 'chat' needs 'type' (slack, webhook or email)");
+        expect_problem(HEAD "notify:\n  - {type: slack, url: \"https://x.example\"}\n" RULE1,
+                       "t.yaml:6:5: a notify sink needs a 'name'");
+        expect_problem(HEAD "notify:\n  - {name: chat, type: slack}\n" RULE1,
+                       "t.yaml:6:5: notify sink 'chat' needs exactly one of 'url' and 'url_file'");
+        expect_problem(HEAD "notify:\n  - {name: chat, type: slack, url: \"http://chat.example.com/x\"}\n" RULE1,
+                       "t.yaml:6:31: notify sink 'chat': http:// is only allowed for a loopback host, use https://");
+        expect_problem(HEAD "notify:\n  - {name: chat, type: slack, url: \"ftp://x\"}\n" RULE1,
+                       "t.yaml:6:31: notify sink 'chat': invalid url (use https://HOST[:PORT]/PATH)");
+        expect_problem(HEAD "notify:\n  - {name: chat, type: slack, url: \"https://x.example\", smtp_url: \"smtps://m\"}\n" RULE1,
+                       "t.yaml:6:57: notify sink 'chat': 'smtp_url' does not apply to type slack");
+        expect_problem(HEAD "notify:\n  - {name: chat, type: slack, url: \"https://x.example\", on: [done, running]}\n" RULE1,
+                       "t.yaml:6:68: 'notify.on': unknown outcome 'running' (done, failed, held, dry_run, queued, cooldown, "
+                       "protected, unknown_user, ambiguous_user, unresolved, cancelled)");
+        expect_problem(HEAD "notify:\n  - {name: chat, type: slack, url: \"https://x.example\", rules: [r2]}\n" RULE1,
+                       "t.yaml:6:57: notify sink 'chat': unknown rule 'r2', did you mean 'r1'?");
+        expect_problem(HEAD "notify:\n  - {name: chat, type: slack, url: \"https://x.example\"}\n"
+                            "  - {name: chat, type: slack, url: \"https://y.example\"}\n" RULE1,
+                       "t.yaml:7:5: duplicate notify sink name 'chat' (first defined at <TMP>/t.yaml:6:5)");
+        expect_problem(HEAD "notify:\n  - {name: chat, type: slack, url_file: nothere}\n" RULE1,
+                       "t.yaml:6:31: cannot read secret file '<TMP>/nothere': No such file or directory");
+        expect_problem(HEAD "notify:\n  - {name: h, type: webhook, url: \"https://x.example\", hmac_sha256: {header: X-Sig}}\n" RULE1,
+                       "t.yaml:6:56: notify sink 'h': 'hmac_sha256' needs 'header' and 'secret_file'");
+        expect_problem(HEAD "notify:\n  - {name: m, type: email, smtp_url: \"smtps://mail.example.com\", from: x@example.com}\n" RULE1,
+                       "t.yaml:6:5: notify sink 'm' (email) needs 'to'");
+        expect_problem(HEAD "notify:\n  - {name: m, type: email, smtp_url: \"smtp://mail.example.com\", starttls: false,"
+                            " from: x@example.com, to: [y@example.com]}\n" RULE1,
+                       "t.yaml:6:28: notify sink 'm': 'starttls: false' is only allowed for a loopback host");
+        expect_problem(HEAD "notify:\n  - {name: m, type: email, smtp_url: \"smtps://mail.example.com\","
+                            " from: \"x@example.com\\r\\nBcc: evil@example.com\", to: [y@example.com]}\n" RULE1,
+                       "t.yaml:6:66: notify sink 'm': invalid 'from' address (one addr-spec such as remedyd@example.com)");
+        expect_problem(HEAD "notify:\n  - {name: m, type: email, smtp_url: \"smtps://mail.example.com\","
+                            " from: x@example.com, to: [y@example.com], username: u}\n" RULE1,
+                       "t.yaml:6:5: notify sink 'm': 'username' and 'password_file' go together");
+        expect_problem(HEAD "notify:\n  - {name: m, type: email, smtp_url: \"imap://mail.example.com\","
+                            " from: x@example.com, to: [y@example.com]}\n" RULE1,
+                       "t.yaml:6:28: notify sink 'm': invalid smtp_url 'imap://mail.example.com' (use smtps://HOST[:PORT] or "
+                       "smtp://HOST[:PORT] with STARTTLS)");
+        expect_problem(HEAD "notify: {name: x}\n" RULE1, "t.yaml:5:9: 'notify' must be a list of sinks");
+        {
+                /* the URL in url_file is the secret: a bad one is named by its file, never printed */
+                _cleanup_free_ char *bad = tmp_path("bad-url");
+
+                write_file(bad, "http://chat.example.com/secret-token\n", strlen("http://chat.example.com/secret-token\n"));
+                expect_problem(HEAD "notify:\n  - {name: chat, type: slack, url_file: bad-url}\n" RULE1,
+                               "t.yaml:6:31: notify sink 'chat': url_file '<TMP>/bad-url' does not hold an https:// URL "
+                               "(http:// only to a loopback host)");
+                unlink(bad);
+        }
+        unlink(url);
+        unlink(pw);
+        unlink(hs);
+        unlink(az);
+}
+
 TEST(out_of_memory) {
         _cleanup_free_ char *path = fixture("full/remedyd.yaml");
         unsigned long n;
@@ -809,6 +942,7 @@ int main(void) {
         RUN(state_backends);
         RUN(limits);
         RUN(example);
+        RUN(notify);
         RUN(unconfigured_default);
         RUN(out_of_memory);
 

@@ -275,7 +275,7 @@ static size_t fake_suspends(const char *user_id) {
 
 typedef struct Reply {
         long status;
-        char body[65536];
+        char body[65536]; /* /metrics: every family and gauge */
         size_t len;
         char retry_after[32];
         char allow[64];
