@@ -22,6 +22,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "remedyd-limits.h"
+#include "safety.h"
 #include "store-backend.h"
 #include "store.h"
 #include "util.h"
@@ -772,20 +773,13 @@ static int action_insert(Writer *w, StoreAction *a, const char *event_id, const 
         a->created_usec = a->updated_usec = now;
 
         if (a->status == ACTION_STATUS_QUEUED) {
-                bool hit;
+                bool cooldown = false, cap = false;
 
-                if ((r = guard_cooldown(w, a, key, now, &hit)) < 0)
+                if ((r = guard_cooldown(w, a, key, now, &cooldown)) < 0)
                         return r;
-                if (hit)
-                        a->status = ACTION_STATUS_COOLDOWN;
-                else if (a->dry_run)
-                        a->status = ACTION_STATUS_DRY_RUN;
-                else {
-                        if ((r = guard_cap(w, a, o, now, &hit)) < 0)
-                                return r;
-                        if (hit)
-                                a->status = ACTION_STATUS_HELD;
-                }
+                if (safety_guard_needs_cap(a->status, cooldown, a->dry_run) && (r = guard_cap(w, a, o, now, &cap)) < 0)
+                        return r;
+                a->status = safety_guard_status(a->status, cooldown, a->dry_run, cap);
         }
 
         if ((r = wq(w, S_INSERT_ACTION, &q)) < 0)
