@@ -470,6 +470,8 @@ TEST(templates) {
 
 /* --- rules_evaluate / rules_explain on a loaded config -------------------- */
 
+#define PROTECTED_ID "U0110AAAAAAAAAAAAAAAAAAAAA"
+
 static Config *load(const char *rules_yaml) {
         _cleanup_free_ char *path = NULL, *text = NULL;
         ConfigProblems problems = {};
@@ -480,12 +482,12 @@ static Config *load(const char *rules_yaml) {
         ASSERT_TRUE(asprintf(&text,
                              "listen: { webhook: \"127.0.0.1:0\" }\n"
                              "onepassword: { account_id: XLQMR47VZPBKJHSGWNCYFDE3T9, client_id_file: x, client_secret_file: y }\n"
-                             "safety: { protected_users: [\"*@secops.example.com\", boss@example.com] }\n"
+                             "safety: { protected_users: [\"*@secops.example.com\", boss@example.com, %s] }\n"
                              "sources:\n"
                              "  - { name: splunk, auth: { none: true } }\n"
                              "  - { name: okta, auth: { none: true } }\n"
                              "  - { name: sentinel, auth: { none: true } }\n"
-                             "%s", rules_yaml) > 0);
+                             "%s", PROTECTED_ID, rules_yaml) > 0);
         f = fopen(path, "we");
         ASSERT_NOT_NULL(f);
         fputs(text, f);
@@ -707,6 +709,48 @@ TEST(explain) {
         config_free(c);
 }
 
+/* Issue 21: explain decides as the daemon does wherever it can. */
+TEST(explain_agrees) {
+        Config *c = load("rules:\n"
+                         "  - { name: r, source: splunk, action: suspend, user: \"${u}\",\n"
+                         "      reason: \"Splunk ${sid}: ${result.note}\" }\n");
+        static const struct {
+                const char *event;
+                int acting;
+                const char *line;
+        } table[] = {
+                /* protected by its user id, named by the alert */
+                { "{\"u\": \"" PROTECTED_ID "\", \"sid\": 1, \"result\": {\"note\": \"n\"}}", 0,
+                  "rule r: match: suspend: protected: user " PROTECTED_ID " is in safety.protected_users (reason: Splunk 1: n)\n" },
+                /* padded: trimmed as the daemon trims */
+                { "{\"u\": \"  alice@secops.example.com \", \"sid\": 2, \"result\": {\"note\": \"n\"}}", 0,
+                  "rule r: match: suspend: protected: user   alice@secops.example.com  is in safety.protected_users (reason: Splunk 2: n)\n" },
+                /* a reason with a missing path: the action goes ahead */
+                { "{\"u\": \"bob@example.com\", \"sid\": 3}", 1,
+                  "rule r: match: suspend: would act on user bob@example.com (reason: Splunk 3: (missing result.note))\n"
+                  NOT_KNOWN_OFFLINE },
+                /* only the user makes it unresolved */
+                { "{\"sid\": 4}", 0, "rule r: match: suspend: unresolved: missing u (reason: Splunk 4: (missing result.note))\n" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                json_object *e = json(table[i].event);
+                RuleHits hits = {};
+                char *text = NULL;
+
+                ASSERT_EQ(rules_explain(c, "splunk", e, &text), table[i].acting);
+                ASSERT_STREQ(text, table[i].line);
+                mem_free(text);
+                ASSERT_EQ(rules_evaluate(c, "splunk", e, &hits), 1);
+                ASSERT_EQ(hits.n, 1);
+                ASSERT_TRUE((hits.hits[0].user != NULL) == (i != 3));
+                ASSERT_NOT_NULL(hits.hits[0].reason);
+                rule_hits_free(&hits);
+                json_object_put(e);
+        }
+        config_free(c);
+}
+
 /* Runs ctl_explain with stdout and stderr captured. */
 static int run_explain(const char *config, char **argv, int argc, char **ret_out, char **ret_err) {
         _cleanup_free_ char *o = NULL, *e = NULL;
@@ -860,6 +904,7 @@ int main(void) {
         RUN(shared_paths);
         RUN(for_each_limits);
         RUN(explain);
+        RUN(explain_agrees);
         RUN(ctl_explain);
         log_set_trace(TRACE_RULES);
         log_set_max_level(LOG_WARNING); /* the trace path runs, quietly */

@@ -1320,37 +1320,6 @@ TEST(two_instances_cap) {
         pair_close(&p);
 }
 
-/* safety.c has no test file of its own in tests/meson.build: it lives here. */
-TEST(safety) {
-        char *prot[] = { "breakglass@example.com", "*@secops.example.com", "ABCDEFGHIJKLMNOPQRSTUVWXY2", NULL };
-        Config c = { .safety.protected_users = prot };
-        const char *id = "ABCDEFGHIJKLMNOPQRSTUVWXY2", *other = "ABCDEFGHIJKLMNOPQRSTUVWXY3";
-
-        ASSERT_TRUE(safety_is_protected(&c, "breakglass@example.com", NULL));
-        ASSERT_TRUE(safety_is_protected(&c, "  BreakGlass@Example.COM\n", NULL));
-        ASSERT_TRUE(safety_is_protected(&c, "eve@SecOps.example.com", NULL));
-        ASSERT_FALSE(safety_is_protected(&c, "eve@secops.example.com.evil", NULL));
-        ASSERT_FALSE(safety_is_protected(&c, "alice@example.com", NULL));
-        ASSERT_TRUE(safety_is_protected(&c, "alice@example.com", id));
-        ASSERT_TRUE(safety_is_protected(&c, id, NULL));
-        ASSERT_FALSE(safety_is_protected(&c, other, other));
-        ASSERT_FALSE(safety_is_protected(&c, "abcdefghijklmnopqrstuvwxy2", NULL)); /* ids are exact */
-        ASSERT_FALSE(safety_is_protected(NULL, "breakglass@example.com", NULL));
-        ASSERT_FALSE(safety_is_protected(&c, NULL, NULL));
-
-        /* the contract's order: resolution first, then protected */
-        ASSERT_EQ(safety_pre_status(&c, NULL, DIRECTORY_FOUND, NULL), ACTION_STATUS_UNRESOLVED);
-        ASSERT_EQ(safety_pre_status(&c, "breakglass@example.com", DIRECTORY_UNKNOWN, NULL), ACTION_STATUS_UNKNOWN_USER);
-        ASSERT_EQ(safety_pre_status(&c, "x@example.com", DIRECTORY_AMBIGUOUS, NULL), ACTION_STATUS_AMBIGUOUS_USER);
-        ASSERT_EQ(safety_pre_status(&c, "breakglass@example.com", DIRECTORY_FOUND, other), ACTION_STATUS_PROTECTED);
-        ASSERT_EQ(safety_pre_status(&c, "alice@example.com", DIRECTORY_FOUND, id), ACTION_STATUS_PROTECTED);
-        ASSERT_EQ(safety_pre_status(&c, "breakglass@example.com", DIRECTORY_PENDING, NULL), ACTION_STATUS_PROTECTED);
-        ASSERT_EQ(safety_pre_status(&c, "alice@example.com", DIRECTORY_PENDING, NULL), ACTION_STATUS_QUEUED);
-        ASSERT_EQ(safety_pre_status(&c, "alice@example.com", DIRECTORY_FOUND, other), ACTION_STATUS_QUEUED);
-        ASSERT_EQ(safety_pre_status(&c, other, DIRECTORY_UNKNOWN, NULL), ACTION_STATUS_QUEUED); /* an id needs no lookup */
-        ASSERT_EQ(safety_pre_status(&c, id, DIRECTORY_UNKNOWN, NULL), ACTION_STATUS_PROTECTED);
-}
-
 static void cleanup_dir(void) {
         char cmd[300];
         (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
@@ -1375,7 +1344,6 @@ int main(int argc, char **argv) {
                 return 0;
         }
 
-        RUN(safety);
         RUN(commit_and_read);
         RUN(dedup);
         RUN(cooldown_and_dry_run);
