@@ -702,7 +702,7 @@ static int event_from_body(Webhook *w, const Source *src, const char *body, size
 
 int webhook_preview(Webhook *w, const char *source, const char *body, size_t len, char **ret_json,
                     size_t *ret_len, unsigned *ret_queued) {
-        _cleanup_(strbuf_free) StrBuf b;
+        _cleanup_(strbuf_free) StrBuf b = { .max = LIMIT_WEBHOOK_RESPONSE_BYTES * 2 };
         StoreEvent *ev = NULL;
         const Source *src;
         bool duplicate = false;
@@ -727,7 +727,6 @@ int webhook_preview(Webhook *w, const char *source, const char *body, size_t len
         for (size_t i = 0; !duplicate && i < ev->n_actions; i++)
                 if (ev->actions[i].status == ACTION_STATUS_QUEUED)
                         queued++;
-        strbuf_init(&b, LIMIT_WEBHOOK_RESPONSE_BYTES * 2);
         r = event_response(ev, duplicate, true, &b);
         store_event_free(ev);
         if (r < 0)
