@@ -36,6 +36,16 @@ static void help(void) {
                "Exit status: 0 some action would be taken (--live: queued), 1 none, 2 error.\n");
 }
 
+/* The last line and the exit status. */
+static int summary(unsigned n, const char *what) {
+        if (n > 0)
+                printf("%u action%s would be %s\n", n, n == 1 ? "" : "s", what);
+        else
+                printf("no action would be %s\n", what);
+        fflush(stdout);
+        return n > 0 ? EXPLAIN_ACTS : EXPLAIN_NONE;
+}
+
 /* --live: the daemon's answer, one line per action, or the JSON. */
 static int explain_live(const CtlContext *ctx, const char *source, const char *body, size_t size, bool json) {
         _cleanup_(json_object_putp) json_object *answer = NULL;
@@ -91,12 +101,7 @@ static int explain_live(const CtlContext *ctx, const char *source, const char *b
                         printf(" (reason: %s)", f[5]);
                 printf("\n");
         }
-        if (queued > 0)
-                printf("%u action%s would be queued\n", queued, queued == 1 ? "" : "s");
-        else
-                printf("no action would be queued\n");
-        fflush(stdout);
-        return queued > 0 ? EXPLAIN_ACTS : EXPLAIN_NONE;
+        return summary(queued, "queued");
 }
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Config *, config_free, config_freep)
@@ -166,22 +171,23 @@ int ctl_explain(const CtlContext *ctx, int argc, char **argv) {
                 }
         }
         if (!source || !*source || !file) {
-                fprintf(stderr, "Usage: remedyctl explain [--live [--json]] --source NAME FILE.json\n");
+                fprintf(stderr, "Usage: remedyctl explain --source NAME FILE.json [--live [--json]]\n");
                 return EXPLAIN_ERROR;
         }
         if (json && !live) {
                 fprintf(stderr, "remedyctl explain: --json needs --live\n");
                 return EXPLAIN_ERROR;
         }
-        if (live) {
-                r = strcmp(file, "-") == 0 ? read_fd_limited(STDIN_FILENO, LIMIT_BODY_BYTES_MAX, &body, &size)
-                                         : read_file_limited(file, LIMIT_BODY_BYTES_MAX, &body, &size);
-                if (r < 0) {
-                        fprintf(stderr, "remedyctl explain: cannot read %s: %s\n", file, strerror(-r));
-                        return EXPLAIN_ERROR;
-                }
-                return explain_live(ctx, source, body, size, json);
+
+        r = strcmp(file, "-") == 0 ? read_fd_limited(STDIN_FILENO, LIMIT_BODY_BYTES_MAX, &body, &size)
+                                 : read_file_limited(file, LIMIT_BODY_BYTES_MAX, &body, &size);
+        if (r < 0) {
+                fprintf(stderr, "remedyctl explain: cannot read %s: %s\n", file, strerror(-r));
+                return EXPLAIN_ERROR;
         }
+        /* live: the daemon validates the body as it would a delivery's */
+        if (live)
+                return explain_live(ctx, source, body, size, json);
 
         r = config_load(ctx->config_path, CONFIG_LOAD_NO_SECRETS, &c, &problems);
         if (r < 0) {
@@ -197,12 +203,6 @@ int ctl_explain(const CtlContext *ctx, int argc, char **argv) {
                 return EXPLAIN_ERROR;
         }
 
-        r = strcmp(file, "-") == 0 ? read_fd_limited(STDIN_FILENO, LIMIT_BODY_BYTES_MAX, &body, &size)
-                                 : read_file_limited(file, LIMIT_BODY_BYTES_MAX, &body, &size);
-        if (r < 0) {
-                fprintf(stderr, "remedyctl explain: cannot read %s: %s\n", file, strerror(-r));
-                return EXPLAIN_ERROR;
-        }
         r = parse_event(body, size, &event);
         if (r == -ENOMEM) {
                 fprintf(stderr, "remedyctl explain: out of memory\n");
@@ -222,10 +222,5 @@ int ctl_explain(const CtlContext *ctx, int argc, char **argv) {
                 return EXPLAIN_ERROR;
         }
         fputs(text, stdout);
-        if (r > 0)
-                printf("%d action%s would be taken\n", r, r == 1 ? "" : "s");
-        else
-                printf("no action would be taken\n");
-        fflush(stdout);
-        return r > 0 ? EXPLAIN_ACTS : EXPLAIN_NONE;
+        return summary((unsigned) r, "taken");
 }
