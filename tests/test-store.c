@@ -443,6 +443,90 @@ TEST(cap) {
         store_close(s);
 }
 
+/* One event of several actions, for the preview test. */
+static StoreEvent *preview_event(const char *dedup) {
+        StoreEvent *ev = ev_new("splunk", dedup);
+
+        ev_add(ev, (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED, HOUR });
+        ev_add(ev, (ActSpec) { "r2", ACTION_SUSPEND, "b@example.com", NULL, ACTION_STATUS_QUEUED });
+        ev_add(ev, (ActSpec) { "r3", ACTION_SUSPEND, "c@example.com", NULL, ACTION_STATUS_QUEUED });
+        ev_add(ev, (ActSpec) { "r4", ACTION_SUSPEND, "d@example.com", NULL, ACTION_STATUS_QUEUED, 0, 0, true });
+        ev_add(ev, (ActSpec) { "r6", ACTION_SUSPEND, "e@example.com", NULL, ACTION_STATUS_QUEUED, HOUR });
+        ev_add(ev, (ActSpec) { "r6", ACTION_SUSPEND, "E@example.com", NULL, ACTION_STATUS_QUEUED, HOUR });
+        ev_add(ev, (ActSpec) { "r7", ACTION_NOTIFY, "f@example.com", NULL, ACTION_STATUS_QUEUED });
+        ev_add(ev, (ActSpec) { "r8", ACTION_SUSPEND, "g@example.com", NULL, ACTION_STATUS_PROTECTED });
+        return ev;
+}
+
+/* store_preview_event(): what the commit would decide, and nothing
+ * recorded (issue 21). */
+TEST(preview) {
+        static const ActionStatus want[] = {
+                ACTION_STATUS_COOLDOWN, /* r1 a: the committed action below */
+                ACTION_STATUS_QUEUED,   /* the cap: 1 in the window + 0 earlier < 2 */
+                ACTION_STATUS_HELD,     /* 1 + 1 earlier of this event */
+                ACTION_STATUS_DRY_RUN,
+                ACTION_STATUS_HELD,
+                ACTION_STATUS_COOLDOWN, /* the held one just before, same rule and user */
+                ACTION_STATUS_QUEUED,   /* notify: no cap */
+                ACTION_STATUS_PROTECTED,
+        };
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        StoreQueueCounts before, after;
+        StoreEvent *ev;
+        Result first = {}, r = {};
+        bool duplicate = true;
+        uint64_t n = 0;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 2, HOUR);
+        submit1(e, s, "id:1", (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED, HOUR },
+                &first);
+        ASSERT_OK(store_queue_counts(s, &before));
+
+        /* a redelivery: the original's id and actions */
+        ev = ev_new("splunk", "id:1");
+        ev_add(ev, (ActSpec) { "other", ACTION_SUSPEND, "z@example.com", NULL, ACTION_STATUS_QUEUED });
+        ASSERT_OK(store_preview_event(s, ev, &duplicate));
+        ASSERT_TRUE(duplicate);
+        ASSERT_STREQ(ev->id, first.event_id);
+        ASSERT_EQ(ev->n_actions, 1);
+        ASSERT_STREQ(ev->actions[0].id, first.ids[0]);
+        store_event_free(ev);
+        /* another source, same key: new */
+        ev = ev_new("okta", "id:1");
+        ASSERT_OK(store_preview_event(s, ev, &duplicate));
+        ASSERT_FALSE(duplicate);
+        ASSERT_STREQ(ev->id, "");
+        store_event_free(ev);
+
+        ev = preview_event("id:2");
+        ASSERT_OK(store_preview_event(s, ev, &duplicate));
+        ASSERT_FALSE(duplicate);
+        ASSERT_EQ(ev->n_actions, ELEMENTSOF(want));
+        for (size_t i = 0; i < ELEMENTSOF(want); i++)
+                ASSERT_EQ(ev->actions[i].status, want[i]);
+        store_event_free(ev);
+
+        /* nothing recorded, nothing counted */
+        ASSERT_OK(store_queue_counts(s, &after));
+        ASSERT_EQ(memcmp(&before, &after, sizeof(before)), 0);
+        ASSERT_OK(store_suspensions_in_window(s, &n));
+        ASSERT_EQ(n, 1u);
+
+        /* and the commit decides the same */
+        ASSERT_OK(store_submit_event(s, preview_event("id:2"), on_event, &r));
+        wait_for(e, &r.calls, 1);
+        ASSERT_OK(r.r);
+        ASSERT_FALSE(r.duplicate);
+        ASSERT_EQ(r.n, ELEMENTSOF(want));
+        for (size_t i = 0; i < ELEMENTSOF(want); i++)
+                ASSERT_EQ(r.status[i], want[i]);
+        store_close(s);
+}
+
 TEST(release_and_cancel) {
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         Result a = {}, b = {}, c = {}, r = {};
@@ -1348,6 +1432,7 @@ int main(int argc, char **argv) {
         RUN(dedup);
         RUN(cooldown_and_dry_run);
         RUN(cap);
+        RUN(preview);
         RUN(release_and_cancel);
         RUN(lifecycle);
         RUN(crash_recovery);
