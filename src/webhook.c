@@ -426,7 +426,8 @@ static char *strdup_or_null(const char *s, bool *oom) {
 }
 
 /* Settles the pre-status of one action on the loop (store.h contract). */
-static int action_from_hit(Webhook *w, const RuleHit *h, uint64_t now, uint64_t now_mono, StoreAction *a) {
+static int action_from_hit(Webhook *w, const RuleHit *h, uint64_t now, uint64_t now_mono, bool preview,
+                           StoreAction *a) {
         Daemon *d = w->daemon;
         DirectoryResult lookup = DIRECTORY_PENDING;
         const char *uid = NULL;
@@ -455,7 +456,8 @@ static int action_from_hit(Webhook *w, const RuleHit *h, uint64_t now, uint64_t 
         if (is_user_id(h->user))
                 uid = h->user;
         else if (d->directory) {
-                lookup = directory_lookup(d->directory, h->user, &uid);
+                lookup = preview ? directory_peek(d->directory, h->user, &uid)
+                                 : directory_lookup(d->directory, h->user, &uid);
                 if (lookup != DIRECTORY_FOUND)
                         uid = NULL;
         }
@@ -474,7 +476,7 @@ static int action_from_hit(Webhook *w, const RuleHit *h, uint64_t now, uint64_t 
 }
 
 static int build_event(Webhook *w, const Source *src, const char *body, size_t len, uint64_t realtime,
-                       uint64_t mono, json_object *event, const RuleHits *hits, StoreEvent **ret) {
+                       uint64_t mono, bool preview, json_object *event, const RuleHits *hits, StoreEvent **ret) {
         StoreEvent *ev;
         int r;
 
@@ -503,7 +505,7 @@ static int build_event(Webhook *w, const Source *src, const char *body, size_t l
         }
         for (size_t i = 0; i < hits->n; i++) {
                 ev->n_actions++;
-                r = action_from_hit(w, &hits->hits[i], ev->received_usec, ev->received_mono_usec,
+                r = action_from_hit(w, &hits->hits[i], ev->received_usec, ev->received_mono_usec, preview,
                                     &ev->actions[i]);
                 if (r < 0)
                         goto fail;
@@ -670,11 +672,12 @@ static void count_rule_matches(Webhook *w, const RuleHits *hits) {
 /* From a delivery's body to the event the store gets: JSON, the rules,
  * the templates, the event id and dedup key, resolution through the
  * directory and the pre-status. The one path of a delivery and of
- * explain --live (count: the rule-match metrics, deliveries only). -EILSEQ
+ * explain --live (preview: no rule-match metrics, and the directory is
+ * peeked at without starting a refresh). -EILSEQ
  * (not UTF-8), -EINVAL (not a JSON object), -ENOBUFS (too many actions),
  * -ENOMEM, or the rules' errors (logged). */
 static int event_from_body(Webhook *w, const Source *src, const char *body, size_t len, uint64_t realtime,
-                           uint64_t mono, bool count, StoreEvent **ret) {
+                           uint64_t mono, bool preview, StoreEvent **ret) {
         _cleanup_(json_object_putp) json_object *event = NULL;
         RuleHits hits = {};
         int r;
@@ -692,10 +695,10 @@ static int event_from_body(Webhook *w, const Source *src, const char *body, size
                 rule_hits_free(&hits);
                 return r;
         }
-        if (count)
+        if (!preview)
                 count_rule_matches(w, &hits);
 
-        r = build_event(w, src, body, len, realtime, mono, event, &hits, ret);
+        r = build_event(w, src, body, len, realtime, mono, preview, event, &hits, ret);
         rule_hits_free(&hits);
         return r;
 }
@@ -716,7 +719,7 @@ int webhook_preview(Webhook *w, const char *source, const char *body, size_t len
                 return -ENOENT;
         if (len > w->daemon->config->listen.max_body_bytes)
                 return -EMSGSIZE;
-        r = event_from_body(w, src, body, len, now_usec(CLOCK_REALTIME), now_usec(CLOCK_MONOTONIC), false, &ev);
+        r = event_from_body(w, src, body, len, now_usec(CLOCK_REALTIME), now_usec(CLOCK_MONOTONIC), true, &ev);
         if (r < 0)
                 return r;
         r = store_preview_event(w->daemon->store, ev, &duplicate);
@@ -784,7 +787,7 @@ static int on_request(HttpServerRequest *req, void *userdata) {
 
         body = http_server_request_body(req, &len);
         r = event_from_body(w, src, body, len, http_server_request_started_realtime(req),
-                            http_server_request_started_mono(req), true, &ev);
+                            http_server_request_started_mono(req), false, &ev);
         if (r == -EILSEQ)
                 return respond_error(req, MHD_HTTP_BAD_REQUEST, "invalid_json",
                                      "The body is not valid UTF-8 JSON.");
