@@ -32,6 +32,9 @@ int directory_start(Directory *d);
  * and returns DIRECTORY_PENDING. *ret_user_id is borrowed, valid until the
  * next refresh completes; copy it. */
 DirectoryResult directory_lookup(Directory *d, const char *email, const char **ret_user_id);
+/* The same answer without starting a refresh (explain --live: no API
+ * call; a delivery at that moment would get the same PENDING). */
+DirectoryResult directory_peek(Directory *d, const char *email, const char **ret_user_id);
 
 /* Asynchronous resolution for the executor: waits for a running refresh,
  * or starts one when the email is missing and one is allowed, then calls

@@ -33,9 +33,10 @@ struct RuleHits {
  * matching rule with stop: true. At most LIMIT_ACTIONS_PER_EVENT hits, and
  * for_each arrays of at most LIMIT_FOR_EACH_ITEMS (-ENOBUFS past either;
  * deterministic, so not worth a retry). A hit is unresolved (user NULL,
- * missing = the path) when any path of its user or reason template is
- * missing or null, or the rendering is over LIMIT_TEMPLATE_OUTPUT_BYTES
- * (missing = the template text then). On success returns the number of
+ * missing = the path) when a path of its user template is missing or null,
+ * or that rendering is over LIMIT_TEMPLATE_OUTPUT_BYTES (missing = the
+ * template text then); the reason never leaves a hit unresolved (it is
+ * rendered with template_render_text()). On success returns the number of
  * matching rules; on failure *ret is untouched. -ENOMEM on OOM. */
 int rules_evaluate(const Config *c, const char *source_name, json_object *event, RuleHits *ret);
 void rule_hits_free(RuleHits *h);
@@ -44,10 +45,13 @@ void rule_hits_free(RuleHits *h);
  * (caller frees with mem_free): "rule NAME: match: ACTION: would act on
  * user X" (or "dry_run: ...", "protected: ...", "unresolved: missing
  * PATH"), "rule NAME: no match: CONDITION failed: value V", "skipped" for
- * other sources, "not evaluated" after stop. The same lines go to
- * TRACE_RULES from rules_evaluate(). Returns the number of hits that would
- * act (resolved and not protected), or a negative errno as
- * rules_evaluate(). */
+ * other sources, "not evaluated" after stop. The status is the guardrail
+ * chain's (safety.h) as far as the config tells: safety_pre_status()
+ * without the directory, then dry-run; when some hit would act, a last
+ * line "not known offline: ..." names what only the daemon knows. The
+ * same rule lines go to TRACE_RULES from rules_evaluate(). Returns the
+ * number of hits that would act (resolved and not protected), or a
+ * negative errno as rules_evaluate(). */
 int rules_explain(const Config *c, const char *source_name, json_object *event, char **ret_text);
 
 /* --- compiling (called by config.c) ------------------------------------ */
@@ -88,13 +92,23 @@ json_object *jpath_lookup(const JPath *p, json_object *root, bool *found_null);
 
 /* --- templates (section 3.3) -------------------------------------------- */
 
-/* Compiles "${PATH} text $$". -EINVAL with *error_offset set on a bad
+/* Compiles "${PATH} text $$" and "${PATH:-TEXT}" (TEXT when PATH is
+ * missing; TEXT holds no "}"). -EINVAL with *error_offset set on a bad
  * template (unclosed ${, empty path, bad path). */
 int template_compile(const char *text, Template **ret, size_t *error_offset);
 Template *template_free(Template *t);
 const char *template_text(const Template *t);
+/* True when some insertion has a ":-" default (*ret_offset = where that
+ * insertion starts); config.c refuses one in a user template. */
+bool template_has_default(const Template *t, size_t *ret_offset);
 /* Renders against value (the event, or the for_each element); ${event.X}
- * reaches event_root. Strings as-is, numbers and booleans in JSON form.
- * -ENOENT when a path is missing (*ret_missing = that path, caller frees),
- * -E2BIG past LIMIT_TEMPLATE_OUTPUT_BYTES. */
+ * reaches event_root. Strings as-is, numbers and booleans in JSON form; a
+ * missing path with a default gives the default. For user and event_id:
+ * -ENOENT when a path without a default is missing (*ret_missing = that
+ * path, caller frees), -E2BIG past LIMIT_TEMPLATE_OUTPUT_BYTES. */
 int template_render(const Template *t, json_object *value, json_object *event_root, char **ret, char **ret_missing);
+/* The same for texts that never stop an action (reason, notifications):
+ * a missing path without a default renders as "(missing PATH)", and past
+ * LIMIT_TEMPLATE_OUTPUT_BYTES the output ends at the last part that fit.
+ * Fails only with -ENOMEM. */
+int template_render_text(const Template *t, json_object *value, json_object *event_root, char **ret);

@@ -1,6 +1,10 @@
-/* Loop-side guardrails: protected users, and the pre-status a rule hit gets
- * before it goes to the store (which applies cooldown, dry-run and the cap
- * inside its transaction, see store.h). */
+/* The guardrail chain (contract 3.3: resolution, protected, cooldown,
+ * dry-run, the cap), written once. The loop side (safety_pre_status()) needs
+ * the directory; the store side (safety_guard_status()) needs facts only the
+ * store has (cooldown, the cap count), which the writer learns inside its
+ * transaction and a preview (store_preview_event()) reads. The webhook,
+ * manual actions, release, offline and live explain all go through these
+ * two. */
 #pragma once
 
 #include <stdbool.h>
@@ -25,3 +29,12 @@ bool safety_is_protected(const Config *c, const char *user, const char *user_id)
  * the email later). A user that is itself a user id needs no lookup: pass
  * anything as lookup. user_id is the id the lookup found, or NULL. */
 ActionStatus safety_pre_status(const Config *c, const char *user, DirectoryResult lookup, const char *user_id);
+
+/* The store side, on a pre-status from safety_pre_status(): anything but
+ * QUEUED stands; else cooldown_hit -> COOLDOWN, dry_run -> DRY_RUN,
+ * over_cap -> HELD, else QUEUED. over_cap only matters when
+ * safety_guard_needs_cap() says so (the writer skips that query
+ * otherwise); over_cap is for suspend actions only, the caller passes false
+ * for others. */
+ActionStatus safety_guard_status(ActionStatus pre, bool cooldown_hit, bool dry_run, bool over_cap);
+bool safety_guard_needs_cap(ActionStatus pre, bool cooldown_hit, bool dry_run);

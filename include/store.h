@@ -188,6 +188,18 @@ int store_list_actions(Store *s, int status, unsigned limit, StoreAction **ret, 
 int store_get_action(Store *s, const char *id, StoreAction **ret);
 void store_actions_free(StoreAction *a, size_t n);
 
+/* remedyctl explain --live: what store_submit_event() would make of ev
+ * now, read-only on the loop's connection (on a shared backend, the
+ * cluster's state): no row, no audit entry, nothing counted against the
+ * cap. ev is updated in place: a redelivery within the dedup window (by
+ * source and dedup_key) gets the original's id and actions (*ret_duplicate
+ * = true); otherwise ev->id stays empty and each QUEUED pre-status becomes
+ * what the writer would decide (cooldown, dry_run, the cap, counting the
+ * event's own earlier actions as the transaction would). Another delivery
+ * committed meanwhile can change the answer. received_usec 0 = now.
+ * -EINVAL, -ENOMEM, -ENOTCONN or the database's errno. */
+int store_preview_event(Store *s, StoreEvent *ev, bool *ret_duplicate);
+
 typedef struct StoreAuditEntry {
         uint64_t seq;
         uint64_t time_usec;     /* CLOCK_REALTIME */

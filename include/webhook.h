@@ -44,3 +44,18 @@ unsigned webhook_pending(Webhook *w);
  * object. Errors: -EILSEQ (not UTF-8), -EINVAL (not such an object),
  * -E2BIG (over INT32_MAX bytes), -ENOMEM. */
 int webhook_parse_body(json_tokener *tok, const char *body, size_t len, json_object **ret);
+
+/* remedyctl explain --live (control POST /v1/explain): the body evaluated
+ * exactly as a delivery to /hooks/SOURCE would be (the same path: event id
+ * and dedup key, rules, templates, the directory, the pre-status), then
+ * store_preview_event() instead of the commit: nothing recorded, audited,
+ * called or counted (no metrics, no rate-limit token). The source's
+ * authentication is not checked: the caller is the trusted control
+ * socket. *ret_json (caller frees) is the webhook answer's shape, each
+ * action {"rule", "action", "user", "status", "user_id", "reason",
+ * "detail"}, event_id null unless a duplicate; *ret_queued the actions that
+ * would be queued (0 for a duplicate). -ENOENT no such source, -EMSGSIZE
+ * over max_body_bytes, -EILSEQ / -EINVAL as webhook_parse_body(), -ENOBUFS
+ * too many actions, the store's errors, -ENOMEM. */
+int webhook_preview(Webhook *w, const char *source, const char *body, size_t len, char **ret_json,
+                    size_t *ret_len, unsigned *ret_queued);

@@ -495,6 +495,25 @@ static int p_strv(Loader *l, yaml_node_t *v, void *dst, const Field *f, const ch
         return 0;
 }
 
+/* Contract 3.3: a default in a user template would act on someone the
+ * alert did not name. Reported at the insertion itself when the scalar
+ * sits on one line (its column is the mark's plus the offset, plus the
+ * opening quote). */
+static void check_user_default(Loader *l, const yaml_node_t *v, const Template *t) {
+        yaml_mark_t m = v->start_mark;
+        size_t off;
+
+        if (!template_has_default(t, &off))
+                return;
+        if (v->start_mark.line == v->end_mark.line) {
+                m.column += off;
+                if (v->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+                    v->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE)
+                        m.column++;
+        }
+        problem(l, &m, "'user' may not have a default (${PATH:-TEXT}): it would act on someone the alert did not name");
+}
+
 static int p_template(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         const char *s = get_nonempty(l, v, name);
         Template *t;
@@ -511,6 +530,9 @@ static int p_template(Loader *l, yaml_node_t *v, void *dst, const Field *f, cons
                         name, s, off);
                 return 0;
         }
+        /* Rules are the only section with a 'user' key. */
+        if (strcmp(name, "user") == 0)
+                check_user_default(l, v, t);
         template_free(*(Template **) dst);
         *(Template **) dst = t;
         return 0;

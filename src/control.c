@@ -9,6 +9,10 @@
  *   GET  /v1/history?user=U&since_seconds=N&limit=N
  *   GET  /v1/notifications?limit=N       recent deliveries, newest first
  *   GET  /v1/users?filter=active|suspended  {"users": [User...]}, every page
+ *   POST /v1/explain?source=NAME         the raw body of a delivery to /hooks/NAME,
+ *                                        evaluated read-only (webhook_preview()):
+ *                                        200 the webhook answer's shape; the source's
+ *                                        auth is not checked (this socket is trusted)
  *   GET  /v1/users/{email-or-id}          {"user": User}; 404 no_such_user,
  *                                        409 ambiguous_user {"users": [...]}
  *                                        (an email the directory index does not
@@ -47,6 +51,7 @@
 #include "users_api.h"
 #include "utf8.h"
 #include "util.h"
+#include "webhook.h"
 
 #define CONTROL_BODY_MAX 65536u
 #define CONTROL_REASON_MAX 1024u
@@ -635,6 +640,42 @@ static int handle_users(Control *c, HttpServerRequest *req, const char *who) {
         return 0;
 }
 
+/* POST /v1/explain?source=NAME: remedyctl explain --live. Errors answer
+ * as a delivery would (404, 413, 400, 422), a store failure 503. */
+static int handle_explain(Control *c, HttpServerRequest *req) {
+        const char *source = http_server_request_query(req, "source"), *body;
+        char *json = NULL;
+        size_t len, n = 0;
+        int r;
+
+        if (!source || !*source)
+                return http_server_respond_json_error(req, 400, "bad_request", "Name the source: ?source=NAME.");
+        if (!c->daemon->webhook || !c->daemon->store)
+                return http_server_respond_json_error(req, 503, "unavailable", "The webhook is not running.");
+        body = http_server_request_body(req, &len);
+        r = webhook_preview(c->daemon->webhook, source, body ? body : "", body ? len : 0, &json, &n, NULL);
+        switch (r) {
+        case 0:
+                return http_server_respond_take(req, 200, "application/json", json, n);
+        case -ENOENT:
+                return http_server_respond_json_error(req, 404, "not_found", "No such webhook source.");
+        case -EMSGSIZE:
+                return http_server_respond_json_error(req, 413, "too_large", "The body is over listen.max_body_bytes.");
+        case -EILSEQ:
+                return http_server_respond_json_error(req, 400, "invalid_json", "The body is not valid UTF-8 JSON.");
+        case -EINVAL:
+                return http_server_respond_json_error(req, 400, "invalid_json", "The body is not a valid JSON object.");
+        case -ENOBUFS:
+                return http_server_respond_json_error(req, 422, "too_many_actions",
+                                                      "The event would produce more actions than remedyd accepts from one delivery.");
+        case -ENOMEM:
+                return r;
+        default:
+                log_warning_errno(r, "explain --live: the state store could not be read: %m");
+                return http_server_respond_json_error(req, 503, "store_unavailable", "The state store could not be read.");
+        }
+}
+
 static int on_headers(HttpServerRequest *req, void *userdata) {
         const char *m = http_server_request_method(req);
 
@@ -658,6 +699,8 @@ static int on_request(HttpServerRequest *req, void *userdata) {
                 return handle_history(c, req);
         if (strcmp(path, "/v1/notifications") == 0 && get)
                 return handle_notifications(c, req);
+        if (strcmp(path, "/v1/explain") == 0 && !get)
+                return handle_explain(c, req);
         if (strcmp(path, "/v1/users") == 0 && get)
                 return handle_users(c, req, NULL);
         if (str_startswith(path, "/v1/users/") && get) {
@@ -696,6 +739,10 @@ int control_new(Daemon *d, int listen_fd, Control **ret) {
         }
         c->daemon = d;
         o.userdata = c;
+        /* explain --live takes a delivery's body (read at start: a reload
+         * that raises max_body_bytes applies after a restart here) */
+        if (d->config && d->config->listen.max_body_bytes > o.max_body_bytes)
+                o.max_body_bytes = d->config->listen.max_body_bytes;
         r = http_server_new(d->event, &o, &c->server);
         if (r < 0) {
                 close(listen_fd);

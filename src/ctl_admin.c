@@ -61,11 +61,17 @@ static int socket_path(const CtlContext *ctx, char **ret) {
  * *ret_body the parsed JSON (NULL if the body was not JSON). */
 static int control_call(const CtlContext *ctx, const char *method, const char *path, json_object *body,
                         long *ret_status, json_object **ret_body) {
+        const char *payload = body ? json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN) : NULL;
+
+        return ctl_control_call(ctx, method, path, payload, payload ? strlen(payload) : 0, ret_status, ret_body);
+}
+
+int ctl_control_call(const CtlContext *ctx, const char *method, const char *path, const char *payload,
+                     size_t payload_len, long *ret_status, json_object **ret_body) {
         _cleanup_free_ char *sock = NULL, *url = NULL;
         _cleanup_(curl_easy_cleanupp) CURL *h = NULL;
         _cleanup_(curl_slist_free_allp) struct curl_slist *hdrs = NULL;
         StrBuf resp;
-        const char *payload = NULL;
         long status = 0;
         CURLcode cc;
         int r;
@@ -79,8 +85,6 @@ static int control_call(const CtlContext *ctx, const char *method, const char *p
         if (!h)
                 return -ENOMEM;
         strbuf_init(&resp, CONTROL_RESPONSE_MAX);
-        if (body)
-                payload = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN);
         hdrs = curl_slist_append(NULL, "Content-Type: application/json");
         if (!hdrs) {
                 free(TAKE_PTR(url));
@@ -94,8 +98,10 @@ static int control_call(const CtlContext *ctx, const char *method, const char *p
         (void) curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         (void) curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
         (void) curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
-        if (payload)
+        if (payload) {
+                (void) curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) payload_len);
                 (void) curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload);
+        }
         else if (strcmp(method, "POST") == 0)
                 (void) curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
         cc = curl_easy_perform(h);

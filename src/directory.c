@@ -489,7 +489,7 @@ static bool miss_refresh_allowed(Directory *d, uint64_t now) {
         return !d->syncing && (d->last_start_mono == 0 || now - d->last_start_mono >= DIRECTORY_MISS_INTERVAL_USEC);
 }
 
-DirectoryResult directory_lookup(Directory *d, const char *email, const char **ret_user_id) {
+static DirectoryResult lookup(Directory *d, const char *email, const char **ret_user_id, bool may_refresh) {
         uint64_t now = now_usec(CLOCK_MONOTONIC);
         DirectoryResult res;
 
@@ -500,9 +500,17 @@ DirectoryResult directory_lookup(Directory *d, const char *email, const char **r
                 return res;
         if (synced_recently(d, now))
                 return DIRECTORY_UNKNOWN;
-        if (miss_refresh_allowed(d, now) && sync_start(d) < 0)
+        if (may_refresh && miss_refresh_allowed(d, now) && sync_start(d) < 0)
                 log_warning("directory: cannot start a miss-driven refresh, ignoring");
         return DIRECTORY_PENDING;
+}
+
+DirectoryResult directory_lookup(Directory *d, const char *email, const char **ret_user_id) {
+        return lookup(d, email, ret_user_id, true);
+}
+
+DirectoryResult directory_peek(Directory *d, const char *email, const char **ret_user_id) {
+        return lookup(d, email, ret_user_id, false);
 }
 
 int directory_resolve(Directory *d, const char *email, DirectoryResolveCallback cb, void *userdata) {

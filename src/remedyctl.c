@@ -15,6 +15,7 @@ static void help(void) {
                "  status [--json]                              daemon status\n"
                "  check [-c CONFIG]                            validate the configuration\n"
                "  explain --source NAME FILE.json              which rules would act, and why (offline)\n"
+               "  explain --live --source NAME FILE.json [--json]  what the daemon would do now, read-only\n"
                "  users list [--active|--suspended] [--json]   every 1Password user\n"
                "  users get EMAIL|ID [--json]                  one user\n"
                "  suspend EMAIL|ID --reason TEXT               queue a manual suspension\n"

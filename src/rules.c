@@ -19,6 +19,7 @@
 #include "log.h"
 #include "remedyd-limits.h"
 #include "rules.h"
+#include "safety.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -1077,6 +1078,7 @@ typedef struct Walk {
         StrBuf *out;      /* explain text, or NULL */
         bool verbose;     /* build lines: explain, or TRACE_RULES on */
         unsigned acting;  /* hits that would act (resolved, not protected) */
+        unsigned undecided; /* of those, the ones the directory, cooldowns or the cap could still stop */
         PathMemo *memo;   /* lookups from the event root, this walk only */
 } Walk;
 
@@ -1096,49 +1098,46 @@ static int emit(Walk *w, StrBuf *line) {
         return 0;
 }
 
-static bool user_protected(const Config *c, const char *user) {
-        for (char **p = c->safety.protected_users; p && *p; p++)
-                if (glob_match_ci(*p, user))
-                        return true;
-        return false;
-}
-
-static int render(const Template *t, json_object *value, json_object *event, char **ret, char **ret_missing) {
+/* The user template: a missing path, or an output over the limit (as
+ * useless, and deterministic: not worth a retry), leaves the hit
+ * unresolved with *ret_missing naming why. */
+static int render_user(const Template *t, json_object *value, json_object *event, char **ret, char **ret_missing) {
         int r;
 
         r = template_render(t, value, event, ret, ret_missing);
         if (r == -E2BIG) {
-                /* Oversized output is as useless as a missing path, and
-                 * deterministic: not worth a retry. */
                 *ret_missing = mem_strdup(template_text(t));
                 return *ret_missing ? -ENOENT : -ENOMEM;
         }
         return r;
 }
 
+/* What the daemon's loop would decide for a hit without the directory
+ * (safety_pre_status(): resolution, then protected), then dry-run: the
+ * part of the chain explain can know from the config alone. */
+static ActionStatus offline_status(const Config *c, const RuleHit *hit) {
+        ActionStatus s;
+
+        s = safety_pre_status(c, hit->user, DIRECTORY_PENDING, hit->user && is_user_id(hit->user) ? hit->user : NULL);
+        return safety_guard_status(s, false, hit->rule->dry_run || c->safety.dry_run, false);
+}
+
 static int add_hit(Walk *w, const Rule *rule, json_object *value, long element, StrBuf *line) {
         RuleHit hit = { .rule = rule }, *n;
+        ActionStatus status;
         int r;
 
         if (w->hits.n >= LIMIT_ACTIONS_PER_EVENT)
                 return -ENOBUFS;
 
-        r = render(rule->user, value, w->event, &hit.user, &hit.missing);
+        /* Contract 3.3: only the user template can leave an action
+         * unresolved; a reason with a missing path still goes ahead. */
+        r = render_user(rule->user, value, w->event, &hit.user, &hit.missing);
         if (r < 0 && r != -ENOENT)
                 return r;
         if (rule->reason) {
-                char *missing = NULL;
-
-                r = render(rule->reason, value, w->event, &hit.reason, &missing);
-                if (r == -ENOENT && !hit.missing) {
-                        /* Contract 3.3: any missing path makes the action
-                         * unresolved (user stays NULL then). */
-                        hit.missing = missing;
-                        mem_free(hit.user);
-                        hit.user = NULL;
-                } else
-                        mem_free(missing);
-                if (r < 0 && r != -ENOENT)
+                r = template_render_text(rule->reason, value, w->event, &hit.reason);
+                if (r < 0)
                         goto fail;
         }
 
@@ -1150,8 +1149,13 @@ static int add_hit(Walk *w, const Rule *rule, json_object *value, long element, 
         w->hits.hits = n;
         w->hits.hits[w->hits.n++] = hit;
 
-        if (hit.user && !user_protected(w->config, hit.user))
+        status = offline_status(w->config, &hit);
+        /* The directory and cooldowns come before dry-run in the chain:
+         * either status is only as far as the config can tell. */
+        if (status == ACTION_STATUS_QUEUED || status == ACTION_STATUS_DRY_RUN) {
                 w->acting++;
+                w->undecided++;
+        }
 
         if (!w->verbose)
                 return 0;
@@ -1159,14 +1163,20 @@ static int add_hit(Walk *w, const Rule *rule, json_object *value, long element, 
         if (r >= 0 && element >= 0)
                 r = strbuf_printf(line, " (for_each element %ld)", element);
         if (r >= 0) {
-                if (!hit.user)
+                switch (status) {
+                case ACTION_STATUS_UNRESOLVED:
                         r = strbuf_printf(line, ": unresolved: missing %s", hit.missing);
-                else if (user_protected(w->config, hit.user))
+                        break;
+                case ACTION_STATUS_PROTECTED:
                         r = strbuf_printf(line, ": protected: user %s is in safety.protected_users", hit.user);
-                else if (rule->dry_run || w->config->safety.dry_run)
+                        break;
+                case ACTION_STATUS_DRY_RUN:
                         r = strbuf_printf(line, ": dry_run: would act on user %s", hit.user);
-                else
+                        break;
+                default:
                         r = strbuf_printf(line, ": would act on user %s", hit.user);
+                        break;
+                }
         }
         if (r >= 0 && hit.reason)
                 r = strbuf_printf(line, " (reason: %s)", hit.reason);
@@ -1358,6 +1368,13 @@ int rules_explain(const Config *c, const char *source_name, json_object *event, 
                 return r;
         if (c->n_rules == 0) {
                 r = strbuf_puts(&out, "no rules configured\n");
+                if (r < 0)
+                        return r;
+        }
+        if (w.undecided > 0) {
+                r = strbuf_puts(&out, "not known offline: the directory (unknown or ambiguous users, the user id of an "
+                                      "email and whether it is protected), cooldowns, the cap and redeliveries; "
+                                      "remedyctl explain --live asks the daemon\n");
                 if (r < 0)
                         return r;
         }

@@ -55,3 +55,19 @@ ActionStatus safety_pre_status(const Config *c, const char *user, DirectoryResul
                 return ACTION_STATUS_PROTECTED;
         return ACTION_STATUS_QUEUED;
 }
+
+ActionStatus safety_guard_status(ActionStatus pre, bool cooldown_hit, bool dry_run, bool over_cap) {
+        if (pre != ACTION_STATUS_QUEUED)
+                return pre;
+        if (cooldown_hit)
+                return ACTION_STATUS_COOLDOWN;
+        if (dry_run)
+                return ACTION_STATUS_DRY_RUN;
+        if (over_cap)
+                return ACTION_STATUS_HELD;
+        return ACTION_STATUS_QUEUED;
+}
+
+bool safety_guard_needs_cap(ActionStatus pre, bool cooldown_hit, bool dry_run) {
+        return pre == ACTION_STATUS_QUEUED && !cooldown_hit && !dry_run;
+}

@@ -75,6 +75,10 @@ typedef enum StoreStmtId {
         R_OUTBOX_LIST,    /* (limit) -> as S_OUTBOX_GET, newest first */
         R_OUTBOX_COUNT,   /* (state) -> count */
         R_INSTANCES,      /* (since) -> names of instances seen since, by name */
+        /* for store_preview_event(): what the writer would find, read-only */
+        R_DEDUP,          /* (source, dedup_key, since) -> the id of the event this is a redelivery of */
+        R_EVENT_ACTIONS,  /* (event_id) -> as S_EVENT_ACTIONS */
+        R_COOLDOWN,       /* (rule, user_key, since, email_key) -> as S_COOLDOWN */
         _S_MAX,
 } StoreStmtId;
 /* Audit columns: 0 seq, 1 time, 2 kind, 3 event_id, 4 action_id, 5 rule,

@@ -22,6 +22,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "remedyd-limits.h"
+#include "safety.h"
 #include "store-backend.h"
 #include "store.h"
 #include "util.h"
@@ -718,29 +719,49 @@ out:
         return r;
 }
 
-static int guard_cooldown(Writer *w, const StoreAction *a, const char *key, uint64_t now, bool *ret) {
+/* The cooldown query (S_COOLDOWN or R_COOLDOWN, obtained in q) for a:
+ * an earlier action of the same rule and user within its cooldown. */
+static int cooldown_query(Q *q, const StoreAction *a, const char *key, uint64_t now, bool *ret) {
         _cleanup_free_ char *email_key = NULL;
+        int r;
+
+        /* An earlier action of the same user may have been recorded before
+         * its user id was known (keyed by the email then): match that key
+         * too. */
+        if (a->user_id && a->user && !(email_key = str_tolower_dup(a->user))) {
+                q_reset(q);
+                return -ENOMEM;
+        }
+        if ((r = q_text(q, 1, a->rule)) < 0 || (r = q_text(q, 2, key)) < 0 ||
+            (r = q_u64(q, 3, now > a->cooldown_usec ? now - a->cooldown_usec : 0)) < 0 ||
+            (r = q_text(q, 4, email_key)) < 0)
+                return r;
+        r = q_step(q);
+        q_reset(q);
+        if (r < 0)
+                return r;
+        *ret = r > 0;
+        return 0;
+}
+
+static uint64_t cap_since(const StoreOptions *o, uint64_t now) {
+        return now > o->window_usec ? now - o->window_usec : 0;
+}
+
+static bool cap_applies(const StoreAction *a, const StoreOptions *o) {
+        return a->action == ACTION_SUSPEND && o->max_suspensions > 0;
+}
+
+static int guard_cooldown(Writer *w, const StoreAction *a, const char *key, uint64_t now, bool *ret) {
         Q q;
         int r;
 
         *ret = false;
         if (a->cooldown_usec == 0 || !key)
                 return 0;
-        /* An earlier action of the same user may have been recorded before
-         * its user id was known (keyed by the email then): match that key
-         * too. */
-        if (a->user_id && a->user && !(email_key = str_tolower_dup(a->user)))
-                return -ENOMEM;
-        if ((r = wq(w, S_COOLDOWN, &q)) < 0 || (r = q_text(&q, 1, a->rule)) < 0 || (r = q_text(&q, 2, key)) < 0 ||
-            (r = q_u64(&q, 3, now > a->cooldown_usec ? now - a->cooldown_usec : 0)) < 0 ||
-            (r = q_text(&q, 4, email_key)) < 0)
+        if ((r = wq(w, S_COOLDOWN, &q)) < 0)
                 return r;
-        r = q_step(&q);
-        q_reset(&q);
-        if (r < 0)
-                return r;
-        *ret = r > 0;
-        return 0;
+        return cooldown_query(&q, a, key, now, ret);
 }
 
 static int guard_cap(Writer *w, const StoreAction *a, const StoreOptions *o, uint64_t now, bool *ret) {
@@ -749,10 +770,9 @@ static int guard_cap(Writer *w, const StoreAction *a, const StoreOptions *o, uin
         int r;
 
         *ret = false;
-        if (a->action != ACTION_SUSPEND || o->max_suspensions == 0)
+        if (!cap_applies(a, o))
                 return 0;
-        if ((r = wq(w, S_CAP, &q)) < 0 || (r = q_u64(&q, 1, now > o->window_usec ? now - o->window_usec : 0)) < 0 ||
-            (r = q_count(&q, &n)) < 0)
+        if ((r = wq(w, S_CAP, &q)) < 0 || (r = q_u64(&q, 1, cap_since(o, now))) < 0 || (r = q_count(&q, &n)) < 0)
                 return r;
         *ret = n >= o->max_suspensions;
         return 0;
@@ -775,20 +795,13 @@ static int action_insert(Writer *w, StoreAction *a, const char *event_id, const 
         a->created_usec = a->updated_usec = now;
 
         if (a->status == ACTION_STATUS_QUEUED) {
-                bool hit;
+                bool cooldown = false, cap = false;
 
-                if ((r = guard_cooldown(w, a, key, now, &hit)) < 0)
+                if ((r = guard_cooldown(w, a, key, now, &cooldown)) < 0)
                         return r;
-                if (hit)
-                        a->status = ACTION_STATUS_COOLDOWN;
-                else if (a->dry_run)
-                        a->status = ACTION_STATUS_DRY_RUN;
-                else {
-                        if ((r = guard_cap(w, a, o, now, &hit)) < 0)
-                                return r;
-                        if (hit)
-                                a->status = ACTION_STATUS_HELD;
-                }
+                if (safety_guard_needs_cap(a->status, cooldown, a->dry_run) && (r = guard_cap(w, a, o, now, &cap)) < 0)
+                        return r;
+                a->status = safety_guard_status(a->status, cooldown, a->dry_run, cap);
         }
 
         if ((r = wq(w, S_INSERT_ACTION, &q)) < 0)
@@ -2497,5 +2510,124 @@ int store_history(Store *s, const char *user, uint64_t since_usec, unsigned limi
         }
         *ret = v;
         *ret_n = n;
+        return 0;
+}
+
+/* --- previews (remedyctl explain --live) ----------------------------------- */
+
+/* The event this one is a redelivery of, as op_event() would find it:
+ * 1 and its id in orig, or 0. */
+static int preview_dedup(Store *s, const StoreEvent *ev, uint64_t window, char orig[static 33]) {
+        Q q;
+        int r;
+
+        if ((r = rq(s, R_DEDUP, &q)) < 0 || (r = q_text(&q, 1, ev->source)) < 0 ||
+            (r = q_text(&q, 2, ev->dedup_key)) < 0 ||
+            (r = q_u64(&q, 3, ev->received_usec > window ? ev->received_usec - window : 0)) < 0)
+                return r;
+        r = q_step(&q);
+        if (r > 0) {
+                const char *id = q_col(&q, 0);
+
+                if (id && strlen(id) < 33)
+                        strcpy(orig, id);
+                else
+                        r = 0;
+        }
+        q_reset(&q);
+        return r;
+}
+
+/* Whether an earlier action of the same preview would count against a
+ * (cooldown) or the cap, as its inserted row would in the transaction. */
+static int preview_earlier(const StoreEvent *ev, size_t i, const char *key, bool *ret_cooldown, uint64_t *ret_cap) {
+        const StoreAction *a = &ev->actions[i];
+
+        *ret_cooldown = false;
+        *ret_cap = 0;
+        for (size_t j = 0; j < i; j++) {
+                const StoreAction *b = &ev->actions[j];
+                _cleanup_free_ char *bkey = NULL;
+                int r;
+
+                if (b->action == ACTION_SUSPEND && b->status == ACTION_STATUS_QUEUED)
+                        (*ret_cap)++;
+                if (a->cooldown_usec == 0 || !key || strcmp(a->rule, b->rule) != 0 ||
+                    (b->status != ACTION_STATUS_QUEUED && b->status != ACTION_STATUS_HELD &&
+                     b->status != ACTION_STATUS_DRY_RUN))
+                        continue;
+                if ((r = user_key_make(b->user, b->user_id, &bkey)) < 0)
+                        return r;
+                if (bkey && strcmp(bkey, key) == 0)
+                        *ret_cooldown = true;
+        }
+        return 0;
+}
+
+int store_preview_event(Store *s, StoreEvent *ev, bool *ret_duplicate) {
+        uint64_t now = now_usec(CLOCK_REALTIME), window, in_window = 0;
+        bool have_cap = false;
+        StoreOptions o;
+        int r;
+
+        if (!s || !ev || !ret_duplicate)
+                return -EINVAL;
+        pthread_mutex_lock(&s->lock);
+        o = s->opts;
+        pthread_mutex_unlock(&s->lock);
+        window = o.dedup_window_usec ? o.dedup_window_usec : DEDUP_WINDOW_DEFAULT_USEC;
+        if (ev->received_usec == 0)
+                ev->received_usec = now;
+        ev->id[0] = 0;
+
+        if (ev->dedup_key) {
+                char orig[33] = "";
+                StoreAction *v = NULL;
+                size_t n = 0;
+                Q q;
+
+                r = preview_dedup(s, ev, window, orig);
+                if (r < 0)
+                        return read_result(s, r);
+                if (r > 0) {
+                        if ((r = rq(s, R_EVENT_ACTIONS, &q)) < 0 || (r = q_text(&q, 1, orig)) < 0 ||
+                            (r = actions_collect(&q, SIZE_MAX, &v, &n)) < 0)
+                                return read_result(s, r);
+                        store_actions_free(ev->actions, ev->n_actions);
+                        ev->actions = v;
+                        ev->n_actions = n;
+                        strcpy(ev->id, orig);
+                        *ret_duplicate = true;
+                        return 0;
+                }
+        }
+
+        for (size_t i = 0; i < ev->n_actions; i++) {
+                StoreAction *a = &ev->actions[i];
+                _cleanup_free_ char *key = NULL;
+                bool cooldown = false, cap = false;
+                uint64_t earlier_cap;
+                Q q;
+
+                if (a->status != ACTION_STATUS_QUEUED)
+                        continue;
+                if ((r = user_key_make(a->user, a->user_id, &key)) < 0 ||
+                    (r = preview_earlier(ev, i, key, &cooldown, &earlier_cap)) < 0)
+                        return r;
+                if (!cooldown && a->cooldown_usec > 0 && key) {
+                        if ((r = rq(s, R_COOLDOWN, &q)) < 0 || (r = cooldown_query(&q, a, key, now, &cooldown)) < 0)
+                                return read_result(s, r);
+                }
+                if (safety_guard_needs_cap(a->status, cooldown, a->dry_run) && cap_applies(a, &o)) {
+                        if (!have_cap) {
+                                if ((r = read_count(s, R_CAP, NULL, cap_since(&o, now), &in_window)) < 0)
+                                        return r;
+                                have_cap = true;
+                        }
+                        cap = in_window + earlier_cap >= o.max_suspensions;
+                }
+                a->status = safety_guard_status(a->status, cooldown, a->dry_run, cap);
+        }
+        *ret_duplicate = false;
         return 0;
 }

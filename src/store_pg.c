@@ -282,6 +282,12 @@ static const char *const sql[_S_MAX] = {
         [R_OUTBOX_LIST] = OUTBOX_SELECT "ORDER BY o.created_usec DESC, o.seq DESC LIMIT $1::bigint",
         [R_OUTBOX_COUNT] = "SELECT count(*) FROM outbox WHERE state = $1::text",
         [R_INSTANCES] = "SELECT name FROM instances WHERE last_seen_usec >= $1::bigint ORDER BY name",
+        [R_DEDUP] = "SELECT event_id FROM dedup WHERE source = $1::text AND dedup_key = $2::text "
+                    "AND received_usec >= $3::bigint",
+        [R_EVENT_ACTIONS] = "SELECT " ACTION_COLUMNS "WHERE a.event_id = $1::text AND a.parent_id IS NULL ORDER BY a.seq",
+        [R_COOLDOWN] = "SELECT 1 FROM actions WHERE rule = $1::text AND (user_key = $2::text OR user_key = $4::text) "
+                       "AND created_usec >= $3::bigint "
+                       "AND status IN ('queued', 'held', 'running', 'done', 'dry_run') LIMIT 1",
 };
 
 /* The highest $N of a statement. */

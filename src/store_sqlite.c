@@ -210,6 +210,14 @@ static const char *const sql[_S_MAX] = {
         [R_OUTBOX_LIST] = OUTBOX_SELECT "ORDER BY o.created_usec DESC, o.rowid DESC LIMIT ?1",
         [R_OUTBOX_COUNT] = "SELECT count(*) FROM outbox WHERE state = ?1",
         [R_INSTANCES] = "SELECT name FROM instances WHERE last_seen_usec >= ?1 ORDER BY name",
+        /* The writer's dedup index is in its memory; a preview scans the
+         * window's events instead (events_time bounds it; no index on the
+         * key since v3): one scan per explain --live, not per delivery. */
+        [R_DEDUP] = "SELECT id FROM events WHERE received_usec >= ?3 AND source = ?1 AND dedup_key = ?2 "
+                    "ORDER BY received_usec LIMIT 1",
+        [R_EVENT_ACTIONS] = "SELECT " ACTION_COLUMNS "WHERE a.event_id = ?1 AND a.parent_id IS NULL ORDER BY a.rowid",
+        [R_COOLDOWN] = "SELECT 1 FROM actions WHERE rule = ?1 AND (user_key = ?2 OR user_key = ?4) "
+                       "AND created_usec >= ?3 AND status IN ('queued', 'held', 'running', 'done', 'dry_run') LIMIT 1",
 };
 
 static int sqlite_errno(int rc) {

@@ -1,5 +1,5 @@
-/* Templates (contract 3.3): literal text, "${PATH}" insertions and "$$" for
- * a literal "$". Compiled once at load into parts. */
+/* Templates (contract 3.3): literal text, "${PATH}" and "${PATH:-TEXT}"
+ * insertions and "$$" for a literal "$". Compiled once at load into parts. */
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
@@ -17,6 +17,8 @@ typedef struct TemplatePart {
         char *literal;     /* or NULL for an insertion */
         JPath *path;       /* the path as written */
         JPath *event_path; /* for "${event.X}": X, looked up in the event root */
+        char *fallback;    /* TEXT of "${PATH:-TEXT}", or NULL */
+        size_t offset;     /* where the insertion starts in the text */
 } TemplatePart;
 
 struct Template {
@@ -32,6 +34,7 @@ Template *template_free(Template *t) {
                 mem_free(t->parts[i].literal);
                 jpath_free(t->parts[i].path);
                 jpath_free(t->parts[i].event_path);
+                mem_free(t->parts[i].fallback);
         }
         mem_free(t->parts);
         mem_free(t->text);
@@ -87,7 +90,7 @@ int template_compile(const char *text, Template **ret, size_t *error_offset) {
                 return -ENOMEM;
 
         while (text[i]) {
-                const char *close;
+                const char *close, *dflt;
                 _cleanup_free_ char *path = NULL;
                 TemplatePart *p;
 
@@ -112,7 +115,17 @@ int template_compile(const char *text, Template **ret, size_t *error_offset) {
                                 *error_offset = i;
                         return -EINVAL;
                 }
-                path = mem_strndup(text + i + 2, (size_t) (close - (text + i + 2)));
+                /* "${PATH:-TEXT}": TEXT runs to the first "}" (so it
+                 * holds none), and may be empty. */
+                dflt = strstr(text + i + 2, ":-");
+                if (dflt && dflt > close)
+                        dflt = NULL;
+                if (dflt == text + i + 2) {
+                        if (error_offset)
+                                *error_offset = i;
+                        return -EINVAL;
+                }
+                path = mem_strndup(text + i + 2, (size_t) ((dflt ? dflt : close) - (text + i + 2)));
                 if (!path)
                         return -ENOMEM;
 
@@ -122,6 +135,12 @@ int template_compile(const char *text, Template **ret, size_t *error_offset) {
                 p = part_new(t);
                 if (!p)
                         return -ENOMEM;
+                p->offset = i;
+                if (dflt) {
+                        p->fallback = mem_strndup(dflt + 2, (size_t) (close - (dflt + 2)));
+                        if (!p->fallback)
+                                return -ENOMEM;
+                }
                 r = jpath_compile(path, &p->path);
                 if (r == -ENOMEM)
                         return r;
@@ -172,24 +191,40 @@ static json_object *part_lookup(const TemplatePart *p, json_object *value, json_
         return v;
 }
 
-int template_render(const Template *t, json_object *value, json_object *event_root, char **ret, char **ret_missing) {
-        _cleanup_(strbuf_free) StrBuf b;
-        char *s;
+bool template_has_default(const Template *t, size_t *ret_offset) {
+        for (size_t i = 0; t && i < t->n; i++)
+                if (t->parts[i].fallback) {
+                        if (ret_offset)
+                                *ret_offset = t->parts[i].offset;
+                        return true;
+                }
+        return false;
+}
+
+/* strict: a missing path without a default fails the rendering (-ENOENT);
+ * otherwise it is written as "(missing PATH)". */
+static int render(const Template *t, json_object *value, json_object *event_root, bool strict, StrBuf *b,
+                  char **ret_missing) {
         int r;
 
-        strbuf_init(&b, LIMIT_TEMPLATE_OUTPUT_BYTES);
         for (size_t i = 0; i < t->n; i++) {
                 const TemplatePart *p = &t->parts[i];
                 json_object *v;
 
                 if (p->literal) {
-                        r = strbuf_puts(&b, p->literal);
+                        r = strbuf_puts(b, p->literal);
                         if (r < 0)
                                 return r;
                         continue;
                 }
                 v = part_lookup(p, value, event_root);
-                if (!v) {
+                if (v)
+                        r = append_value(b, v);
+                else if (p->fallback)
+                        r = strbuf_puts(b, p->fallback);
+                else if (!strict)
+                        r = strbuf_printf(b, "(missing %s)", jpath_text(p->path));
+                else {
                         if (ret_missing) {
                                 char *m = mem_strdup(jpath_text(p->path));
                                 if (!m)
@@ -198,10 +233,39 @@ int template_render(const Template *t, json_object *value, json_object *event_ro
                         }
                         return -ENOENT;
                 }
-                r = append_value(&b, v);
                 if (r < 0)
                         return r;
         }
+        return 0;
+}
+
+int template_render(const Template *t, json_object *value, json_object *event_root, char **ret, char **ret_missing) {
+        _cleanup_(strbuf_free) StrBuf b;
+        char *s;
+        int r;
+
+        strbuf_init(&b, LIMIT_TEMPLATE_OUTPUT_BYTES);
+        r = render(t, value, event_root, true, &b, ret_missing);
+        if (r < 0)
+                return r;
+        s = strbuf_steal(&b);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+int template_render_text(const Template *t, json_object *value, json_object *event_root, char **ret) {
+        _cleanup_(strbuf_free) StrBuf b;
+        char *s;
+        int r;
+
+        strbuf_init(&b, LIMIT_TEMPLATE_OUTPUT_BYTES);
+        r = render(t, value, event_root, false, &b, NULL);
+        /* Past the limit, what fit stands (a part is appended whole or
+         * not at all): a long reason is no reason to drop an action. */
+        if (r < 0 && r != -E2BIG)
+                return r;
         s = strbuf_steal(&b);
         if (!s)
                 return -ENOMEM;

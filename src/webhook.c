@@ -426,7 +426,8 @@ static char *strdup_or_null(const char *s, bool *oom) {
 }
 
 /* Settles the pre-status of one action on the loop (store.h contract). */
-static int action_from_hit(Webhook *w, const RuleHit *h, uint64_t now, uint64_t now_mono, StoreAction *a) {
+static int action_from_hit(Webhook *w, const RuleHit *h, uint64_t now, uint64_t now_mono, bool preview,
+                           StoreAction *a) {
         Daemon *d = w->daemon;
         DirectoryResult lookup = DIRECTORY_PENDING;
         const char *uid = NULL;
@@ -455,7 +456,8 @@ static int action_from_hit(Webhook *w, const RuleHit *h, uint64_t now, uint64_t 
         if (is_user_id(h->user))
                 uid = h->user;
         else if (d->directory) {
-                lookup = directory_lookup(d->directory, h->user, &uid);
+                lookup = preview ? directory_peek(d->directory, h->user, &uid)
+                                 : directory_lookup(d->directory, h->user, &uid);
                 if (lookup != DIRECTORY_FOUND)
                         uid = NULL;
         }
@@ -473,19 +475,16 @@ static int action_from_hit(Webhook *w, const RuleHit *h, uint64_t now, uint64_t 
         return 0;
 }
 
-static int build_event(Webhook *w, HttpServerRequest *req, const Source *src, json_object *event,
-                       const RuleHits *hits, StoreEvent **ret) {
+static int build_event(Webhook *w, const Source *src, const char *body, size_t len, uint64_t realtime,
+                       uint64_t mono, bool preview, json_object *event, const RuleHits *hits, StoreEvent **ret) {
         StoreEvent *ev;
-        const char *body;
-        size_t len;
         int r;
 
-        body = http_server_request_body(req, &len);
         ev = mem_calloc(1, sizeof(*ev));
         if (!ev)
                 return -ENOMEM;
-        ev->received_usec = http_server_request_started_realtime(req);
-        ev->received_mono_usec = http_server_request_started_mono(req);
+        ev->received_usec = realtime;
+        ev->received_mono_usec = mono;
         ev->source = mem_strdup(src->name);
         ev->body = mem_memdup(body, len + 1);
         ev->body_len = len;
@@ -506,7 +505,7 @@ static int build_event(Webhook *w, HttpServerRequest *req, const Source *src, js
         }
         for (size_t i = 0; i < hits->n; i++) {
                 ev->n_actions++;
-                r = action_from_hit(w, &hits->hits[i], ev->received_usec, ev->received_mono_usec,
+                r = action_from_hit(w, &hits->hits[i], ev->received_usec, ev->received_mono_usec, preview,
                                     &ev->actions[i]);
                 if (r < 0)
                         goto fail;
@@ -522,12 +521,12 @@ fail:
  * took 20 allocations per event, a quarter of the loop's (perf probes on
  * malloc). {"event_id": ..., "duplicate": ..., "actions": [{"id", "rule",
  * "action", "user", "status"}, ...]}. */
-static int event_response(const StoreEvent *ev, bool duplicate, StrBuf *b) {
+static int event_response(const StoreEvent *ev, bool duplicate, bool preview, StrBuf *b) {
         int r;
 
         r = strbuf_puts(b, "{\"event_id\":");
         if (r >= 0)
-                r = strbuf_append_json_string(b, ev->id);
+                r = strbuf_append_json_string(b, ev->id[0] ? ev->id : NULL);
         if (r >= 0)
                 r = strbuf_puts(b, duplicate ? ",\"duplicate\":true,\"actions\":[" :
                                                ",\"duplicate\":false,\"actions\":[");
@@ -538,15 +537,20 @@ static int event_response(const StoreEvent *ev, bool duplicate, StrBuf *b) {
                         const char *value;
                 } fields[] = {
                         { "{\"id\":", a->id },
-                        { ",\"rule\":", a->rule },
+                        { preview ? "{\"rule\":" : ",\"rule\":", a->rule },
                         { ",\"action\":", config_action_kind_to_string(a->action) },
                         { ",\"user\":", a->user },
                         { ",\"status\":", store_action_status_to_string(a->status) },
+                        /* explain --live also says who and why */
+                        { ",\"user_id\":", a->user_id },
+                        { ",\"reason\":", a->reason },
+                        { ",\"detail\":", a->detail },
                 };
+                size_t n = preview ? ELEMENTSOF(fields) : ELEMENTSOF(fields) - 3;
 
                 if (i > 0)
                         r = strbuf_puts(b, ",");
-                for (size_t j = 0; r >= 0 && j < ELEMENTSOF(fields); j++) {
+                for (size_t j = preview ? 1 : 0; r >= 0 && j < n; j++) {
                         r = strbuf_puts(b, fields[j].key);
                         if (r >= 0)
                                 r = strbuf_append_json_string(b, fields[j].value);
@@ -634,7 +638,7 @@ static void on_committed(Store *s, int r, const StoreEvent *ev, bool duplicate, 
                 StrBuf b;
 
                 strbuf_init(&b, LIMIT_WEBHOOK_RESPONSE_BYTES);
-                r = event_response(ev, duplicate, &b);
+                r = event_response(ev, duplicate, false, &b);
                 if (r < 0) {
                         strbuf_free(&b);
                         /* Committed all the same: the sender will retry and
@@ -665,12 +669,84 @@ static void count_rule_matches(Webhook *w, const RuleHits *hits) {
         }
 }
 
-static int on_request(HttpServerRequest *req, void *userdata) {
+/* From a delivery's body to the event the store gets: JSON, the rules,
+ * the templates, the event id and dedup key, resolution through the
+ * directory and the pre-status. The one path of a delivery and of
+ * explain --live (preview: no rule-match metrics, and the directory is
+ * peeked at without starting a refresh). -EILSEQ
+ * (not UTF-8), -EINVAL (not a JSON object), -ENOBUFS (too many actions),
+ * -ENOMEM, or the rules' errors (logged). */
+static int event_from_body(Webhook *w, const Source *src, const char *body, size_t len, uint64_t realtime,
+                           uint64_t mono, bool preview, StoreEvent **ret) {
         _cleanup_(json_object_putp) json_object *event = NULL;
+        RuleHits hits = {};
+        int r;
+
+        r = parse_body(w, body, len, &event);
+        if (r == -EILSEQ || r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return -EINVAL;
+
+        r = rules_evaluate(w->daemon->config, src->name, event, &hits);
+        if (r < 0) {
+                if (r != -ENOMEM && r != -ENOBUFS)
+                        log_warning_errno(r, "rules failed on an event from %s: %m", src->name);
+                rule_hits_free(&hits);
+                return r;
+        }
+        if (!preview)
+                count_rule_matches(w, &hits);
+
+        r = build_event(w, src, body, len, realtime, mono, preview, event, &hits, ret);
+        rule_hits_free(&hits);
+        return r;
+}
+
+int webhook_preview(Webhook *w, const char *source, const char *body, size_t len, char **ret_json,
+                    size_t *ret_len, unsigned *ret_queued) {
+        _cleanup_(strbuf_free) StrBuf b = { .max = LIMIT_WEBHOOK_RESPONSE_BYTES * 2 };
+        StoreEvent *ev = NULL;
+        const Source *src;
+        bool duplicate = false;
+        unsigned queued = 0;
+        int r;
+
+        if (!w || !source || !body || !ret_json)
+                return -EINVAL;
+        src = config_find_source(w->daemon->config, source);
+        if (!src)
+                return -ENOENT;
+        if (len > w->daemon->config->listen.max_body_bytes)
+                return -EMSGSIZE;
+        r = event_from_body(w, src, body, len, now_usec(CLOCK_REALTIME), now_usec(CLOCK_MONOTONIC), true, &ev);
+        if (r < 0)
+                return r;
+        r = store_preview_event(w->daemon->store, ev, &duplicate);
+        if (r < 0) {
+                store_event_free(ev);
+                return r;
+        }
+        for (size_t i = 0; !duplicate && i < ev->n_actions; i++)
+                if (ev->actions[i].status == ACTION_STATUS_QUEUED)
+                        queued++;
+        r = event_response(ev, duplicate, true, &b);
+        store_event_free(ev);
+        if (r < 0)
+                return r;
+        *ret_len = b.len;
+        *ret_json = strbuf_steal(&b);
+        if (!*ret_json)
+                return -ENOMEM;
+        if (ret_queued)
+                *ret_queued = queued;
+        return 0;
+}
+
+static int on_request(HttpServerRequest *req, void *userdata) {
         Webhook *w = userdata;
         WebhookRequest *wr = http_server_request_get_context(req);
         Daemon *d = w->daemon;
-        RuleHits hits = {};
         StoreEvent *ev = NULL;
         const Source *src;
         const char *body;
@@ -710,36 +786,22 @@ static int on_request(HttpServerRequest *req, void *userdata) {
         }
 
         body = http_server_request_body(req, &len);
-        r = parse_body(w, body, len, &event);
-        if (r == -ENOMEM)
-                return r;
+        r = event_from_body(w, src, body, len, http_server_request_started_realtime(req),
+                            http_server_request_started_mono(req), false, &ev);
         if (r == -EILSEQ)
                 return respond_error(req, MHD_HTTP_BAD_REQUEST, "invalid_json",
                                      "The body is not valid UTF-8 JSON.");
-        if (r < 0)
+        if (r == -EINVAL)
                 return respond_error(req, MHD_HTTP_BAD_REQUEST, "invalid_json",
                                      "The body is not a valid JSON object.");
-
-        r = rules_evaluate(d->config, src->name, event, &hits);
         if (r == -ENOBUFS) {
                 /* Deterministic: the same delivery would fail again, so a 4xx
                  * (a retry storm helps nobody). */
-                rule_hits_free(&hits);
                 log_warning("an event from %s would produce more than %u actions (or a for_each array over %u items), refusing it",
                             src->name, LIMIT_ACTIONS_PER_EVENT, LIMIT_FOR_EACH_ITEMS);
                 return respond_error(req, MHD_HTTP_UNPROCESSABLE_CONTENT, "too_many_actions",
                                      "The event would produce more actions than remedyd accepts from one delivery.");
         }
-        if (r < 0) {
-                if (r != -ENOMEM)
-                        log_warning_errno(r, "rules failed on an event from %s: %m", src->name);
-                rule_hits_free(&hits);
-                return r;
-        }
-        count_rule_matches(w, &hits);
-
-        r = build_event(w, req, src, event, &hits, &ev);
-        rule_hits_free(&hits);
         if (r < 0)
                 return r;
 

@@ -394,6 +394,12 @@ TEST(problems) {
         expect_problem(HEAD SRC_OK "rules:\n  - { name: r, source: s }\n",
                        "t.yaml:9:5: rule 'r' needs 'action' (suspend, reactivate or notify)\n"
                        "t.yaml:9:5: rule 'r' needs 'user' (a template such as \"${result.user}\")");
+        /* a default in user would act on someone the alert did not name
+         * (contract 3.3): reported at the insertion; in reason it is fine */
+        expect_problem(HEAD SRC_OK "rules:\n  - { name: r, source: s, action: suspend, user: \"x ${a:-b}\", reason: \"${c:-d}\" }\n",
+                       "t.yaml:9:53: 'user' may not have a default (${PATH:-TEXT}): it would act on someone the alert did not name");
+        expect_problem(HEAD SRC_OK "rules:\n  - name: r\n    source: s\n    action: suspend\n    user: ${u:-}\n",
+                       "t.yaml:12:11: 'user' may not have a default (${PATH:-TEXT}): it would act on someone the alert did not name");
         expect_problem(HEAD SRC_OK "rules:\n  - { name: r, source: s, action: suspend, user: x, cooldown: 1 }\n",
                        "t.yaml:9:63: 'cooldown': invalid duration '1' (use e.g. 500ms, 30s, 10m, 4h, 7d)");
         /* conditions */

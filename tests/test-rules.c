@@ -401,6 +401,35 @@ TEST(templates) {
         ASSERT_NULL(s);
         ASSERT_STREQ(missing, "o.k.5");
 
+        /* defaults: used only when the path is missing (or null) */
+        RENDERS("${u:-nobody}", "alice@example.com");
+        RENDERS("${nope:-nobody} ${n:-0}", "nobody 42");
+        RENDERS("[${nope:-}]", "[]");
+        RENDERS("${nope:-a:-b $ c}", "a:-b $ c");
+        RENDERS("${event.nope:-x}", "x");
+        mem_free(missing);
+        missing = NULL;
+
+        /* texts (reason, notifications) never fail on a missing path */
+        {
+                json_object *v = json(ev);
+                char *out = NULL;
+
+                ASSERT_OK(template_compile("${a}", &t, NULL));
+                ASSERT_FALSE(template_has_default(t, NULL));
+                template_free(t);
+                ASSERT_OK(template_compile("Splunk ${u}: ${result.note} ${o.k.9:-none}", &t, NULL));
+                ASSERT_TRUE(template_has_default(t, &off));
+                ASSERT_EQ(off, 28);
+                ASSERT_OK(template_render_text(t, v, v, &out));
+                ASSERT_STREQ(out, "Splunk alice@example.com: (missing result.note) none");
+                mem_free(out);
+                ASSERT_ERR(template_render(t, v, v, &out, &missing), ENOENT);
+                ASSERT_STREQ(missing, "result.note");
+                template_free(t);
+                json_object_put(v);
+        }
+
         /* inside for_each: plain paths on the element, event.X on the event */
         s = render("${name}@${event.domain}", "{\"name\": \"bob\"}", "{\"domain\": \"example.org\", \"name\": \"no\"}", &r, NULL);
         ASSERT_OK(r);
@@ -413,6 +442,9 @@ TEST(templates) {
         ASSERT_EQ(off, 3);
         ASSERT_ERR(template_compile("ab ${x} ${a..b}", &t, &off), EINVAL);
         ASSERT_EQ(off, 8);
+        ASSERT_ERR(template_compile("ab ${:-x}", &t, &off), EINVAL);
+        ASSERT_EQ(off, 3);
+        ASSERT_ERR(template_compile("${a:-x", &t, &off), EINVAL);
         ASSERT_OK(template_compile("a ${b}", &t, NULL));
         ASSERT_STREQ(template_text(t), "a ${b}");
         template_free(t);
@@ -427,12 +459,18 @@ TEST(templates) {
                 json_object_object_add(v, "b", json_object_new_string(big));
                 ASSERT_OK(template_compile("${b}${b}", &t, NULL));
                 ASSERT_ERR(template_render(t, v, v, &s, NULL), E2BIG);
+                /* a text keeps what fit */
+                ASSERT_OK(template_render_text(t, v, v, &s));
+                ASSERT_EQ(strlen(s), LIMIT_TEMPLATE_OUTPUT_BYTES - 1);
+                mem_free(s);
                 template_free(t);
                 json_object_put(v);
         }
 }
 
 /* --- rules_evaluate / rules_explain on a loaded config -------------------- */
+
+#define PROTECTED_ID "U0110AAAAAAAAAAAAAAAAAAAAA"
 
 static Config *load(const char *rules_yaml) {
         _cleanup_free_ char *path = NULL, *text = NULL;
@@ -444,12 +482,12 @@ static Config *load(const char *rules_yaml) {
         ASSERT_TRUE(asprintf(&text,
                              "listen: { webhook: \"127.0.0.1:0\" }\n"
                              "onepassword: { account_id: XLQMR47VZPBKJHSGWNCYFDE3T9, client_id_file: x, client_secret_file: y }\n"
-                             "safety: { protected_users: [\"*@secops.example.com\", boss@example.com] }\n"
+                             "safety: { protected_users: [\"*@secops.example.com\", boss@example.com, %s] }\n"
                              "sources:\n"
                              "  - { name: splunk, auth: { none: true } }\n"
                              "  - { name: okta, auth: { none: true } }\n"
                              "  - { name: sentinel, auth: { none: true } }\n"
-                             "%s", rules_yaml) > 0);
+                             "%s", PROTECTED_ID, rules_yaml) > 0);
         f = fopen(path, "we");
         ASSERT_NOT_NULL(f);
         fputs(text, f);
@@ -611,6 +649,10 @@ TEST(for_each_limits) {
         config_free(c);
 }
 
+#define NOT_KNOWN_OFFLINE                                                                                      \
+        "not known offline: the directory (unknown or ambiguous users, the user id of an email and whether it " \
+        "is protected), cooldowns, the cap and redeliveries; remedyctl explain --live asks the daemon\n"
+
 TEST(explain) {
         Config *c = load(RULES);
         json_object *e = json("{\"search_name\": \"travel\", \"result\": {\"signature\": \"Impossible travel\", "
@@ -622,7 +664,7 @@ TEST(explain) {
                      "rule splunk-impossible-travel: no match: result.severity in [high, critical] failed: value \"low\"\n"
                      "rule any-source-notify: match: notify: would act on user alice@example.com\n"
                      "rule sentinel-account-entities: skipped: source splunk is not one of this rule's sources\n"
-                     "rule after-stop: match: notify: unresolved: missing nobody\n");
+                     "rule after-stop: match: notify: unresolved: missing nobody\n" NOT_KNOWN_OFFLINE);
         mem_free(text);
         text = NULL;
         json_object_put(e);
@@ -635,7 +677,8 @@ TEST(explain) {
                      "rule sentinel-account-entities: match: suspend (for_each element 1): would act on user bob@example.com (reason: Sentinel Mass download)\n"
                      "rule sentinel-account-entities: match: suspend (for_each element 2): unresolved: missing properties.upnSuffix (reason: Sentinel Mass download)\n"
                      "rule sentinel-account-entities: match: suspend (for_each element 3): protected: user x@secops.example.com is in safety.protected_users (reason: Sentinel Mass download)\n"
-                     "rule after-stop: not evaluated: rule sentinel-account-entities matched with stop: true\n");
+                     "rule after-stop: not evaluated: rule sentinel-account-entities matched with stop: true\n"
+                     NOT_KNOWN_OFFLINE);
         mem_free(text);
         text = NULL;
 
@@ -661,8 +704,50 @@ TEST(explain) {
         ASSERT_STREQ(text,
                      "rule a: no match: any [x gt 5; y equals 1] failed: none held\n"
                      "rule b: no match: not (x lt 5) failed: the inner condition held\n"
-                     "rule c: match: suspend: dry_run: would act on user 3\n");
+                     "rule c: match: suspend: dry_run: would act on user 3\n" NOT_KNOWN_OFFLINE);
         json_object_put(e);
+        config_free(c);
+}
+
+/* Issue 21: explain decides as the daemon does wherever it can. */
+TEST(explain_agrees) {
+        Config *c = load("rules:\n"
+                         "  - { name: r, source: splunk, action: suspend, user: \"${u}\",\n"
+                         "      reason: \"Splunk ${sid}: ${result.note}\" }\n");
+        static const struct {
+                const char *event;
+                int acting;
+                const char *line;
+        } table[] = {
+                /* protected by its user id, named by the alert */
+                { "{\"u\": \"" PROTECTED_ID "\", \"sid\": 1, \"result\": {\"note\": \"n\"}}", 0,
+                  "rule r: match: suspend: protected: user " PROTECTED_ID " is in safety.protected_users (reason: Splunk 1: n)\n" },
+                /* padded: trimmed as the daemon trims */
+                { "{\"u\": \"  alice@secops.example.com \", \"sid\": 2, \"result\": {\"note\": \"n\"}}", 0,
+                  "rule r: match: suspend: protected: user   alice@secops.example.com  is in safety.protected_users (reason: Splunk 2: n)\n" },
+                /* a reason with a missing path: the action goes ahead */
+                { "{\"u\": \"bob@example.com\", \"sid\": 3}", 1,
+                  "rule r: match: suspend: would act on user bob@example.com (reason: Splunk 3: (missing result.note))\n"
+                  NOT_KNOWN_OFFLINE },
+                /* only the user makes it unresolved */
+                { "{\"sid\": 4}", 0, "rule r: match: suspend: unresolved: missing u (reason: Splunk 4: (missing result.note))\n" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                json_object *e = json(table[i].event);
+                RuleHits hits = {};
+                char *text = NULL;
+
+                ASSERT_EQ(rules_explain(c, "splunk", e, &text), table[i].acting);
+                ASSERT_STREQ(text, table[i].line);
+                mem_free(text);
+                ASSERT_EQ(rules_evaluate(c, "splunk", e, &hits), 1);
+                ASSERT_EQ(hits.n, 1);
+                ASSERT_TRUE((hits.hits[0].user != NULL) == (i != 3));
+                ASSERT_NOT_NULL(hits.hits[0].reason);
+                rule_hits_free(&hits);
+                json_object_put(e);
+        }
         config_free(c);
 }
 
@@ -732,7 +817,8 @@ TEST(ctl_explain) {
         argv[2] = (char *) "splunk";
         argv[3] = hit;
         ASSERT_EQ(run_explain(conf, argv, 4, &out, &err), 0);
-        ASSERT_STREQ(out, "rule r: match: suspend: would act on user alice@example.com\n1 action would be taken\n");
+        ASSERT_STREQ(out, "rule r: match: suspend: would act on user alice@example.com\n" NOT_KNOWN_OFFLINE
+                          "1 action would be taken\n");
         ASSERT_STREQ(err, "");
         mem_free(out);
         mem_free(err);
@@ -818,6 +904,7 @@ int main(void) {
         RUN(shared_paths);
         RUN(for_each_limits);
         RUN(explain);
+        RUN(explain_agrees);
         RUN(ctl_explain);
         log_set_trace(TRACE_RULES);
         log_set_max_level(LOG_WARNING); /* the trace path runs, quietly */

@@ -443,6 +443,90 @@ TEST(cap) {
         store_close(s);
 }
 
+/* One event of several actions, for the preview test. */
+static StoreEvent *preview_event(const char *dedup) {
+        StoreEvent *ev = ev_new("splunk", dedup);
+
+        ev_add(ev, (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED, HOUR });
+        ev_add(ev, (ActSpec) { "r2", ACTION_SUSPEND, "b@example.com", NULL, ACTION_STATUS_QUEUED });
+        ev_add(ev, (ActSpec) { "r3", ACTION_SUSPEND, "c@example.com", NULL, ACTION_STATUS_QUEUED });
+        ev_add(ev, (ActSpec) { "r4", ACTION_SUSPEND, "d@example.com", NULL, ACTION_STATUS_QUEUED, 0, 0, true });
+        ev_add(ev, (ActSpec) { "r6", ACTION_SUSPEND, "e@example.com", NULL, ACTION_STATUS_QUEUED, HOUR });
+        ev_add(ev, (ActSpec) { "r6", ACTION_SUSPEND, "E@example.com", NULL, ACTION_STATUS_QUEUED, HOUR });
+        ev_add(ev, (ActSpec) { "r7", ACTION_NOTIFY, "f@example.com", NULL, ACTION_STATUS_QUEUED });
+        ev_add(ev, (ActSpec) { "r8", ACTION_SUSPEND, "g@example.com", NULL, ACTION_STATUS_PROTECTED });
+        return ev;
+}
+
+/* store_preview_event(): what the commit would decide, and nothing
+ * recorded (issue 21). */
+TEST(preview) {
+        static const ActionStatus want[] = {
+                ACTION_STATUS_COOLDOWN, /* r1 a: the committed action below */
+                ACTION_STATUS_QUEUED,   /* the cap: 1 in the window + 0 earlier < 2 */
+                ACTION_STATUS_HELD,     /* 1 + 1 earlier of this event */
+                ACTION_STATUS_DRY_RUN,
+                ACTION_STATUS_HELD,
+                ACTION_STATUS_COOLDOWN, /* the held one just before, same rule and user */
+                ACTION_STATUS_QUEUED,   /* notify: no cap */
+                ACTION_STATUS_PROTECTED,
+        };
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        StoreQueueCounts before, after;
+        StoreEvent *ev;
+        Result first = {}, r = {};
+        bool duplicate = true;
+        uint64_t n = 0;
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 2, HOUR);
+        submit1(e, s, "id:1", (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED, HOUR },
+                &first);
+        ASSERT_OK(store_queue_counts(s, &before));
+
+        /* a redelivery: the original's id and actions */
+        ev = ev_new("splunk", "id:1");
+        ev_add(ev, (ActSpec) { "other", ACTION_SUSPEND, "z@example.com", NULL, ACTION_STATUS_QUEUED });
+        ASSERT_OK(store_preview_event(s, ev, &duplicate));
+        ASSERT_TRUE(duplicate);
+        ASSERT_STREQ(ev->id, first.event_id);
+        ASSERT_EQ(ev->n_actions, 1);
+        ASSERT_STREQ(ev->actions[0].id, first.ids[0]);
+        store_event_free(ev);
+        /* another source, same key: new */
+        ev = ev_new("okta", "id:1");
+        ASSERT_OK(store_preview_event(s, ev, &duplicate));
+        ASSERT_FALSE(duplicate);
+        ASSERT_STREQ(ev->id, "");
+        store_event_free(ev);
+
+        ev = preview_event("id:2");
+        ASSERT_OK(store_preview_event(s, ev, &duplicate));
+        ASSERT_FALSE(duplicate);
+        ASSERT_EQ(ev->n_actions, ELEMENTSOF(want));
+        for (size_t i = 0; i < ELEMENTSOF(want); i++)
+                ASSERT_EQ(ev->actions[i].status, want[i]);
+        store_event_free(ev);
+
+        /* nothing recorded, nothing counted */
+        ASSERT_OK(store_queue_counts(s, &after));
+        ASSERT_EQ(memcmp(&before, &after, sizeof(before)), 0);
+        ASSERT_OK(store_suspensions_in_window(s, &n));
+        ASSERT_EQ(n, 1u);
+
+        /* and the commit decides the same */
+        ASSERT_OK(store_submit_event(s, preview_event("id:2"), on_event, &r));
+        wait_for(e, &r.calls, 1);
+        ASSERT_OK(r.r);
+        ASSERT_FALSE(r.duplicate);
+        ASSERT_EQ(r.n, ELEMENTSOF(want));
+        for (size_t i = 0; i < ELEMENTSOF(want); i++)
+                ASSERT_EQ(r.status[i], want[i]);
+        store_close(s);
+}
+
 TEST(release_and_cancel) {
         _cleanup_(sd_event_unrefp) sd_event *e = NULL;
         Result a = {}, b = {}, c = {}, r = {};
@@ -1320,37 +1404,6 @@ TEST(two_instances_cap) {
         pair_close(&p);
 }
 
-/* safety.c has no test file of its own in tests/meson.build: it lives here. */
-TEST(safety) {
-        char *prot[] = { "breakglass@example.com", "*@secops.example.com", "ABCDEFGHIJKLMNOPQRSTUVWXY2", NULL };
-        Config c = { .safety.protected_users = prot };
-        const char *id = "ABCDEFGHIJKLMNOPQRSTUVWXY2", *other = "ABCDEFGHIJKLMNOPQRSTUVWXY3";
-
-        ASSERT_TRUE(safety_is_protected(&c, "breakglass@example.com", NULL));
-        ASSERT_TRUE(safety_is_protected(&c, "  BreakGlass@Example.COM\n", NULL));
-        ASSERT_TRUE(safety_is_protected(&c, "eve@SecOps.example.com", NULL));
-        ASSERT_FALSE(safety_is_protected(&c, "eve@secops.example.com.evil", NULL));
-        ASSERT_FALSE(safety_is_protected(&c, "alice@example.com", NULL));
-        ASSERT_TRUE(safety_is_protected(&c, "alice@example.com", id));
-        ASSERT_TRUE(safety_is_protected(&c, id, NULL));
-        ASSERT_FALSE(safety_is_protected(&c, other, other));
-        ASSERT_FALSE(safety_is_protected(&c, "abcdefghijklmnopqrstuvwxy2", NULL)); /* ids are exact */
-        ASSERT_FALSE(safety_is_protected(NULL, "breakglass@example.com", NULL));
-        ASSERT_FALSE(safety_is_protected(&c, NULL, NULL));
-
-        /* the contract's order: resolution first, then protected */
-        ASSERT_EQ(safety_pre_status(&c, NULL, DIRECTORY_FOUND, NULL), ACTION_STATUS_UNRESOLVED);
-        ASSERT_EQ(safety_pre_status(&c, "breakglass@example.com", DIRECTORY_UNKNOWN, NULL), ACTION_STATUS_UNKNOWN_USER);
-        ASSERT_EQ(safety_pre_status(&c, "x@example.com", DIRECTORY_AMBIGUOUS, NULL), ACTION_STATUS_AMBIGUOUS_USER);
-        ASSERT_EQ(safety_pre_status(&c, "breakglass@example.com", DIRECTORY_FOUND, other), ACTION_STATUS_PROTECTED);
-        ASSERT_EQ(safety_pre_status(&c, "alice@example.com", DIRECTORY_FOUND, id), ACTION_STATUS_PROTECTED);
-        ASSERT_EQ(safety_pre_status(&c, "breakglass@example.com", DIRECTORY_PENDING, NULL), ACTION_STATUS_PROTECTED);
-        ASSERT_EQ(safety_pre_status(&c, "alice@example.com", DIRECTORY_PENDING, NULL), ACTION_STATUS_QUEUED);
-        ASSERT_EQ(safety_pre_status(&c, "alice@example.com", DIRECTORY_FOUND, other), ACTION_STATUS_QUEUED);
-        ASSERT_EQ(safety_pre_status(&c, other, DIRECTORY_UNKNOWN, NULL), ACTION_STATUS_QUEUED); /* an id needs no lookup */
-        ASSERT_EQ(safety_pre_status(&c, id, DIRECTORY_UNKNOWN, NULL), ACTION_STATUS_PROTECTED);
-}
-
 static void cleanup_dir(void) {
         char cmd[300];
         (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
@@ -1375,11 +1428,11 @@ int main(int argc, char **argv) {
                 return 0;
         }
 
-        RUN(safety);
         RUN(commit_and_read);
         RUN(dedup);
         RUN(cooldown_and_dry_run);
         RUN(cap);
+        RUN(preview);
         RUN(release_and_cancel);
         RUN(lifecycle);
         RUN(crash_recovery);

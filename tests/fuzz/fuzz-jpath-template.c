@@ -5,11 +5,15 @@
  *   - the path is looked up (with and without found_null), and when it
  *     finds an array, the template is rendered against every element (the
  *     for_each shape, ${event.X} reaching the root);
- *   - the template is rendered against the document;
+ *   - the template is rendered against the document, strictly (user,
+ *     event_id) and as a text (reason: ${PATH:-TEXT} defaults and
+ *     "(missing PATH)", never failing but for memory), and the two agree;
  *   - conditions with TEXT as the field, one per operator (ignore_case on
  *     and off, under all/any/not; a quarter of them per input, picked by
  *     its last byte), are compiled from YAML exactly as config.c does and
  *     evaluated against the document. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
@@ -152,8 +156,8 @@ static json_object *parse_json(const char *s, size_t n) {
 }
 
 static void render(const Template *t, json_object *value, json_object *root) {
-        char *out = NULL, *missing = NULL;
-        int r;
+        char *out = NULL, *missing = NULL, *text = NULL;
+        int r, rt;
 
         r = template_render(t, value, root, &out, &missing);
         if (r >= 0) {
@@ -163,8 +167,30 @@ static void render(const Template *t, json_object *value, json_object *root) {
                         abort();
         } else if (r == -ENOENT && !missing)
                 abort();
+
+        rt = template_render_text(t, value, root, &text);
+        if (rt == -ENOMEM)
+                goto out;
+        if (rt < 0 || !text || strlen(text) > LIMIT_TEMPLATE_OUTPUT_BYTES)
+                abort();
+        /* nothing missing: the same bytes either way */
+        if (r >= 0 && strcmp(out, text) != 0)
+                abort();
+        /* a missing path without a default is named in the text (unless
+         * the output limit cut it off) */
+        if (r == -ENOENT && strlen(text) + strlen(missing) + 16 < LIMIT_TEMPLATE_OUTPUT_BYTES) {
+                char *want = NULL;
+
+                if (asprintf(&want, "(missing %s)", missing) < 0)
+                        goto out;
+                if (!strstr(text, want))
+                        abort();
+                free(want);
+        }
+out:
         mem_free(out);
         mem_free(missing);
+        mem_free(text);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
