@@ -63,6 +63,10 @@ typedef struct EventRow {
         uint64_t received_usec;
 } EventRow;
 #define EVENT_ROWS_MAX 1024u
+/* ... and at most this many body bytes (hex doubles them in the statement) */
+#define EVENT_ROWS_BYTES (8u * 1024u * 1024u)
+/* redelivery checks per statement (keys are at most LIMIT_TEMPLATE_OUTPUT_BYTES) */
+#define PREFETCH_CHUNK 1024u
 
 struct StoreConn {
         PGconn *pg;
@@ -82,7 +86,7 @@ struct StoreConn {
         Prefetch *pf;
         size_t n_pf, pf_cursor, pf_cap;
         EventRow *rows;          /* S_INSERT_EVENT, held back until the next other statement */
-        size_t n_rows, rows_cap;
+        size_t n_rows, rows_cap, rows_bytes;
         char *last_error;        /* the last failed connect's message */
         /* the backend's own fixed statements, prepared on first use: the
          * server plans each once per connection, not once per batch */
@@ -339,7 +343,7 @@ static int pg_exec(PGconn *pg, const char *text) {
 
         if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
                 r = pg_errno(pg, res);
-                log_debug("store: \"%.40s\" failed: %s", text, PQerrorMessage(pg));
+                log_debug("store: \"%.40s\" failed: %.300s", text, PQerrorMessage(pg));
         }
         PQclear(res);
         return r;
@@ -353,7 +357,7 @@ static void pipe_note(StoreConn *c, const PGresult *res) {
                 return;
         c->pipe_error = t == PGRES_PIPELINE_ABORTED ? -EIO : pg_errno(c->pg, res);
         if (t != PGRES_PIPELINE_ABORTED)
-                log_debug("store: pipelined command failed: %s", PQerrorMessage(c->pg));
+                log_debug("store: pipelined command failed: %.300s", PQerrorMessage(c->pg));
 }
 
 /* Reads the results still owed; keeps the last one in *last when asked
@@ -480,7 +484,7 @@ static int rows_flush(StoreConn *c) {
         for (size_t k = 0; k < 5 && r >= 0; k++)
                 if ((r = strbuf_puts(&a[k], "}")) >= 0)
                         v[k] = a[k].data;
-        c->n_rows = 0;
+        c->n_rows = c->rows_bytes = 0;
         if (r >= 0)
                 r = pipe_send(c, insert, 5, v); /* libpq copies the parameters */
         for (size_t k = 0; k < 5; k++)
@@ -507,7 +511,8 @@ static int row_add(StoreConn *c, const StoreStmt *st) {
         };
         if (!e->id || !e->source)
                 return -EINVAL;
-        return c->n_rows >= EVENT_ROWS_MAX ? rows_flush(c) : 0;
+        c->rows_bytes += e->body_len;
+        return c->n_rows >= EVENT_ROWS_MAX || c->rows_bytes >= EVENT_ROWS_BYTES ? rows_flush(c) : 0;
 }
 
 /* Sends one of the backend's fixed statements (text is a static string:
@@ -582,7 +587,7 @@ static int pg_stmt(StoreConn *c, StoreStmtId id, StoreStmt **ret) {
                         res = PQprepare(c->pg, name, sql[id], 0, NULL);
                         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
                                 r = pg_errno(c->pg, res);
-                                log_error("store: cannot prepare statement %d: %s", (int) id, PQerrorMessage(c->pg));
+                                log_error("store: cannot prepare statement %d: %.300s", (int) id, PQerrorMessage(c->pg));
                         }
                         PQclear(res);
                         if (r < 0)
@@ -662,7 +667,7 @@ static int pg_step(StoreStmt *st) {
                 t = PQresultStatus(st->res);
                 if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) {
                         int r = pg_errno(st->c->pg, st->res);
-                        log_debug("store: statement %d failed: %s", (int) st->id, PQerrorMessage(st->c->pg));
+                        log_debug("store: statement %d failed: %.300s", (int) st->id, PQerrorMessage(st->c->pg));
                         PQclear(st->res);
                         st->res = NULL;
                         return r;
@@ -730,7 +735,7 @@ static int pg_begin(StoreConn *c, bool guard) {
         }
         c->pipe_error = 0;
         c->n_pf = c->pf_cursor = 0;
-        c->n_rows = 0;
+        c->n_rows = c->rows_bytes = 0;
         if ((r = pipe_send(c, "BEGIN", 0, none)) < 0)
                 return r;
         /* Transactions that apply the guardrails take turns, across every
@@ -856,7 +861,8 @@ static int prefetch_cmp(const void *a, const void *b, void *userdata) {
  * trip: the keys inserted in (source, key) order, so that two instances'
  * batches lock the keys they share in the same order and cannot deadlock on
  * them. A key twice in the batch is the first one's redelivery. */
-static int pg_dedup_prefetch(StoreConn *c, const StoreEvent *const *evs, const uint64_t *since, size_t n) {
+/* One statement claiming the keys of c->pf[distinct[0..k-1]] (sorted). */
+static int prefetch_chunk(StoreConn *c, const size_t *distinct, size_t k, uint64_t min_since) {
         static const char claim[] =
                 "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) "
                 "  WITH ORDINALITY AS u(source, dedup_key, event_id, received_usec, ord)), "
@@ -871,59 +877,26 @@ static int pg_dedup_prefetch(StoreConn *c, const StoreEvent *const *evs, const u
         StrBuf a[4];
         const char *v[5];
         char num[24];
-        size_t *order = NULL, *distinct = NULL, nd = 0;
-        uint64_t min_since = UINT64_MAX;
         PGresult *res = NULL;
         int r = 0;
 
-        c->n_pf = c->pf_cursor = 0;
-        if (n == 0)
-                return 0;
-        if (n > c->pf_cap) {
-                Prefetch *np = mem_reallocarray(c->pf, n, sizeof(*np));
-                if (!np)
-                        return -ENOMEM;
-                c->pf = np;
-                c->pf_cap = n;
+        for (size_t j = 0; j < 4; j++) {
+                strbuf_init(&a[j], 64u * 1024u * 1024u);
+                if (r >= 0)
+                        r = strbuf_puts(&a[j], "{");
         }
-        order = mem_calloc(n, sizeof(*order));
-        distinct = mem_calloc(n, sizeof(*distinct));
-        for (size_t k = 0; k < 4; k++)
-                strbuf_init(&a[k], 256u * 1024u * 1024u);
-        if (!order || !distinct) {
-                r = -ENOMEM;
-                goto out;
-        }
-        for (size_t i = 0; i < n; i++) {
-                c->pf[i] = (Prefetch) { .ev = evs[i], .result = -1, .first = i };
-                order[i] = i;
-                if (since[i] < min_since)
-                        min_since = since[i]; /* within the batch's milliseconds of each other */
-        }
-        qsort_r(order, n, sizeof(*order), prefetch_cmp, c->pf);
-        for (size_t k = 0; k < 4 && r >= 0; k++)
-                r = strbuf_puts(&a[k], "{");
-        for (size_t i = 0; i < n && r >= 0; i++) {
-                Prefetch *p = &c->pf[order[i]];
-                const StoreEvent *ev = p->ev;
+        for (size_t i = 0; i < k && r >= 0; i++) {
+                const StoreEvent *ev = c->pf[distinct[i]].ev;
 
-                if (i > 0) {
-                        const Prefetch *q = &c->pf[order[i - 1]];
-                        if (strcmp(q->ev->source, ev->source) == 0 && strcmp(q->ev->dedup_key, ev->dedup_key) == 0) {
-                                p->first = q->first;
-                                continue;
-                        }
-                }
-                distinct[nd++] = order[i];
                 if ((r = array_elem(&a[0], ev->source, strlen(ev->source), false)) < 0 ||
                     (r = array_elem(&a[1], ev->dedup_key, strlen(ev->dedup_key), false)) < 0 ||
                     (r = array_elem(&a[2], ev->id, strlen(ev->id), false)) < 0 ||
                     (r = array_u64(&a[3], ev->received_usec)) < 0)
                         break;
         }
-        for (size_t k = 0; k < 4 && r >= 0; k++)
-                if ((r = strbuf_puts(&a[k], "}")) >= 0)
-                        v[k] = a[k].data;
+        for (size_t j = 0; j < 4 && r >= 0; j++)
+                if ((r = strbuf_puts(&a[j], "}")) >= 0)
+                        v[j] = a[j].data;
         if (r < 0)
                 goto out;
         (void) snprintf(num, sizeof(num), "%" PRIu64, min_since);
@@ -938,7 +911,7 @@ static int pg_dedup_prefetch(StoreConn *c, const StoreEvent *const *evs, const u
                 unsigned long ord = strtoul(PQgetvalue(res, row, 0), NULL, 10);
                 Prefetch *p;
 
-                if (ord < 1 || ord > nd)
+                if (ord < 1 || ord > k)
                         continue;
                 p = &c->pf[distinct[ord - 1]];
                 if (strcmp(PQgetvalue(res, row, 2), "t") == 0)
@@ -948,6 +921,62 @@ static int pg_dedup_prefetch(StoreConn *c, const StoreEvent *const *evs, const u
                         strcpy(p->orig, PQgetvalue(res, row, 1));
                 }
         }
+out:
+        PQclear(res);
+        for (size_t j = 0; j < 4; j++)
+                strbuf_free(&a[j]);
+        return r;
+}
+
+/* The redelivery checks of a whole batch, PREFETCH_CHUNK keys a statement
+ * and a round trip: the keys inserted in (source, key) order, so that two
+ * instances' batches lock the keys they share in the same order and cannot
+ * deadlock on them. A key twice in the batch is the first one's redelivery. */
+static int pg_dedup_prefetch(StoreConn *c, const StoreEvent *const *evs, const uint64_t *since, size_t n) {
+        size_t *order = NULL, *distinct = NULL, nd = 0;
+        uint64_t min_since = UINT64_MAX;
+        int r = 0;
+
+        c->n_pf = c->pf_cursor = 0;
+        if (n == 0)
+                return 0;
+        if (n > c->pf_cap) {
+                Prefetch *np = mem_reallocarray(c->pf, n, sizeof(*np));
+                if (!np)
+                        return -ENOMEM;
+                c->pf = np;
+                c->pf_cap = n;
+        }
+        order = mem_calloc(n, sizeof(*order));
+        distinct = mem_calloc(n, sizeof(*distinct));
+        if (!order || !distinct) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+                c->pf[i] = (Prefetch) { .ev = evs[i], .result = -1, .first = i };
+                order[i] = i;
+                if (since[i] < min_since)
+                        min_since = since[i]; /* within the batch's milliseconds of each other */
+        }
+        qsort_r(order, n, sizeof(*order), prefetch_cmp, c->pf);
+        for (size_t i = 0; i < n; i++) {
+                Prefetch *p = &c->pf[order[i]];
+
+                if (i > 0) {
+                        const Prefetch *q = &c->pf[order[i - 1]];
+                        if (strcmp(q->ev->source, p->ev->source) == 0 && strcmp(q->ev->dedup_key, p->ev->dedup_key) == 0) {
+                                p->first = q->first;
+                                continue;
+                        }
+                }
+                distinct[nd++] = order[i];
+        }
+        for (size_t done = 0; done < nd && r >= 0; done += PREFETCH_CHUNK)
+                r = prefetch_chunk(c, distinct + done, nd - done < PREFETCH_CHUNK ? nd - done : PREFETCH_CHUNK,
+                                   min_since);
+        if (r < 0)
+                goto out;
         /* the batch's own repeats follow their first */
         for (size_t i = 0; i < n; i++) {
                 Prefetch *p = &c->pf[i], *f = &c->pf[p->first];
@@ -964,9 +993,6 @@ static int pg_dedup_prefetch(StoreConn *c, const StoreEvent *const *evs, const u
         }
         c->n_pf = n;
 out:
-        PQclear(res);
-        for (size_t k = 0; k < 4; k++)
-                strbuf_free(&a[k]);
         mem_free(order);
         mem_free(distinct);
         return r;
@@ -1036,7 +1062,7 @@ static int pg_open(StoreConn *c, PGconn **ret) {
                 if (msg)
                         (void) strstrip(msg);
                 if (msg && (!c->last_error || strcmp(msg, c->last_error) != 0))
-                        log_warning("store: cannot connect to PostgreSQL: %s", msg);
+                        log_warning("store: cannot connect to PostgreSQL: %.300s", msg);
                 mem_free(c->last_error);
                 c->last_error = msg;
                 PQfinish(pg);
@@ -1167,7 +1193,7 @@ static int pg_reconnect(StoreConn *c) {
         c->inflight = 0;
         c->pipe_error = 0;
         c->n_pf = c->pf_cursor = 0;
-        c->n_rows = 0;
+        c->n_rows = c->rows_bytes = 0;
         c->n_own = 0;
         return session_setup(c);
 }
@@ -1200,7 +1226,7 @@ static int pg_migrate(StoreConn *c) {
                         id, id);
         PQfreemem(id);
         if ((r = guard_lock(c, ADVISORY_MIGRATE, false)) < 0)
-                return log_error_errno(r, "store: cannot take the migration lock: %s", PQerrorMessage(c->pg));
+                return log_error_errno(r, "store: cannot take the migration lock: %.300s", PQerrorMessage(c->pg));
         if ((r = pg_exec(c->pg, "BEGIN")) < 0 || (r = pg_exec(c->pg, text)) < 0 || (r = meta_version(c, &v)) < 0)
                 goto fail;
         if (v > SCHEMA_VERSION) {
@@ -1226,7 +1252,7 @@ static int pg_migrate(StoreConn *c) {
         return session_setup(c);
 fail:
         k = r;
-        log_error("store: schema migration failed: %s", PQerrorMessage(c->pg));
+        log_error("store: schema migration failed: %.300s", PQerrorMessage(c->pg));
         pg_rollback(c);
         (void) pg_exec(c->pg, "SELECT pg_advisory_unlock_all()");
         return k;
@@ -1280,7 +1306,7 @@ static int copy_finish(StoreConn *c, const char *error) {
         while ((res = PQgetResult(c->pg))) {
                 if (PQresultStatus(res) != PGRES_COMMAND_OK && r == 0 && !error) {
                         r = pg_errno(c->pg, res);
-                        log_error("store: import failed: %s", PQerrorMessage(c->pg));
+                        log_error("store: import failed: %.300s", PQerrorMessage(c->pg));
                 }
                 PQclear(res);
         }
@@ -1300,7 +1326,7 @@ static int pg_import_table(StoreConn *c, const char *table, const char *columns)
         res = PQexec(c->pg, text);
         r = PQresultStatus(res) == PGRES_COPY_IN ? 0 : pg_errno(c->pg, res);
         if (r < 0)
-                log_error("store: cannot import into %s: %s", table, PQerrorMessage(c->pg));
+                log_error("store: cannot import into %s: %.300s", table, PQerrorMessage(c->pg));
         PQclear(res);
         return r;
 }
@@ -1316,7 +1342,7 @@ static int pg_import_row(StoreConn *c, size_t n, const char *const *values, cons
         int r;
 
         for (size_t i = 0; i < n; i++)
-                size += 4 + (values[i] ? (binary[i] ? 2 * lengths[i] : 2 * lengths[i]) : 2);
+                size += 4 + (values[i] ? 2 * lengths[i] : 2); /* escaped or hex: at most twice the bytes */
         p = line = mem_malloc(size);
         if (!line)
                 return -ENOMEM;
@@ -1373,7 +1399,7 @@ static int pg_import_end(StoreConn *c, bool commit) {
                 if (r >= 0)
                         r = pg_exec(c->pg, "COMMIT");
                 if (r < 0)
-                        log_error("store: import failed: %s", PQerrorMessage(c->pg));
+                        log_error("store: import failed: %.300s", PQerrorMessage(c->pg));
         }
         if (r < 0 || !commit)
                 pg_rollback(c);

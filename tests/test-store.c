@@ -1404,6 +1404,39 @@ TEST(two_instances_cap) {
         pair_close(&p);
 }
 
+/* More keys in one batch than one redelivery-check statement takes
+ * (PostgreSQL: PREFETCH_CHUNK), each also repeated right after: one copy of
+ * each is new, the other its duplicate. */
+TEST(dedup_large_batch) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        static Result first[3000], again[3000];
+        Store *s;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        s = open_store(e, 0, HOUR);
+        for (unsigned i = 0; i < 3000; i++) {
+                char key[32];
+
+                (void) snprintf(key, sizeof(key), "id:big-%u", i);
+                ASSERT_OK(store_submit_event(s, ev_new("splunk", key), on_event, &first[i]));
+                ASSERT_OK(store_submit_event(s, ev_new("splunk", key), on_event, &again[i]));
+        }
+        wait_for(e, &again[2999].calls, 1);
+        for (unsigned i = 0; i < 3000; i++) {
+                wait_for(e, &first[i].calls, 1);
+                ASSERT_OK(first[i].r);
+                ASSERT_OK(again[i].r);
+                /* one copy is new, the other its duplicate; which is which is
+                 * the batches' order, and a shared backend's writers run
+                 * batches side by side */
+                ASSERT_TRUE(first[i].duplicate != again[i].duplicate);
+                ASSERT_TRUE(pg_conninfo || !first[i].duplicate);
+                ASSERT_STREQ(again[i].event_id, first[i].event_id);
+        }
+        store_close(s);
+}
+
 static void cleanup_dir(void) {
         char cmd[300];
         (void) snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
@@ -1444,6 +1477,7 @@ int main(int argc, char **argv) {
         }
         RUN(timed_reactivation);
         RUN(outbox);
+        RUN(dedup_large_batch);
         RUN(instances_and_leases);
         if (pg_conninfo) { /* several instances on one database */
                 RUN(two_instances_dedup);
