@@ -552,6 +552,15 @@ def wrk_remedyd_sqlite(dur, bodies):
     return res
 
 
+def start_pg_pair(nodes, d, fake, db, prefix, **kw):
+    """Instances PREFIXa and PREFIXb on database db, appended to nodes as they
+    start (so that the caller's cleanup stops whatever did)."""
+    for name in ("a", "b"):
+        nd = os.path.join(d, name)
+        os.makedirs(nd)
+        nodes.append(start_remedyd(nd, fake, backend="postgresql", pg_database=db, instance=prefix + name, **kw))
+
+
 def wrk_remedyd_pg_pair(dur, bodies, pool=4):
     """Two instances on one PostgreSQL database, wrk -t1 -c32 against each at
     the same time (64 connections in all), each its own half of the bodies."""
@@ -560,11 +569,7 @@ def wrk_remedyd_pg_pair(dur, bodies, pool=4):
     db = harness.PgDatabase(prefix="bench")
     nodes = []
     try:
-        for name in ("a", "b"):
-            nd = os.path.join(d, name)
-            os.makedirs(nd)
-            nodes.append(start_remedyd(nd, fake, backend="postgresql", pg_database=db, instance="bench-" + name,
-                                       extra={"state": {"postgresql": {"pool": pool}}}))
+        start_pg_pair(nodes, d, fake, db, "bench-", extra={"state": {"postgresql": {"pool": pool}}})
         rt0, ops0 = metric_sum(nodes, "remedyd_store_round_trips_total"), metric_sum(nodes, "remedyd_store_operations_total")
         ps = [wrk_start(webhook_port(n.webhook_url), 1, 32, dur, bodies, i, 2) for i, n in enumerate(nodes)]
         rs = [wrk_result(p) for p in ps]
@@ -678,12 +683,8 @@ def bench_ha_failover():
     db = harness.PgDatabase(prefix="bench")
     nodes = []
     try:
-        for name in ("a", "b"):
-            nd = os.path.join(d, name)
-            os.makedirs(nd)
-            nodes.append(start_remedyd(nd, fake, match_rule=True, backend="postgresql", pg_database=db,
-                                       instance="fail-" + name, lease="%ds" % lease,
-                                       extra={"onepassword": {"timeout": "60s"}}))
+        start_pg_pair(nodes, d, fake, db, "fail-", match_rule=True, lease="%ds" % lease,
+                      extra={"onepassword": {"timeout": "60s"}})
         a, b = nodes
         harness.wait_until(lambda: all(json.loads(harness.http_request(x.status_url + "/status")[2])
                                        ["directory"]["users"] == 100 for x in nodes), timeout=60)
