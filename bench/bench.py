@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -674,6 +675,118 @@ def bench_wrk_ingest():
     record("wrk-ingest", duration=dur, conns=64, machine=machine(), rounds=rounds)
 
 
+# ------------------------------------------------------------------ clients
+
+SYSCALLS = ("epoll_wait", "epoll_ctl", "recvfrom", "sendto", "sendmsg", "writev", "futex", "pwrite64",
+            "fdatasync", "write", "read", "accept4", "timerfd_settime", "setsockopt", "close")
+
+
+def task_stats(pid):
+    """Per thread of pid: {comm: [cpu seconds, voluntary, involuntary context switches]}."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                st = f.read()
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                status = f.read()
+        except FileNotFoundError:
+            continue
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        fields = st[st.rindex(")") + 2:].split()
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        vol = int(re.search(r"^voluntary_ctxt_switches:\s+(\d+)", status, re.M).group(1))
+        inv = int(re.search(r"^nonvoluntary_ctxt_switches:\s+(\d+)", status, re.M).group(1))
+        row = out.setdefault(comm, [0.0, 0, 0])
+        row[0] += cpu
+        row[1] += vol
+        row[2] += inv
+    return out
+
+
+def client_run(name, port, dur, bodies, pid):
+    """One client against pid's listener on port, 64 connections; what the
+    daemon's threads spent (CPU, context switches, syscalls by perf stat)
+    and what the client process spent (CPU, from its rusage)."""
+    events = ["raw_syscalls:sys_enter"] + ["syscalls:sys_enter_" + c for c in SYSCALLS]
+    perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", ",".join(events), "-p", str(pid)],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)  # perf attached
+    t0 = task_stats(pid)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if name == "wrk":
+        res = wrk_result(wrk_start(port, 2, 64, dur, bodies))
+    else:
+        res = loadgen(port, ["--conns", 64, "--duration", dur, "--count", int(dur * 80000), "--bodies", bodies])
+        res["requests"] = res["ok"] + res["dup"] + res["other"]
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t1 = task_stats(pid)
+    perf.send_signal(signal.SIGINT)
+    counts = {}
+    for line in perf.communicate()[1].splitlines():
+        f = line.split(",")
+        if len(f) > 2 and f[0].isdigit():
+            counts[f[2].split(":")[-1].replace("sys_enter_", "")] = int(f[0])
+    n = max(res["requests"], 1)
+    threads = {c: [t1[c][i] - t0.get(c, [0, 0, 0])[i] for i in range(3)] for c in t1}
+    res["client_cpu_us"] = 1e6 * ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / n
+    res["daemon_cpu_us"] = 1e6 * sum(v[0] for v in threads.values()) / n
+    res["ctxsw"] = sum(v[1] + v[2] for v in threads.values()) / n
+    res["threads"] = {c: {"cpu_us": 1e6 * v[0] / n, "vol": v[1] / n, "invol": v[2] / n} for c, v in threads.items()}
+    res["syscalls"] = counts.get("sys_enter", 0) / n
+    res["syscalls_by_name"] = {k: v / n for k, v in counts.items() if k != "sys_enter" and v}
+    return res
+
+
+def bench_clients():
+    """Issue 16: remedyd (SQLite) under bench/loadgen.c and under wrk -t2
+    -c64, the same pre-signed bodies, alternating, rounds: accepted/s and
+    p99 beside CPU per request of each client and of remedyd's threads,
+    context switches and syscalls per request, requests per commit."""
+    dur = ARGS.duration
+    seed = int(time.time())
+    bodies = wrk_bodies(int(min(dur * 80000, 2000000)), seed)
+    rounds = []
+    for k in range(ARGS.ingest_rounds):
+        row = {}
+        for name in ("loadgen", "wrk"):
+            d = fresh_dir("clients-" + name)
+            fake = harness.FakeOnePassword(d, users=10)
+            try:
+                r = start_remedyd(d, fake, backend="sqlite")
+                try:
+                    metrics = lambda: harness.http_request(r.status_url + "/metrics")[2].decode()  # noqa: E731
+                    c0 = harness.metric_value(metrics(), "remedyd_store_commits_total") or 0
+                    res = client_run(name, webhook_port(r.webhook_url), dur, bodies, r.pid)
+                    res["per_commit"] = res["ok"] / max((harness.metric_value(metrics(), "remedyd_store_commits_total")
+                                                         or 0) - c0, 1)
+                finally:
+                    r.stop()
+                res["events_in_db"] = sqlite_events(d)
+            finally:
+                fake.stop()
+            row[name] = res
+            top = sorted(res["syscalls_by_name"].items(), key=lambda kv: -kv[1])[:8]
+            log("clients: round %d %-7s %8.0f accepted/s p99 %.2f ms; CPU per request: client %.1f us, remedyd %.1f us "
+                "(%s); %.2f context switches, %.2f syscalls (%s) per request; %.1f requests per commit; "
+                "db rows %d / 2xx %d  [load %s]"
+                % (k + 1, name, res["rate"], res["lat_p99_us"] / 1000, res["client_cpu_us"], res["daemon_cpu_us"],
+                   ", ".join("%s %.1f" % (c, v["cpu_us"]) for c, v in sorted(res["threads"].items())
+                             if v["cpu_us"] >= 0.5),
+                   res["ctxsw"], res["syscalls"], ", ".join("%s %.2f" % kv for kv in top), res["per_commit"],
+                   res["events_in_db"], res["ok"], machine()["load"]))
+        rounds.append(row)
+    med = lambda c, f: statistics.median(f(r[c]) for r in rounds)  # noqa: E731
+    for c in ("loadgen", "wrk"):
+        log("clients: median of %d rounds, %-7s: %.0f accepted/s, p99 %.2f ms, client %.1f us/request, "
+            "remedyd %.1f us/request, %.2f context switches/request, %.2f syscalls/request, %.1f requests/commit"
+            % (len(rounds), c, med(c, lambda r: r["rate"]), med(c, lambda r: r["lat_p99_us"]) / 1000,
+               med(c, lambda r: r["client_cpu_us"]), med(c, lambda r: r["daemon_cpu_us"]),
+               med(c, lambda r: r["ctxsw"]), med(c, lambda r: r["syscalls"]), med(c, lambda r: r["per_commit"])))
+    record("clients", duration=dur, conns=64, machine=machine(), rounds=rounds)
+
+
 def bench_ha_failover():
     """Issue 13: kill -9 of the instance holding running actions while the
     fake API is slow; seconds until the survivor has finished every one."""
@@ -845,6 +958,7 @@ def bench_startup():
 
 BENCHES = {"fsync": bench_fsync, "ingest": bench_ingest, "ttc": bench_ttc, "memory": bench_memory,
            "rules": bench_rules, "startup": bench_startup, "wrk-ingest": bench_wrk_ingest,
+           "clients": bench_clients,
            "ha-ingest": bench_ha_ingest, "ha-ttc": bench_ha_ttc, "ha-failover": bench_ha_failover}
 # what a plain `scripts/bench` runs (the others by --only)
 DEFAULT_BENCHES = ["fsync", "ingest", "ttc", "memory", "rules", "startup"]

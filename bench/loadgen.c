@@ -19,7 +19,8 @@
  * users + 1: distinct users spread over the whole directory while I < users
  * (7919 is prime; users must not be a multiple of it; user 0, the account
  * owner, is never named), SIG/SEV from --match (matching alert) or a benign
- * pair that rules do not match.
+ * pair that rules do not match. With --bodies FILE, the pre-signed
+ * "SIGNATURE<TAB>BODY" lines bench.py writes for wrk instead.
  *
  * Not part of the daemon: plain libc + libcrypto, built by scripts/bench. */
 #define _GNU_SOURCE
@@ -66,6 +67,7 @@ static const char *arg_log = NULL;
 static unsigned arg_users = 10000;
 static bool arg_match = false;
 static unsigned long arg_seed = 0;
+static const char *arg_bodies = NULL;
 
 static char **reqs;
 static size_t *req_len;
@@ -89,9 +91,56 @@ static unsigned user_of(size_t i) {
         return (unsigned) ((i * 7919u) % arg_users) + 1;
 }
 
+static void add_request(size_t i, const char *sig, const char *body, size_t bl) {
+        char head[1024];
+        int hl = snprintf(head, sizeof head,
+                "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                "%s: %s%s\r\nContent-Length: %zu\r\n\r\n",
+                arg_path, arg_host, arg_port, arg_header, arg_prefix, sig, bl);
+        reqs[i] = malloc((size_t) hl + bl);
+        if (!reqs[i])
+                die("malloc");
+        memcpy(reqs[i], head, (size_t) hl);
+        memcpy(reqs[i] + hl, body, bl);
+        req_len[i] = (size_t) hl + bl;
+}
+
+/* --bodies FILE: the pre-signed "SIGNATURE<TAB>BODY" lines that bench.py
+ * writes for wrk (bench/wrk-ingest.lua), so that both clients send the
+ * same deliveries; at most --count of them. */
+static void read_requests(void) {
+        FILE *f = fopen(arg_bodies, "re");
+        char *line = NULL;
+        size_t cap = 0, n = 0;
+        ssize_t len;
+
+        if (!f)
+                die(arg_bodies);
+        reqs = calloc(arg_count, sizeof *reqs);
+        req_len = calloc(arg_count, sizeof *req_len);
+        if (!reqs || !req_len)
+                die("calloc");
+        while (n < arg_count && (len = getline(&line, &cap, f)) > 0) {
+                char *tab = memchr(line, '\t', (size_t) len);
+                if (!tab)
+                        continue;
+                *tab = 0;
+                while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+                        line[--len] = 0;
+                add_request(n++, line, tab + 1, (size_t) (line + len - (tab + 1)));
+        }
+        free(line);
+        fclose(f);
+        if (n == 0) {
+                fprintf(stderr, "loadgen: no bodies in %s\n", arg_bodies);
+                exit(2);
+        }
+        arg_count = n;
+}
+
 static void build_requests(const char *secret, size_t secret_len) {
         static const char hexd[] = "0123456789abcdef";
-        char body[1024], head[1024];
+        char body[1024];
         unsigned char mac[32];
         unsigned mac_len;
         char sig[65];
@@ -116,16 +165,7 @@ static void build_requests(const char *secret, size_t secret_len) {
                         sig[2 * k + 1] = hexd[mac[k] & 15];
                 }
                 sig[64] = 0;
-                int hl = snprintf(head, sizeof head,
-                        "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                        "%s: %s%s\r\nContent-Length: %d\r\n\r\n",
-                        arg_path, arg_host, arg_port, arg_header, arg_prefix, sig, bl);
-                reqs[i] = malloc((size_t) hl + (size_t) bl);
-                if (!reqs[i])
-                        die("malloc");
-                memcpy(reqs[i], head, (size_t) hl);
-                memcpy(reqs[i] + hl, body, (size_t) bl);
-                req_len[i] = (size_t) hl + (size_t) bl;
+                add_request(i, sig, body, (size_t) bl);
         }
 }
 
@@ -236,7 +276,7 @@ static uint64_t percentile(double q) {
 static void usage(void) {
         fprintf(stderr, "usage: loadgen --port P --secret-file F [--host H] [--path P] [--conns N] [--duration S]\n"
                         "               [--rate R] [--count N] [--users N] [--match] [--seed N] [--log FILE]\n"
-                        "               [--header NAME] [--prefix TEXT]\n");
+                        "               [--header NAME] [--prefix TEXT] [--bodies FILE]\n");
         exit(2);
 }
 
@@ -246,7 +286,8 @@ int main(int argc, char **argv) {
                 { "conns", 1, NULL, 'c' }, { "duration", 1, NULL, 'd' }, { "rate", 1, NULL, 'r' },
                 { "count", 1, NULL, 'n' }, { "secret-file", 1, NULL, 's' }, { "header", 1, NULL, 'h' },
                 { "prefix", 1, NULL, 'x' }, { "log", 1, NULL, 'l' }, { "users", 1, NULL, 'u' },
-                { "match", 0, NULL, 'm' }, { "seed", 1, NULL, 'S' }, {}
+                { "match", 0, NULL, 'm' }, { "seed", 1, NULL, 'S' },
+                { "bodies", 1, NULL, 'b' }, {}
         };
         int o;
         while ((o = getopt_long(argc, argv, "", opts, NULL)) >= 0)
@@ -265,6 +306,7 @@ int main(int argc, char **argv) {
                 case 'u': arg_users = (unsigned) atoi(optarg); break;
                 case 'm': arg_match = true; break;
                 case 'S': arg_seed = strtoul(optarg, NULL, 10); break;
+                case 'b': arg_bodies = optarg; break;
                 default: usage();
                 }
         if (arg_port <= 0 || !arg_secret_file || arg_conns == 0 || arg_count == 0 || arg_users == 0)
@@ -281,7 +323,10 @@ int main(int argc, char **argv) {
         while (sl > 0 && (secret[sl - 1] == '\n' || secret[sl - 1] == '\r'))
                 sl--;
         uint64_t t0 = now_ns(CLOCK_MONOTONIC);
-        build_requests(secret, sl);
+        if (arg_bodies)
+                read_requests();
+        else
+                build_requests(secret, sl);
         fprintf(stderr, "loadgen: %zu signed requests built in %.2f s\n", arg_count,
                 (double) (now_ns(CLOCK_MONOTONIC) - t0) / 1e9);
         if (arg_log) {
