@@ -2193,10 +2193,15 @@ int store_open_config(const StoreConfig *cfg, sd_event *e, const StoreOptions *o
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
         for (size_t i = 0; i < s->n_writers; i++) {
+                char name[16]; /* the kernel's limit, with the NUL */
+
                 r = -pthread_create(&s->writers[i].thread, NULL, writer_main, &s->writers[i]);
                 if (r < 0)
                         break;
                 s->writers[i].started = true;
+                /* "top -H", perf and /proc/PID/task show which thread is which. */
+                (void) snprintf(name, sizeof name, "store-writer%zu", i % 100);
+                (void) pthread_setname_np(s->writers[i].thread, name);
         }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r < 0)
