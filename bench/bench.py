@@ -740,52 +740,71 @@ def client_run(name, port, dur, bodies, pid):
 
 
 def bench_clients():
-    """Issue 16: remedyd (SQLite) under bench/loadgen.c and under wrk -t2
-    -c64, the same pre-signed bodies, alternating, rounds: accepted/s and
-    p99 beside CPU per request of each client and of remedyd's threads,
-    context switches and syscalls per request, requests per commit."""
+    """Issue 16: remedyd (SQLite), bare MHD and MHD + fdatasync, each under
+    bench/loadgen.c and under wrk -t2 -c64 with the same pre-signed bodies,
+    rounds: accepted/s and p99 beside CPU per request of each client and of
+    the server's threads, context switches and syscalls per request, and
+    requests per commit (remedyd)."""
     dur = ARGS.duration
     seed = int(time.time())
     bodies = wrk_bodies(int(min(dur * 80000, 2000000)), seed)
     rounds = []
+
+    def remedyd(client):
+        d = fresh_dir("clients-remedyd")
+        fake = harness.FakeOnePassword(d, users=10)
+        try:
+            r = start_remedyd(d, fake, backend="sqlite")
+            try:
+                metrics = lambda: harness.http_request(r.status_url + "/metrics")[2].decode()  # noqa: E731
+                c0 = harness.metric_value(metrics(), "remedyd_store_commits_total") or 0
+                res = client_run(client, webhook_port(r.webhook_url), dur, bodies, r.pid)
+                commits = (harness.metric_value(metrics(), "remedyd_store_commits_total") or 0) - c0
+                res["per_commit"] = res["ok"] / max(commits, 1)
+            finally:
+                r.stop()
+            res["events_in_db"] = sqlite_events(d)
+        finally:
+            fake.stop()
+        return res
+
+    def tool(argv, client):
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(p.stdout.readline().split()[1])
+            return client_run(client, port, dur, bodies, p.pid)
+        finally:
+            stop_proc(p)
+
+    servers = (("remedyd", remedyd),
+               ("mhd", lambda c: tool([os.path.join(ARGS.tools, "mhd-baseline")], c)),
+               ("mhd-durable", lambda c: tool([os.path.join(ARGS.tools, "mhd-durable"),
+                                               os.path.join(fresh_dir("clients-mhd-durable"), "bodies.log")], c)))
     for k in range(ARGS.ingest_rounds):
         row = {}
-        for name in ("loadgen", "wrk"):
-            d = fresh_dir("clients-" + name)
-            fake = harness.FakeOnePassword(d, users=10)
-            try:
-                r = start_remedyd(d, fake, backend="sqlite")
-                try:
-                    metrics = lambda: harness.http_request(r.status_url + "/metrics")[2].decode()  # noqa: E731
-                    c0 = harness.metric_value(metrics(), "remedyd_store_commits_total") or 0
-                    res = client_run(name, webhook_port(r.webhook_url), dur, bodies, r.pid)
-                    res["per_commit"] = res["ok"] / max((harness.metric_value(metrics(), "remedyd_store_commits_total")
-                                                         or 0) - c0, 1)
-                finally:
-                    r.stop()
-                res["events_in_db"] = sqlite_events(d)
-            finally:
-                fake.stop()
-            row[name] = res
-            top = sorted(res["syscalls_by_name"].items(), key=lambda kv: -kv[1])[:8]
-            log("clients: round %d %-7s %8.0f accepted/s p99 %.2f ms; CPU per request: client %.1f us, remedyd %.1f us "
-                "(%s); %.2f context switches, %.2f syscalls (%s) per request; %.1f requests per commit; "
-                "db rows %d / 2xx %d  [load %s]"
-                % (k + 1, name, res["rate"], res["lat_p99_us"] / 1000, res["client_cpu_us"], res["daemon_cpu_us"],
-                   ", ".join("%s %.1f" % (c, v["cpu_us"]) for c, v in sorted(res["threads"].items())
-                             if v["cpu_us"] >= 0.5),
-                   res["ctxsw"], res["syscalls"], ", ".join("%s %.2f" % kv for kv in top), res["per_commit"],
-                   res["events_in_db"], res["ok"], machine()["load"]))
+        for server, run in servers:
+            for client in ("loadgen", "wrk"):
+                res = row[server + "/" + client] = run(client)
+                top = sorted(res["syscalls_by_name"].items(), key=lambda kv: -kv[1])[:8]
+                log("clients: round %d %-11s %-7s %8.0f accepted/s p99 %.2f ms; CPU per request: client %.1f us, "
+                    "server %.1f us (%s); %.2f context switches, %.2f syscalls (%s) per request%s  [load %s]"
+                    % (k + 1, server, client, res["rate"], res["lat_p99_us"] / 1000, res["client_cpu_us"],
+                       res["daemon_cpu_us"],
+                       ", ".join("%s %.1f" % (c, v["cpu_us"]) for c, v in sorted(res["threads"].items())
+                                 if v["cpu_us"] >= 0.5),
+                       res["ctxsw"], res["syscalls"], ", ".join("%s %.2f" % kv for kv in top),
+                       "; %.1f requests per commit, db rows %d / 2xx %d" % (res["per_commit"], res["events_in_db"],
+                                                                            res["ok"]) if "per_commit" in res else "",
+                       machine()["load"]))
         rounds.append(row)
-    med = lambda c, f: statistics.median(f(r[c]) for r in rounds)  # noqa: E731
-    for c in ("loadgen", "wrk"):
-        log("clients: median of %d rounds, %-7s: %.0f accepted/s, p99 %.2f ms, client %.1f us/request, "
-            "remedyd %.1f us/request, %.2f context switches/request, %.2f syscalls/request, %.1f requests/commit"
-            % (len(rounds), c, med(c, lambda r: r["rate"]), med(c, lambda r: r["lat_p99_us"]) / 1000,
-               med(c, lambda r: r["client_cpu_us"]), med(c, lambda r: r["daemon_cpu_us"]),
-               med(c, lambda r: r["ctxsw"]), med(c, lambda r: r["syscalls"]), med(c, lambda r: r["per_commit"])))
+    med = lambda key, f: statistics.median(f(r[key]) for r in rounds)  # noqa: E731
+    for key in rounds[0]:
+        log("clients: median of %d rounds, %-19s: %.0f accepted/s, p99 %.2f ms, client %.1f us/request, "
+            "server %.1f us/request, %.2f context switches/request, %.2f syscalls/request"
+            % (len(rounds), key, med(key, lambda r: r["rate"]), med(key, lambda r: r["lat_p99_us"]) / 1000,
+               med(key, lambda r: r["client_cpu_us"]), med(key, lambda r: r["daemon_cpu_us"]),
+               med(key, lambda r: r["ctxsw"]), med(key, lambda r: r["syscalls"])))
     record("clients", duration=dur, conns=64, machine=machine(), rounds=rounds)
-
 
 def bench_ha_failover():
     """Issue 13: kill -9 of the instance holding running actions while the

@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -1072,6 +1073,39 @@ TEST(group_commit) {
         run_bench(20000, 2048, true);
 }
 
+/* Under a steady load the WAL is copied into the database while the writer
+ * goes on (the checkpointer thread), and it still restarts from its start
+ * (the writer's own checkpoint past 8,000 pages): a few thousand small
+ * commits write several times that many WAL frames, but the WAL file (its
+ * size is its high-water mark) stays near 8,000 pages of 4 KiB. */
+TEST(wal_bounded) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Bench b = { .total = 30000 };
+        char wal[PATH_MAX + 8];
+        struct stat st_db, st_wal;
+        StoreStats st;
+
+        new_db_path();
+        ASSERT_OK(sd_event_new(&e));
+        b.s = open_store(e, 0, HOUR);
+        for (unsigned i = 0; i < 8; i++)
+                bench_submit_one(&b);
+        wait_for(e, &b.completed, b.total);
+        ASSERT_EQ(b.failed, 0u);
+        store_stats(b.s, &st);
+        (void) snprintf(wal, sizeof(wal), "%s-wal", dbpath);
+        ASSERT_OK(stat(dbpath, &st_db) < 0 ? -errno : 0);
+        ASSERT_OK(stat(wal, &st_wal) < 0 ? -errno : 0);
+        fprintf(stderr, "%u events in %" PRIu64 " commits: database %lld KiB, WAL %lld KiB\n", b.total, st.commits,
+                (long long) st_db.st_size / 1024, (long long) st_wal.st_size / 1024);
+        /* enough commits for several times 8,000 frames */
+        ASSERT_TRUE(st.commits >= 3000);
+        /* copied while running: 30,000 events and actions are > 8 MiB */
+        ASSERT_TRUE(st_db.st_size > 8 * 1024 * 1024);
+        ASSERT_TRUE(st_wal.st_size <= (off_t) 10000 * (4096 + 24));
+        store_close(b.s);
+}
+
 /* An idle writer does not wait for the loop iteration to end once
  * STORE_EARLY_COMMIT operations wait: it commits them while the loop goes
  * on building the next batch. The loop does not run here until the commit
@@ -1484,6 +1518,8 @@ int main(int argc, char **argv) {
                 RUN(two_instances_cap);
         }
         RUN(group_commit);
+        if (!pg_conninfo)
+                RUN(wal_bounded);
         if (!pg_conninfo) /* a shared backend commits at the end of the loop iteration only */
                 RUN(early_commit);
         RUN(close_commits_pending);
