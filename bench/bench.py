@@ -806,6 +806,38 @@ def bench_clients():
                med(key, lambda r: r["ctxsw"]), med(key, lambda r: r["syscalls"])))
     record("clients", duration=dur, conns=64, machine=machine(), rounds=rounds)
 
+def bench_mhd_modes():
+    """Issue 16: MHD's connection handling on 2 cores, with the durable
+    group commit of bench/mhd-durable.c: one epoll thread with
+    suspend/resume (remedyd's), MHD's thread pool (2 epoll threads), a thread
+    per connection whose handler blocks until its group is durable; wrk
+    -t2 -c64, alternating, rounds."""
+    dur = ARGS.duration
+    bodies = wrk_bodies(int(min(dur * 80000, 2000000)), int(time.time()))
+    rounds = []
+    for k in range(ARGS.ingest_rounds):
+        row = {}
+        for mode in ("epoll", "pool", "threads"):
+            p = subprocess.Popen([os.path.join(ARGS.tools, "mhd-durable"),
+                                  os.path.join(fresh_dir("mhd-modes"), "bodies.log"), mode],
+                                 stdout=subprocess.PIPE, text=True)
+            try:
+                port = int(p.stdout.readline().split()[1])
+                res = row[mode] = client_run("wrk", port, dur, bodies, p.pid)
+            finally:
+                stop_proc(p)
+            log("mhd-modes: round %d %-7s %8.0f accepted/s p50 %.2f p99 %.2f ms; server %.1f us/request, "
+                "%.2f context switches, %.2f syscalls per request; wrk %.1f us/request  [load %s]"
+                % (k + 1, mode, res["rate"], res["lat_p50_us"] / 1000, res["lat_p99_us"] / 1000,
+                   res["daemon_cpu_us"], res["ctxsw"], res["syscalls"], res["client_cpu_us"], machine()["load"]))
+        rounds.append(row)
+    for mode in rounds[0]:
+        log("mhd-modes: median of %d rounds, %-7s: %.0f accepted/s, p99 %.2f ms, %.1f us/request"
+            % (len(rounds), mode, statistics.median(r[mode]["rate"] for r in rounds),
+               statistics.median(r[mode]["lat_p99_us"] for r in rounds) / 1000,
+               statistics.median(r[mode]["daemon_cpu_us"] for r in rounds)))
+    record("mhd-modes", duration=dur, conns=64, machine=machine(), rounds=rounds)
+
 def bench_ha_failover():
     """Issue 13: kill -9 of the instance holding running actions while the
     fake API is slow; seconds until the survivor has finished every one."""
@@ -977,7 +1009,7 @@ def bench_startup():
 
 BENCHES = {"fsync": bench_fsync, "ingest": bench_ingest, "ttc": bench_ttc, "memory": bench_memory,
            "rules": bench_rules, "startup": bench_startup, "wrk-ingest": bench_wrk_ingest,
-           "clients": bench_clients,
+           "clients": bench_clients, "mhd-modes": bench_mhd_modes,
            "ha-ingest": bench_ha_ingest, "ha-ttc": bench_ha_ttc, "ha-failover": bench_ha_failover}
 # what a plain `scripts/bench` runs (the others by --only)
 DEFAULT_BENCHES = ["fsync", "ingest", "ttc", "memory", "rules", "startup"]

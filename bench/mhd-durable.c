@@ -8,7 +8,13 @@
  * no SQLite. Prints "port N" once listening on 127.0.0.1; runs until
  * SIGTERM/SIGINT.
  *
- *   mhd-durable FILE
+ *   mhd-durable FILE [epoll|pool|threads]
+ *
+ * How MHD handles the connections (issue 16 asks which suits 2 cores):
+ *   epoll    one internal epoll thread, suspend/resume (the default; remedyd's)
+ *   pool     MHD's internal thread pool, 2 epoll threads, suspend/resume
+ *   threads  a thread per connection; the handler blocks until its group
+ *            is durable (no suspend/resume, no epoll)
  *
  * Built by scripts/bench. */
 #define _GNU_SOURCE
@@ -33,6 +39,9 @@ typedef struct Req {
         bool queued, done;
         struct Req *next;
 } Req;
+
+static bool blocking; /* thread per connection: wait instead of suspending */
+static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
 
 static struct MHD_Response *accepted;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -72,6 +81,16 @@ static void *writer(void *unused) {
                         abort();
                 }
                 commits++;
+                if (blocking) {
+                        pthread_mutex_lock(&lock);
+                        for (Req *r = batch; r; r = r->next) {
+                                bodies++;
+                                r->done = true;
+                        }
+                        pthread_cond_broadcast(&done_cond);
+                        pthread_mutex_unlock(&lock);
+                        continue;
+                }
                 for (Req *r = batch, *next; r; r = next) {
                         next = r->next;
                         bodies++;
@@ -111,6 +130,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         }
         if (r->done)
                 return MHD_queue_response(c, 202, accepted);
+        if (blocking) {
+                pthread_mutex_lock(&lock);
+                r->next = pending;
+                pending = r;
+                pthread_cond_signal(&cond);
+                while (!r->done)
+                        pthread_cond_wait(&done_cond, &lock);
+                pthread_mutex_unlock(&lock);
+                return MHD_queue_response(c, 202, accepted);
+        }
         if (!r->queued) {
                 r->queued = true;
                 MHD_suspend_connection(c);
@@ -138,12 +167,23 @@ int main(int argc, char **argv) {
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         const union MHD_DaemonInfo *info;
         struct MHD_Daemon *d;
+        const char *mode = argc >= 3 ? argv[2] : "epoll";
+        unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, pool = 0;
         pthread_t t;
         sigset_t ss;
         int sig;
 
-        if (argc != 2) {
-                fprintf(stderr, "usage: mhd-durable FILE\n");
+        if (argc < 2 || argc > 3) {
+                fprintf(stderr, "usage: mhd-durable FILE [epoll|pool|threads]\n");
+                return 2;
+        }
+        if (strcmp(mode, "pool") == 0)
+                pool = 2;
+        else if (strcmp(mode, "threads") == 0) {
+                flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD;
+                blocking = true;
+        } else if (strcmp(mode, "epoll") != 0) {
+                fprintf(stderr, "mhd-durable: unknown mode %s\n", mode);
                 return 2;
         }
         fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
@@ -160,7 +200,8 @@ int main(int argc, char **argv) {
 
         accepted = MHD_create_response_from_buffer(sizeof body - 1, (void *) body, MHD_RESPMEM_PERSISTENT);
         MHD_add_response_header(accepted, "Content-Type", "application/json");
-        d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, handler, NULL,
+        d = MHD_start_daemon(flags, 0, NULL, NULL, handler, NULL,
+                             MHD_OPTION_THREAD_POOL_SIZE, pool,
                              MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
                              MHD_OPTION_CONNECTION_LIMIT, 1024,
                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t) 16384,
