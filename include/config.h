@@ -213,12 +213,3 @@ const char *config_auth_method_to_string(AuthMethod m);
 const char *config_api_version_to_string(ApiVersion v);
 const char *config_notify_type_to_string(NotifyType t);
 const NotifySink *config_find_notify(const Config *c, const char *name);
-
-/* --- helpers shared with rules.c ---------------------------------------- */
-
-/* "did you mean": the candidate within edit distance 2 of word, and
- * fewer edits than word has characters (the closest, first on ties), or
- * NULL. */
-const char *config_suggest(const char *word, const char *const *candidates, size_t n);
-/* true/false/yes/no (any case) -> 0 and *ret; -EINVAL otherwise. */
-int config_parse_bool(const char *s, bool *ret);

@@ -20,11 +20,11 @@
 #include "alloc.h"
 #include "cleanup.h"
 #include "config.h"
+#include "confutil.h"
 #include "listen.h"
 #include "remedyd-limits.h"
 #include "rules.h"
 #include "store.h"
-#include "strbuf.h"
 #include "util.h"
 #include "version.h"
 
@@ -51,10 +51,7 @@ typedef struct Loader {
         const char *file;  /* the file being parsed; points into c->files */
         char *dir;         /* its directory, for relative paths */
 
-        char **problems;
-        size_t n_problems;
-        unsigned long n_reported; /* including those past LIMIT_CONFIG_PROBLEMS */
-        bool oom;
+        ConfutilProblems problems;
 
         Ref *refs;
         size_t n_refs;
@@ -86,63 +83,12 @@ typedef struct Section {
 
 /* --- problems ----------------------------------------------------------- */
 
-static void problem_add(Loader *l, char *line) {
-        char **v;
-
-        if (!line) {
-                l->oom = true;
-                return;
-        }
-        if (l->n_problems >= LIMIT_CONFIG_PROBLEMS) {
-                mem_free(line);
-                return;
-        }
-        v = mem_reallocarray(l->problems, l->n_problems + 2, sizeof(char *));
-        if (!v) {
-                mem_free(line);
-                l->oom = true;
-                return;
-        }
-        l->problems = v;
-        v[l->n_problems++] = line;
-        v[l->n_problems] = NULL;
-}
-
-static void problemv(Loader *l, const char *file, unsigned line, unsigned column, const char *fmt, va_list ap)
-        __attribute__((format(printf, 5, 0)));
-
-static void problemv(Loader *l, const char *file, unsigned line, unsigned column, const char *fmt, va_list ap) {
-        _cleanup_(strbuf_free) StrBuf b;
-        int r;
-
-        l->n_reported++;
-        strbuf_init(&b, 8192);
-        if (line > 0)
-                r = strbuf_printf(&b, "%s:%u:%u: ", file, line, column);
-        else
-                r = strbuf_printf(&b, "%s: ", file);
-        if (r >= 0) {
-                va_list aq;
-                char msg[2048];
-
-                va_copy(aq, ap);
-                (void) vsnprintf(msg, sizeof(msg), fmt, aq);
-                va_end(aq);
-                r = strbuf_puts(&b, msg);
-        }
-        if (r == -ENOMEM) {
-                l->oom = true;
-                return;
-        }
-        problem_add(l, strbuf_steal(&b));
-}
-
 static void problem(Loader *l, const yaml_mark_t *m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void problem(Loader *l, const yaml_mark_t *m, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
-        problemv(l, l->file, (unsigned) m->line + 1, (unsigned) m->column + 1, fmt, ap);
+        confutil_problemv(&l->problems, l->file, (unsigned) m->line + 1, (unsigned) m->column + 1, fmt, ap);
         va_end(ap);
 }
 
@@ -151,7 +97,7 @@ static void problem_at(Loader *l, const ConfigMark *m, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
-        problemv(l, m->file, m->line, m->column, fmt, ap);
+        confutil_problemv(&l->problems, m->file, m->line, m->column, fmt, ap);
         va_end(ap);
 }
 
@@ -160,7 +106,7 @@ static void problem_file(Loader *l, const char *file, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
-        problemv(l, file, 0, 0, fmt, ap);
+        confutil_problemv(&l->problems, file, 0, 0, fmt, ap);
         va_end(ap);
 }
 
@@ -171,7 +117,7 @@ static void rules_problem(void *userdata, const yaml_mark_t *mark, const char *f
         va_list ap;
 
         va_start(ap, fmt);
-        problemv(l, l->file, (unsigned) mark->line + 1, (unsigned) mark->column + 1, fmt, ap);
+        confutil_problemv(&l->problems, l->file, (unsigned) mark->line + 1, (unsigned) mark->column + 1, fmt, ap);
         va_end(ap);
 }
 
@@ -184,36 +130,6 @@ static ConfigMark mark_of(Loader *l, const yaml_node_t *n) {
 }
 
 /* --- small helpers ------------------------------------------------------- */
-
-const char *config_suggest(const char *word, const char *const *candidates, size_t n) {
-        const char *best = NULL;
-        unsigned best_d = 3;
-
-        for (size_t i = 0; i < n; i++) {
-                unsigned d = edit_distance(word, candidates[i]);
-
-                /* two edits turn any two-letter word into any other */
-                if (d < best_d && d < strlen(word)) {
-                        best_d = d;
-                        best = candidates[i];
-                }
-        }
-        return best;
-}
-
-int config_parse_bool(const char *s, bool *ret) {
-        if (!s)
-                return -EINVAL;
-        if (strcasecmp(s, "true") == 0 || strcasecmp(s, "yes") == 0) {
-                *ret = true;
-                return 0;
-        }
-        if (strcasecmp(s, "false") == 0 || strcasecmp(s, "no") == 0) {
-                *ret = false;
-                return 0;
-        }
-        return -EINVAL;
-}
 
 static const char *const action_kind_table[_ACTION_KIND_MAX] = {
         [ACTION_SUSPEND] = "suspend",
@@ -391,7 +307,7 @@ static int p_path(Loader *l, yaml_node_t *v, void *dst, const Field *f, const ch
 static int p_bool(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         const char *s = get_scalar(l, v, name);
 
-        if (s && config_parse_bool(s, dst) < 0)
+        if (s && confutil_parse_bool(s, dst) < 0)
                 problem(l, &v->start_mark, "'%s' must be true or false, not '%s'", name, s);
         return 0;
 }
@@ -558,7 +474,7 @@ static int p_jpath(Loader *l, yaml_node_t *v, void *dst, const Field *f, const c
 }
 
 static int p_condition(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        unsigned long before = l->n_reported;
+        unsigned long before = l->problems.n_reported;
         Condition *c;
 
         if (node_is_null(v))
@@ -567,7 +483,7 @@ static int p_condition(Loader *l, yaml_node_t *v, void *dst, const Field *f, con
         if (!c)
                 /* NULL without a problem is OOM: never let that turn into
                  * "no condition", which would match everything. */
-                return l->n_reported > before ? 0 : -ENOMEM;
+                return l->problems.n_reported > before ? 0 : -ENOMEM;
         rules_condition_free(*(Condition **) dst);
         *(Condition **) dst = c;
         return 0;
@@ -1031,7 +947,7 @@ static int parse_auth_method(Loader *l, AuthMethod m, yaml_node_t *k, yaml_node_
                 const char *t = get_scalar(l, v, name);
                 bool b = false;
 
-                if (t && (config_parse_bool(t, &b) < 0 || !b))
+                if (t && (confutil_parse_bool(t, &b) < 0 || !b))
                         problem(l, &v->start_mark, "'auth.none' must be true, not '%s'", t);
                 return 0;
         }
@@ -1090,7 +1006,7 @@ static int p_auth(Loader *l, yaml_node_t *v, void *dst, const Field *f, const ch
                 m = table_lookup(auth_method_table, _AUTH_METHOD_MAX, key);
                 if (m < 0) {
                         unknown = true;
-                        const char *dym = config_suggest(key, auth_method_table, _AUTH_METHOD_MAX);
+                        const char *dym = confutil_suggest(key, auth_method_table, _AUTH_METHOD_MAX);
 
                         if (dym)
                                 problem(l, &k->start_mark, "unknown auth method '%s', did you mean '%s'?", key, dym);
@@ -1739,7 +1655,7 @@ static int parse_mapping(Loader *l, yaml_node_t *node, const Section *s, void *b
 
                         for (size_t j = 0; j < s->n && j < ELEMENTSOF(cand); j++)
                                 cand[j] = s->fields[j].key;
-                        dym = config_suggest(key, cand, s->n < ELEMENTSOF(cand) ? s->n : ELEMENTSOF(cand));
+                        dym = confutil_suggest(key, cand, s->n < ELEMENTSOF(cand) ? s->n : ELEMENTSOF(cand));
                         if (dym)
                                 problem(l, &k->start_mark, "unknown key '%s' in '%s', did you mean '%s'?", key,
                                         prefix ? prefix : "document", dym);
@@ -2018,7 +1934,7 @@ static int check_notify(Loader *l) {
                                 return -ENOMEM;
                         for (size_t j = 0; j < c->n_rules; j++)
                                 cand[j] = c->rules[j].name ? c->rules[j].name : "";
-                        dym = config_suggest(*g, cand, c->n_rules);
+                        dym = confutil_suggest(*g, cand, c->n_rules);
                         if (dym)
                                 problem_at(l, &c->notify[i].rules_mark, "notify sink '%s': unknown rule '%s', did you mean '%s'?",
                                            c->notify[i].name ? c->notify[i].name : "?", *g, dym);
@@ -2092,7 +2008,7 @@ static int check_config(Loader *l) {
 
                         for (size_t j = 0; j < c->n_sources; j++)
                                 cand[j] = c->sources[j].name ? c->sources[j].name : "";
-                        dym = config_suggest(l->refs[i].name, cand, c->n_sources);
+                        dym = confutil_suggest(l->refs[i].name, cand, c->n_sources);
                         if (dym)
                                 problem_at(l, &l->refs[i].mark, "unknown source '%s', did you mean '%s'?",
                                            l->refs[i].name, dym);
@@ -2201,7 +2117,7 @@ void config_problems_report(ConfigProblems *p, const char *prefix, const char *p
 }
 
 static void loader_done(Loader *l) {
-        strv_free(l->problems);
+        confutil_problems_done(&l->problems);
         mem_free(l->refs);
         for (size_t i = 0; i < l->n_includes; i++)
                 mem_free(l->includes[i].glob);
@@ -2229,7 +2145,7 @@ int config_load(const char *path, unsigned flags, Config **ret, ConfigProblems *
                 return r;
 
         r = load_file(&l, path, /* main_file= */ true, NULL);
-        if (r == -ENOMEM || l.oom)
+        if (r == -ENOMEM || l.problems.oom)
                 return -ENOMEM;
         if (r < 0)
                 goto fail;
@@ -2250,9 +2166,9 @@ int config_load(const char *path, unsigned flags, Config **ret, ConfigProblems *
         r = check_config(&l);
         if (r < 0)
                 return r;
-        if (l.oom)
+        if (l.problems.oom)
                 return -ENOMEM;
-        if (l.n_problems > 0) {
+        if (l.problems.n > 0) {
                 r = -EINVAL;
                 goto fail;
         }
@@ -2263,9 +2179,9 @@ int config_load(const char *path, unsigned flags, Config **ret, ConfigProblems *
 
 fail:
         if (problems) {
-                problems->lines = TAKE_PTR(l.problems);
-                problems->n = l.n_problems;
-                l.n_problems = 0;
+                problems->lines = TAKE_PTR(l.problems.lines);
+                problems->n = l.problems.n;
+                l.problems.n = 0;
         }
         return r;
 }
