@@ -23,6 +23,7 @@
 
 #include <yaml.h>
 
+#include "cleanup.h"
 #include "config.h"
 #include "confutil.h"
 
@@ -144,3 +145,18 @@ void config_check_readable(Loader *l, const ConfigMark *m, const char *what, con
  * WHAT name 'X' (first defined at FILE:LINE:COLUMN)"). NULL names are
  * skipped. -ENOMEM. */
 int config_check_unique(Loader *l, const char *what, const char **names, const ConfigMark *const *marks, size_t n);
+
+/* --- the sections --------------------------------------------------------
+ * Each section file gives the engine a FieldParser for its top-level key
+ * (config_SECTION_parse), and where it has them: its defaults (set before
+ * any file is read; -ENOMEM), what it frees in a Config (config_free()),
+ * and its checks once every file is read, which config_load() calls in
+ * the order problems have always been reported in: onepassword, listen,
+ * sources, rules (names), notify, rules (sources). */
+
+/* config_listen.c. The check also parses the listen addresses into
+ * c->listen.*_addr (the sources' check reads webhook_addr). */
+int config_listen_parse(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name);
+int config_listen_defaults(Config *c);
+void config_listen_done(Config *c);
+void config_listen_check(Loader *l);

@@ -29,9 +29,6 @@
 #include "util.h"
 #include "version.h"
 
-#define DEFAULT_WEBHOOK "0.0.0.0:8080"
-#define DEFAULT_STATUS "127.0.0.1:9464"
-#define DEFAULT_CONTROL "unix:/run/remedyd/control.sock"
 #define DEFAULT_BASE_URL "https://api.1password.com"
 #define DEFAULT_STATE_PATH "/var/lib/remedyd/state.db"
 
@@ -449,48 +446,6 @@ static int p_condition(Loader *l, yaml_node_t *v, void *dst, const Field *f, con
 
 /* --- specific parsers ---------------------------------------------------- */
 
-/* listen_parse(), but "unix:relative/path" is taken relative to the working
- * directory (like state.path), as the demo does. */
-static int parse_listen(const char *s, ListenAddress *ret) {
-        char cwd[PATH_MAX], *abs;
-        int r;
-
-        if (!str_startswith(s, "unix:") || s[5] == '/' || s[5] == 0)
-                return listen_parse(s, ret);
-        if (!getcwd(cwd, sizeof(cwd)))
-                return -errno;
-        if (asprintf(&abs, "unix:%s/%s", cwd, s + 5) < 0)
-                return -ENOMEM;
-        r = listen_parse(abs, ret);
-        free(abs);
-        return r;
-}
-
-static int p_listen(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        ListenAddress a;
-        const char *s;
-
-        if (f->min && (config_node_is_null(v) || (v->type == YAML_SCALAR_NODE && v->data.scalar.length == 0))) {
-                /* status/control may be switched off with an empty value */
-                mem_free(*(char **) dst);
-                *(char **) dst = NULL;
-                return 0;
-        }
-        s = config_get_nonempty(l, v, name);
-        if (!s)
-                return 0;
-        if (parse_listen(s, &a) < 0) {
-                config_problem(l, &v->start_mark,
-                        "'%s': invalid address '%s' (use HOST:PORT, [V6]:PORT, unix:/path or systemd:NAME)", name, s);
-                return 0;
-        }
-        if (f->max && a.kind != LISTEN_UNIX) {
-                config_problem(l, &v->start_mark, "'%s' must be a unix socket (unix:/path), not '%s'", name, s);
-                return 0;
-        }
-        return config_set_string(dst, s);
-}
-
 static int p_api_version(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         const char *s = config_get_scalar(l, v, name);
         int k;
@@ -686,20 +641,6 @@ void config_check_readable(Loader *l, const ConfigMark *m, const char *what, con
 }
 
 /* --- sections ------------------------------------------------------------ */
-
-static const Field tls_fields[] = {
-        { "cert_file",      config_field_path, offsetof(Config, listen.tls_cert_file) },
-        { "key_file",       config_field_path, offsetof(Config, listen.tls_key_file) },
-        { "client_ca_file", config_field_path, offsetof(Config, listen.tls_client_ca_file) },
-};
-
-static const Field listen_fields[] = {
-        { "webhook",        p_listen,  offsetof(Config, listen.webhook) },
-        { "status",         p_listen,  offsetof(Config, listen.status), .min = 1 },
-        { "control",        p_listen,  offsetof(Config, listen.control), .min = 1, .max = 1 },
-        { "tls",            config_field_section, 0, SECTION(tls_fields) },
-        { "max_body_bytes", config_field_size,    offsetof(Config, listen.max_body_bytes), .min = 1, .max = LIMIT_BODY_BYTES_MAX },
-};
 
 enum {
         OP_BASE_URL, OP_API_VERSION, OP_ACCOUNT_ID, OP_CLIENT_ID_FILE, OP_CLIENT_SECRET_FILE,
@@ -1562,7 +1503,7 @@ static int p_include(Loader *l, yaml_node_t *v, void *dst, const Field *f, const
 }
 
 static const Field main_fields[] = {
-        { "listen",      config_field_section,     0, SECTION(listen_fields) },
+        { "listen",      config_listen_parse,     0 },
         { "onepassword", p_onepassword, 0 },
         { "state",       p_state,       0 },
         { "safety",      config_field_section,     0, SECTION(safety_fields) },
@@ -1916,15 +1857,7 @@ static int check_config(Loader *l) {
         if (!l->have_onepassword && (c->n_sources > 0 || c->n_rules > 0))
                 config_problem_at(l, &top, "missing required section 'onepassword' (account_id, client_id_file, client_secret_file)");
 
-        if (c->listen.tls_key_file && !c->listen.tls_cert_file)
-                config_problem_at(l, &top, "listen.tls.key_file needs listen.tls.cert_file");
-        if (c->listen.tls_cert_file && !c->listen.tls_key_file)
-                config_problem_at(l, &top, "listen.tls.cert_file needs listen.tls.key_file");
-        if (c->listen.tls_client_ca_file && !c->listen.tls_cert_file)
-                config_problem_at(l, &top, "listen.tls.client_ca_file needs listen.tls.cert_file and key_file");
-        config_check_readable(l, &top, "listen.tls.cert_file", c->listen.tls_cert_file);
-        config_check_readable(l, &top, "listen.tls.key_file", c->listen.tls_key_file);
-        config_check_readable(l, &top, "listen.tls.client_ca_file", c->listen.tls_client_ca_file);
+        config_listen_check(l);
 
         names = mem_calloc(n + 1, sizeof(char *));
         marks = mem_calloc(n + 1, sizeof(ConfigMark *));
@@ -1978,11 +1911,11 @@ static int check_config(Loader *l) {
 
 static int set_defaults(Config *c) {
         const char *sd = getenv("STATE_DIRECTORY");
+        int r;
 
-        c->listen.webhook = mem_strdup(DEFAULT_WEBHOOK);
-        c->listen.status = mem_strdup(DEFAULT_STATUS);
-        c->listen.control = mem_strdup(DEFAULT_CONTROL);
-        c->listen.max_body_bytes = LIMIT_BODY_BYTES_DEFAULT;
+        r = config_listen_defaults(c);
+        if (r < 0)
+                return r;
         c->onepassword.base_url = mem_strdup(DEFAULT_BASE_URL);
         c->onepassword.api_version = API_VERSION_V1BETA1;
         c->onepassword.user_agent = mem_strdup("remedyd/" REMEDYD_VERSION);
@@ -2006,8 +1939,7 @@ static int set_defaults(Config *c) {
                 }
         } else
                 c->state.path = mem_strdup(DEFAULT_STATE_PATH);
-        if (!c->listen.webhook || !c->listen.status || !c->listen.control || !c->onepassword.base_url ||
-            !c->onepassword.user_agent || !c->state.path)
+        if (!c->onepassword.base_url || !c->onepassword.user_agent || !c->state.path)
                 return -ENOMEM;
         return 0;
 }
@@ -2017,12 +1949,7 @@ Config *config_free(Config *c) {
                 return NULL;
         mem_free(c->path);
         strv_free(c->files);
-        mem_free(c->listen.webhook);
-        mem_free(c->listen.status);
-        mem_free(c->listen.control);
-        mem_free(c->listen.tls_cert_file);
-        mem_free(c->listen.tls_key_file);
-        mem_free(c->listen.tls_client_ca_file);
+        config_listen_done(c);
         mem_free(c->onepassword.base_url);
         mem_free(c->onepassword.account_id);
         mem_free(c->onepassword.client_id_file);
@@ -2114,12 +2041,6 @@ int config_load(const char *path, unsigned flags, Config **ret, ConfigProblems *
         r = load_includes(&l);
         if (r < 0)
                 return r;
-
-        (void) parse_listen(c->listen.webhook, &c->listen.webhook_addr);
-        if (c->listen.status)
-                (void) parse_listen(c->listen.status, &c->listen.status_addr);
-        if (c->listen.control)
-                (void) parse_listen(c->listen.control, &c->listen.control_addr);
 
         r = check_config(&l);
         if (r < 0)
