@@ -160,3 +160,10 @@ int config_listen_parse(Loader *l, yaml_node_t *v, void *dst, const Field *f, co
 int config_listen_defaults(Config *c);
 void config_listen_done(Config *c);
 void config_listen_check(Loader *l);
+
+/* config_onepassword.c. The parser also reads the client id and secret;
+ * the check reports a missing section when there are sources or rules. */
+int config_onepassword_parse(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name);
+int config_onepassword_defaults(Config *c);
+void config_onepassword_done(Config *c);
+void config_onepassword_check(Loader *l);

@@ -27,9 +27,7 @@
 #include "rules.h"
 #include "store.h"
 #include "util.h"
-#include "version.h"
 
-#define DEFAULT_BASE_URL "https://api.1password.com"
 #define DEFAULT_STATE_PATH "/var/lib/remedyd/state.db"
 
 struct Include {
@@ -104,11 +102,6 @@ static const char *const auth_method_table[_AUTH_METHOD_MAX] = {
         [AUTH_NONE] = "none",
 };
 
-static const char *const api_version_table[_API_VERSION_MAX] = {
-        [API_VERSION_V1BETA1] = "v1beta1",
-        [API_VERSION_V1] = "v1",
-};
-
 int config_table_lookup(const char *const *table, size_t n, const char *s) {
         if (!s)
                 return -EINVAL;
@@ -128,14 +121,6 @@ ActionKind config_action_kind_from_string(const char *s) {
 
 const char *config_auth_method_to_string(AuthMethod m) {
         return m >= 0 && m < _AUTH_METHOD_MAX ? auth_method_table[m] : NULL;
-}
-
-const char *config_api_version_to_string(ApiVersion v) {
-        return v >= 0 && v < _API_VERSION_MAX ? api_version_table[v] : NULL;
-}
-
-bool config_is_unconfigured(const Config *c) {
-        return !c->onepassword.account_id;
 }
 
 const Source *config_find_source(const Config *c, const char *name) {
@@ -446,78 +431,6 @@ static int p_condition(Loader *l, yaml_node_t *v, void *dst, const Field *f, con
 
 /* --- specific parsers ---------------------------------------------------- */
 
-static int p_api_version(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = config_get_scalar(l, v, name);
-        int k;
-
-        if (!s)
-                return 0;
-        k = config_table_lookup(api_version_table, _API_VERSION_MAX, s);
-        if (k < 0) {
-                config_problem(l, &v->start_mark, "'%s' must be v1beta1 or v1, not '%s'", name, s);
-                return 0;
-        }
-        *(ApiVersion *) dst = (ApiVersion) k;
-        return 0;
-}
-
-static int p_base_url(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = config_get_nonempty(l, v, name), *host, *end;
-        ListenAddress a = { .kind = LISTEN_INET };
-        bool http;
-        size_t n;
-        char *u;
-
-        if (!s)
-                return 0;
-        http = str_startswith(s, "http://");
-        if (!http && !str_startswith(s, "https://"))
-                goto bad;
-        host = s + (http ? 7 : 8);
-        if (strpbrk(host, "@?# \t"))
-                goto bad;
-        if (*host == '[') {
-                end = strchr(host, ']');
-                if (!end)
-                        goto bad;
-                host++;
-        } else
-                end = host + strcspn(host, ":/");
-        if (end == host || (size_t) (end - host) >= sizeof(a.host))
-                goto bad;
-        memcpy(a.host, host, (size_t) (end - host));
-        a.host[end - host] = 0;
-        if (http && !listen_is_local(&a)) {
-                config_problem(l, &v->start_mark, "'%s': http:// is only allowed for a loopback host, use https:// for '%s'",
-                        name, a.host);
-                return 0;
-        }
-        n = strlen(s);
-        while (n > 0 && s[n - 1] == '/')
-                n--;
-        u = mem_strndup(s, n);
-        if (!u)
-                return -ENOMEM;
-        mem_free(*(char **) dst);
-        *(char **) dst = u;
-        return 0;
-bad:
-        config_problem(l, &v->start_mark, "'%s': invalid URL '%s' (use https://HOST[:PORT][/PATH])", name, s);
-        return 0;
-}
-
-static int p_account_id(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = config_get_nonempty(l, v, name);
-
-        if (!s)
-                return 0;
-        if (!is_user_id(s)) {
-                config_problem(l, &v->start_mark, "'%s' must be 26 characters A-Z and 0-9, not '%s'", name, s);
-                return 0;
-        }
-        return config_set_string(dst, s);
-}
-
 static int p_action(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         const char *s = config_get_scalar(l, v, name);
         ActionKind k;
@@ -642,23 +555,6 @@ void config_check_readable(Loader *l, const ConfigMark *m, const char *what, con
 
 /* --- sections ------------------------------------------------------------ */
 
-enum {
-        OP_BASE_URL, OP_API_VERSION, OP_ACCOUNT_ID, OP_CLIENT_ID_FILE, OP_CLIENT_SECRET_FILE,
-        OP_USER_AGENT, OP_TIMEOUT, OP_CA_FILE, OP_DIRECTORY_REFRESH, _OP_FIELDS,
-};
-
-static const Field onepassword_fields[_OP_FIELDS] = {
-        [OP_BASE_URL]           = { "base_url",           p_base_url,    offsetof(Config, onepassword.base_url) },
-        [OP_API_VERSION]        = { "api_version",        p_api_version, offsetof(Config, onepassword.api_version) },
-        [OP_ACCOUNT_ID]         = { "account_id",         p_account_id,  offsetof(Config, onepassword.account_id) },
-        [OP_CLIENT_ID_FILE]     = { "client_id_file",     config_field_path,        offsetof(Config, onepassword.client_id_file) },
-        [OP_CLIENT_SECRET_FILE] = { "client_secret_file", config_field_path,        offsetof(Config, onepassword.client_secret_file) },
-        [OP_USER_AGENT]         = { "user_agent",         config_field_string,      offsetof(Config, onepassword.user_agent) },
-        [OP_TIMEOUT]            = { "timeout",            config_field_duration,    offsetof(Config, onepassword.timeout_usec), .min = 1 },
-        [OP_CA_FILE]            = { "ca_file",            config_field_path,        offsetof(Config, onepassword.ca_file) },
-        [OP_DIRECTORY_REFRESH]  = { "directory_refresh",  config_field_duration,    offsetof(Config, onepassword.directory_refresh_usec), .min = 1 },
-};
-
 enum { ST_BACKEND, ST_PATH, ST_POSTGRESQL, ST_INSTANCE, ST_LEASE, _ST_FIELDS };
 enum { PG_CONNINFO_FILE, PG_SCHEMA, PG_POOL, _PG_FIELDS };
 
@@ -755,44 +651,6 @@ static const Field safety_fields[] = {
         { "protected_users", config_field_strv,    offsetof(Config, safety.protected_users) },
         { "max_suspensions", config_field_section, 0, SECTION(max_suspensions_fields) },
 };
-
-static int p_onepassword(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        Config *c = l->c;
-        yaml_node_t *seen[_OP_FIELDS] = {};
-        static const int required[] = { OP_ACCOUNT_ID, OP_CLIENT_ID_FILE, OP_CLIENT_SECRET_FILE };
-        ConfigMark m;
-        int r;
-
-        l->have_onepassword = true;
-        r = config_parse_mapping(l, v, SECTION(onepassword_fields), c, name, seen);
-        if (r < 0)
-                return r;
-
-        for (size_t i = 0; i < ELEMENTSOF(required); i++)
-                if (!seen[required[i]])
-                        config_problem(l, &v->start_mark, "'onepassword' is missing the required key '%s'",
-                                onepassword_fields[required[i]].key);
-
-        if (seen[OP_CA_FILE] && c->onepassword.ca_file) {
-                m = config_mark_of(l, seen[OP_CA_FILE]);
-                config_check_readable(l, &m, "onepassword.ca_file", c->onepassword.ca_file);
-        }
-        if (l->flags & CONFIG_LOAD_NO_SECRETS)
-                return 0;
-        if (seen[OP_CLIENT_ID_FILE] && c->onepassword.client_id_file) {
-                m = config_mark_of(l, seen[OP_CLIENT_ID_FILE]);
-                r = config_read_one_secret(l, &m, c->onepassword.client_id_file, &c->onepassword.client_id);
-                if (r == -ENOMEM)
-                        return r;
-        }
-        if (seen[OP_CLIENT_SECRET_FILE] && c->onepassword.client_secret_file) {
-                m = config_mark_of(l, seen[OP_CLIENT_SECRET_FILE]);
-                r = config_read_one_secret(l, &m, c->onepassword.client_secret_file, &c->onepassword.client_secret);
-                if (r == -ENOMEM)
-                        return r;
-        }
-        return 0;
-}
 
 /* --- sources ------------------------------------------------------------- */
 
@@ -1504,7 +1362,7 @@ static int p_include(Loader *l, yaml_node_t *v, void *dst, const Field *f, const
 
 static const Field main_fields[] = {
         { "listen",      config_listen_parse,     0 },
-        { "onepassword", p_onepassword, 0 },
+        { "onepassword", config_onepassword_parse, 0 },
         { "state",       p_state,       0 },
         { "safety",      config_field_section,     0, SECTION(safety_fields) },
         { "sources",     p_sources,     0 },
@@ -1849,14 +1707,9 @@ static int check_config(Loader *l) {
         _cleanup_free_ const char **names = NULL;
         _cleanup_free_ const ConfigMark **marks = NULL;
         size_t n = c->n_rules > c->n_sources ? c->n_rules : c->n_sources;
-        ConfigMark top = config_top_mark(l);
         int r;
 
-        /* A file with nothing to act on may leave the account out: the
-         * packaged default, which the daemon then refuses to run. */
-        if (!l->have_onepassword && (c->n_sources > 0 || c->n_rules > 0))
-                config_problem_at(l, &top, "missing required section 'onepassword' (account_id, client_id_file, client_secret_file)");
-
+        config_onepassword_check(l);
         config_listen_check(l);
 
         names = mem_calloc(n + 1, sizeof(char *));
@@ -1916,11 +1769,9 @@ static int set_defaults(Config *c) {
         r = config_listen_defaults(c);
         if (r < 0)
                 return r;
-        c->onepassword.base_url = mem_strdup(DEFAULT_BASE_URL);
-        c->onepassword.api_version = API_VERSION_V1BETA1;
-        c->onepassword.user_agent = mem_strdup("remedyd/" REMEDYD_VERSION);
-        c->onepassword.timeout_usec = 10 * USEC_PER_SEC;
-        c->onepassword.directory_refresh_usec = 10 * 60 * USEC_PER_SEC;
+        r = config_onepassword_defaults(c);
+        if (r < 0)
+                return r;
         c->safety.window_usec = 3600 * USEC_PER_SEC;
         c->state.backend = mem_strdup("sqlite");
         c->state.schema = mem_strdup("remedyd");
@@ -1939,7 +1790,7 @@ static int set_defaults(Config *c) {
                 }
         } else
                 c->state.path = mem_strdup(DEFAULT_STATE_PATH);
-        if (!c->onepassword.base_url || !c->onepassword.user_agent || !c->state.path)
+        if (!c->state.path)
                 return -ENOMEM;
         return 0;
 }
@@ -1950,18 +1801,7 @@ Config *config_free(Config *c) {
         mem_free(c->path);
         strv_free(c->files);
         config_listen_done(c);
-        mem_free(c->onepassword.base_url);
-        mem_free(c->onepassword.account_id);
-        mem_free(c->onepassword.client_id_file);
-        mem_free(c->onepassword.client_secret_file);
-        if (c->onepassword.client_id)
-                explicit_bzero(c->onepassword.client_id, strlen(c->onepassword.client_id));
-        if (c->onepassword.client_secret)
-                explicit_bzero(c->onepassword.client_secret, strlen(c->onepassword.client_secret));
-        mem_free(c->onepassword.client_id);
-        mem_free(c->onepassword.client_secret);
-        mem_free(c->onepassword.user_agent);
-        mem_free(c->onepassword.ca_file);
+        config_onepassword_done(c);
         mem_free(c->state.path);
         mem_free(c->state.backend);
         mem_free(c->state.conninfo_file);
