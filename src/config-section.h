@@ -167,3 +167,8 @@ int config_onepassword_parse(Loader *l, yaml_node_t *v, void *dst, const Field *
 int config_onepassword_defaults(Config *c);
 void config_onepassword_done(Config *c);
 void config_onepassword_check(Loader *l);
+
+/* config_state.c. The parser also reads state.postgresql.conninfo_file. */
+int config_state_parse(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name);
+int config_state_defaults(Config *c);
+void config_state_done(Config *c);

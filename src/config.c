@@ -28,7 +28,6 @@
 #include "store.h"
 #include "util.h"
 
-#define DEFAULT_STATE_PATH "/var/lib/remedyd/state.db"
 
 struct Include {
         char *glob;        /* resolved against the main file's directory */
@@ -554,92 +553,6 @@ void config_check_readable(Loader *l, const ConfigMark *m, const char *what, con
 }
 
 /* --- sections ------------------------------------------------------------ */
-
-enum { ST_BACKEND, ST_PATH, ST_POSTGRESQL, ST_INSTANCE, ST_LEASE, _ST_FIELDS };
-enum { PG_CONNINFO_FILE, PG_SCHEMA, PG_POOL, _PG_FIELDS };
-
-static const Field postgresql_fields[_PG_FIELDS] = {
-        [PG_CONNINFO_FILE] = { "conninfo_file", config_field_path,   offsetof(Config, state.conninfo_file) },
-        [PG_SCHEMA]        = { "schema",        config_field_string, offsetof(Config, state.schema) },
-        [PG_POOL]          = { "pool",          config_field_uint,   offsetof(Config, state.pool), .min = 2, .max = 64 },
-};
-
-static int p_state_postgresql(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        yaml_node_t *seen[_PG_FIELDS] = {};
-        Config *c = l->c;
-        ConfigMark m;
-        int r;
-
-        r = config_parse_mapping(l, v, SECTION(postgresql_fields), c, name, seen);
-        if (r < 0)
-                return r;
-        if (!seen[PG_CONNINFO_FILE])
-                config_problem(l, &v->start_mark, "'%s' is missing the required key 'conninfo_file'", name);
-        if (seen[PG_SCHEMA] && c->state.schema) {
-                const char *sc = c->state.schema;
-                /* an unquoted PostgreSQL identifier, at most 63 bytes; it also
-                 * names the LISTEN channels (SCHEMA_queue) */
-                if (strlen(sc) > 56 || !strchr("abcdefghijklmnopqrstuvwxyz_", sc[0]) ||
-                    strspn(sc, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(sc))
-                        config_problem(l, &seen[PG_SCHEMA]->start_mark,
-                                "'%s.schema' must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 56 "
-                                "characters), not '%s'",
-                                name, sc);
-        }
-        if (seen[PG_CONNINFO_FILE] && c->state.conninfo_file && !(l->flags & CONFIG_LOAD_NO_SECRETS)) {
-                m = config_mark_of(l, seen[PG_CONNINFO_FILE]);
-                r = config_read_one_secret(l, &m, c->state.conninfo_file, &c->state.conninfo);
-                if (r == -ENOMEM)
-                        return r;
-        }
-        return 0;
-}
-
-static int p_instance(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = config_get_nonempty(l, v, name);
-
-        if (!s)
-                return 0;
-        if (!config_name_valid(s) || strlen(s) > 64) {
-                config_problem(l, &v->start_mark, "'%s' must be at most 64 of A-Z a-z 0-9 _ . -, not '%s'", name, s);
-                return 0;
-        }
-        return config_set_string(dst, s);
-}
-
-static const Field state_fields[_ST_FIELDS] = {
-        [ST_BACKEND]    = { "backend",    config_field_string,           offsetof(Config, state.backend) },
-        [ST_PATH]       = { "path",       config_field_string,           offsetof(Config, state.path) }, /* as written: relative to the working directory */
-        [ST_POSTGRESQL] = { "postgresql", p_state_postgresql, 0 },
-        [ST_INSTANCE]   = { "instance",   p_instance,         offsetof(Config, state.instance) },
-        [ST_LEASE]      = { "lease",      config_field_duration,         offsetof(Config, state.lease_usec), .min = 1 },
-};
-
-static int p_state(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        yaml_node_t *seen[_ST_FIELDS] = {};
-        Config *c = l->c;
-        bool pg;
-        int r;
-
-        r = config_parse_mapping(l, v, SECTION(state_fields), c, name, seen);
-        if (r < 0)
-                return r;
-        pg = c->state.backend && strcmp(c->state.backend, "postgresql") == 0;
-        if (seen[ST_BACKEND] && c->state.backend && !pg && strcmp(c->state.backend, "sqlite") != 0) {
-                config_problem(l, &seen[ST_BACKEND]->start_mark, "'%s.backend' must be sqlite or postgresql, not '%s'", name,
-                        c->state.backend);
-                return 0;
-        }
-        if (pg && !seen[ST_POSTGRESQL])
-                config_problem(l, &v->start_mark, "'%s.backend: postgresql' needs a '%s.postgresql' section with conninfo_file",
-                        name, name);
-        if (!pg && seen[ST_POSTGRESQL])
-                config_problem(l, &seen[ST_POSTGRESQL]->start_mark,
-                        "'%s.postgresql' is set but '%s.backend' is not postgresql", name, name);
-        if (seen[ST_LEASE] && (c->state.lease_usec < 2 * USEC_PER_SEC || c->state.lease_usec > 3600 * USEC_PER_SEC))
-                config_problem(l, &seen[ST_LEASE]->start_mark, "'%s.lease' must be from 2s to 1h", name);
-        return 0;
-}
 
 static const Field max_suspensions_fields[] = {
         { "count",  config_field_uint,     offsetof(Config, safety.max_suspensions), .min = 0, .max = 1000000 },
@@ -1363,7 +1276,7 @@ static int p_include(Loader *l, yaml_node_t *v, void *dst, const Field *f, const
 static const Field main_fields[] = {
         { "listen",      config_listen_parse,     0 },
         { "onepassword", config_onepassword_parse, 0 },
-        { "state",       p_state,       0 },
+        { "state",       config_state_parse, 0 },
         { "safety",      config_field_section,     0, SECTION(safety_fields) },
         { "sources",     p_sources,     0 },
         { "rules",       p_rules,       0 },
@@ -1763,7 +1676,6 @@ static int check_config(Loader *l) {
 }
 
 static int set_defaults(Config *c) {
-        const char *sd = getenv("STATE_DIRECTORY");
         int r;
 
         r = config_listen_defaults(c);
@@ -1773,26 +1685,7 @@ static int set_defaults(Config *c) {
         if (r < 0)
                 return r;
         c->safety.window_usec = 3600 * USEC_PER_SEC;
-        c->state.backend = mem_strdup("sqlite");
-        c->state.schema = mem_strdup("remedyd");
-        c->state.pool = 4;
-        c->state.lease_usec = 30 * USEC_PER_SEC;
-        if (!c->state.backend || !c->state.schema)
-                return -ENOMEM;
-        if (sd && *sd) {
-                /* STATE_DIRECTORY may list several, colon-separated: the first */
-                size_t n = strcspn(sd, ":");
-
-                c->state.path = mem_malloc(n + sizeof("/state.db"));
-                if (c->state.path) {
-                        memcpy(c->state.path, sd, n);
-                        strcpy(c->state.path + n, "/state.db");
-                }
-        } else
-                c->state.path = mem_strdup(DEFAULT_STATE_PATH);
-        if (!c->state.path)
-                return -ENOMEM;
-        return 0;
+        return config_state_defaults(c);
 }
 
 Config *config_free(Config *c) {
@@ -1802,14 +1695,7 @@ Config *config_free(Config *c) {
         strv_free(c->files);
         config_listen_done(c);
         config_onepassword_done(c);
-        mem_free(c->state.path);
-        mem_free(c->state.backend);
-        mem_free(c->state.conninfo_file);
-        if (c->state.conninfo)
-                explicit_bzero(c->state.conninfo, strlen(c->state.conninfo));
-        mem_free(c->state.conninfo);
-        mem_free(c->state.schema);
-        mem_free(c->state.instance);
+        config_state_done(c);
         strv_free(c->safety.protected_users);
         for (size_t i = 0; i < c->n_sources; i++)
                 source_done(&c->sources[i]);
