@@ -172,3 +172,8 @@ void config_onepassword_check(Loader *l);
 int config_state_parse(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name);
 int config_state_defaults(Config *c);
 void config_state_done(Config *c);
+
+/* config_safety.c */
+int config_safety_parse(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name);
+void config_safety_defaults(Config *c);
+void config_safety_done(Config *c);

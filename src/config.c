@@ -554,17 +554,6 @@ void config_check_readable(Loader *l, const ConfigMark *m, const char *what, con
 
 /* --- sections ------------------------------------------------------------ */
 
-static const Field max_suspensions_fields[] = {
-        { "count",  config_field_uint,     offsetof(Config, safety.max_suspensions), .min = 0, .max = 1000000 },
-        { "window", config_field_duration, offsetof(Config, safety.window_usec), .min = 1 },
-};
-
-static const Field safety_fields[] = {
-        { "dry_run",         config_field_bool,    offsetof(Config, safety.dry_run) },
-        { "protected_users", config_field_strv,    offsetof(Config, safety.protected_users) },
-        { "max_suspensions", config_field_section, 0, SECTION(max_suspensions_fields) },
-};
-
 /* --- sources ------------------------------------------------------------- */
 
 static const Field hmac_fields[] = {
@@ -1277,7 +1266,7 @@ static const Field main_fields[] = {
         { "listen",      config_listen_parse,     0 },
         { "onepassword", config_onepassword_parse, 0 },
         { "state",       config_state_parse, 0 },
-        { "safety",      config_field_section,     0, SECTION(safety_fields) },
+        { "safety",      config_safety_parse, 0 },
         { "sources",     p_sources,     0 },
         { "rules",       p_rules,       0 },
         { "include",     p_include,     0 },
@@ -1684,7 +1673,7 @@ static int set_defaults(Config *c) {
         r = config_onepassword_defaults(c);
         if (r < 0)
                 return r;
-        c->safety.window_usec = 3600 * USEC_PER_SEC;
+        config_safety_defaults(c);
         return config_state_defaults(c);
 }
 
@@ -1696,7 +1685,7 @@ Config *config_free(Config *c) {
         config_listen_done(c);
         config_onepassword_done(c);
         config_state_done(c);
-        strv_free(c->safety.protected_users);
+        config_safety_done(c);
         for (size_t i = 0; i < c->n_sources; i++)
                 source_done(&c->sources[i]);
         mem_free(c->sources);
