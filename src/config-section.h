@@ -85,6 +85,10 @@ void config_problem_at(Loader *l, const ConfigMark *m, const char *fmt, ...) __a
  * rules_condition_compile()). */
 void config_problem_sink(void *userdata, const yaml_mark_t *mark, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
+/* "MESSAGE, did you mean 'CANDIDATE'?" when confutil_suggest() finds word
+ * among candidates, else "MESSAGE" followed by otherwise (may be ""). */
+void config_problem_unknown(Loader *l, const ConfigMark *m, const char *word, const char *const *candidates, size_t n,
+                            const char *otherwise, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 ConfigMark config_mark_of(Loader *l, const yaml_node_t *n);
 /* Line 1, column 1 of the main file: where whole-config problems point. */
 ConfigMark config_top_mark(Loader *l);
@@ -138,13 +142,26 @@ int config_field_name(Loader *l, yaml_node_t *v, void *dst, const Field *f, cons
 int config_read_secret(Loader *l, const ConfigMark *m, const char *spec, bool several, char ***ret, size_t *ret_n);
 /* The same for a file of exactly one secret, into *ret (caller frees). */
 int config_read_one_secret(Loader *l, const ConfigMark *m, const char *spec, char **ret);
+/* config_read_one_secret() of spec into *ret at the mark of key (the key
+ * naming the file), when key and spec are set and secrets are read. A
+ * problem does not stop the load: 0 or -ENOMEM. */
+int config_read_key_secret(Loader *l, const yaml_node_t *key, const char *spec, char **ret);
 /* A problem at m when path is set and cannot be read (not with
  * CONFIG_LOAD_NO_SECRETS). what names the key. */
 void config_check_readable(Loader *l, const ConfigMark *m, const char *what, const char *path);
+/* The char * names at name_offset of n structs of size bytes at items, NULL
+ * ones as "" (candidates for config_problem_unknown()), in an array the
+ * caller frees (not the names). NULL on OOM. */
+const char **config_names(const void *items, size_t n, size_t size, size_t name_offset);
+#define CONFIG_NAMES(items, n, type) config_names(items, n, sizeof(type), offsetof(type, name))
 /* A problem at every later definition of a name already defined ("duplicate
- * WHAT name 'X' (first defined at FILE:LINE:COLUMN)"). NULL names are
- * skipped. -ENOMEM. */
-int config_check_unique(Loader *l, const char *what, const char **names, const ConfigMark *const *marks, size_t n);
+ * WHAT name 'X' (first defined at FILE:LINE:COLUMN)") among n structs of
+ * size bytes at items, each with a char * name at name_offset (NULL names
+ * are skipped) and a ConfigMark at mark_offset. -ENOMEM. */
+int config_check_unique(Loader *l, const char *what, const void *items, size_t n, size_t size, size_t name_offset,
+                        size_t mark_offset);
+#define CONFIG_CHECK_UNIQUE(l, what, items, n, type) \
+        config_check_unique(l, what, items, n, sizeof(type), offsetof(type, name), offsetof(type, mark))
 
 /* --- the sections --------------------------------------------------------
  * Each section file gives the engine a FieldParser for its top-level key

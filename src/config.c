@@ -52,6 +52,21 @@ void config_problem_at(Loader *l, const ConfigMark *m, const char *fmt, ...) {
         va_end(ap);
 }
 
+void config_problem_unknown(Loader *l, const ConfigMark *m, const char *word, const char *const *candidates, size_t n,
+                            const char *otherwise, const char *fmt, ...) {
+        const char *dym = confutil_suggest(word, candidates, n);
+        char msg[2048];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (dym)
+                config_problem_at(l, m, "%s, did you mean '%s'?", msg, dym);
+        else
+                config_problem_at(l, m, "%s%s", msg, otherwise);
+}
+
 static void problem_file(Loader *l, const char *file, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void problem_file(Loader *l, const char *file, const char *fmt, ...) {
         va_list ap;
@@ -545,6 +560,17 @@ int config_read_one_secret(Loader *l, const ConfigMark *m, const char *spec, cha
         return 0;
 }
 
+int config_read_key_secret(Loader *l, const yaml_node_t *key, const char *spec, char **ret) {
+        ConfigMark m;
+        int r;
+
+        if (!key || !spec || (l->flags & CONFIG_LOAD_NO_SECRETS))
+                return 0;
+        m = config_mark_of(l, key);
+        r = config_read_one_secret(l, &m, spec, ret);
+        return r == -ENOMEM ? r : 0;
+}
+
 void config_check_readable(Loader *l, const ConfigMark *m, const char *what, const char *path) {
         if (!path || (l->flags & CONFIG_LOAD_NO_SECRETS))
                 return;
@@ -664,14 +690,12 @@ static int p_auth(Loader *l, yaml_node_t *v, void *dst, const Field *f, const ch
                         continue;
                 m = config_table_lookup(auth_method_table, _AUTH_METHOD_MAX, key);
                 if (m < 0) {
-                        unknown = true;
-                        const char *dym = confutil_suggest(key, auth_method_table, _AUTH_METHOD_MAX);
+                        ConfigMark km = config_mark_of(l, k);
 
-                        if (dym)
-                                config_problem(l, &k->start_mark, "unknown auth method '%s', did you mean '%s'?", key, dym);
-                        else
-                                config_problem(l, &k->start_mark, "unknown auth method '%s' (one of hmac_sha256, bearer, "
-                                        "header_token, basic, mtls, none)", key);
+                        unknown = true;
+                        config_problem_unknown(l, &km, key, auth_method_table, _AUTH_METHOD_MAX,
+                                               " (one of hmac_sha256, bearer, header_token, basic, mtls, none)",
+                                               "unknown auth method '%s'", key);
                         continue;
                 }
                 if (first) {
@@ -1079,18 +1103,6 @@ static void notify_sink_done(NotifySink *k) {
         strv_free(k->to);
 }
 
-/* Reads the secret file named by key idx (seen) into *ret. */
-static int notify_secret(Loader *l, yaml_node_t *const *seen, int idx, const char *spec, char **ret) {
-        ConfigMark m;
-        int r;
-
-        if (!seen[idx] || !spec || (l->flags & CONFIG_LOAD_NO_SECRETS))
-                return 0;
-        m = config_mark_of(l, seen[idx]);
-        r = config_read_one_secret(l, &m, spec, ret);
-        return r == -ENOMEM ? r : 0;
-}
-
 static int notify_check(Loader *l, yaml_node_t *item, NotifySink *k, yaml_node_t *const *seen) {
         const char *kn = k->name ? k->name : "?";
         ConfigMark m;
@@ -1116,7 +1128,7 @@ static int notify_check(Loader *l, yaml_node_t *item, NotifySink *k, yaml_node_t
                         config_problem(l, &seen[NS_URL]->start_mark, r == -EPERM
                                 ? "notify sink '%s': http:// is only allowed for a loopback host, use https://"
                                 : "notify sink '%s': invalid url (use https://HOST[:PORT]/PATH)", kn);
-                if ((r = notify_secret(l, seen, NS_URL_FILE, k->url_file, &k->url)) < 0)
+                if ((r = config_read_key_secret(l, seen[NS_URL_FILE], k->url_file, &k->url)) < 0)
                         return r;
                 if (seen[NS_URL_FILE] && k->url && url_check(k->url, "https://", "http://") < 0)
                         /* never print the URL: it is the secret */
@@ -1129,12 +1141,9 @@ static int notify_check(Loader *l, yaml_node_t *item, NotifySink *k, yaml_node_t
         if (k->hmac_header && strspn(k->hmac_header, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-") !=
                                       strlen(k->hmac_header))
                 config_problem(l, &seen[NS_HMAC]->start_mark, "notify sink '%s': invalid header name '%s'", kn, k->hmac_header);
-        if (seen[NS_HMAC] && k->hmac_secret_file && !(l->flags & CONFIG_LOAD_NO_SECRETS)) {
-                m = config_mark_of(l, seen[NS_HMAC]);
-                if ((r = config_read_one_secret(l, &m, k->hmac_secret_file, &k->hmac_secret)) == -ENOMEM)
-                        return r;
-        }
-        if ((r = notify_secret(l, seen, NS_AUTHORIZATION_FILE, k->authorization_file, &k->authorization)) < 0)
+        if ((r = config_read_key_secret(l, seen[NS_HMAC], k->hmac_secret_file, &k->hmac_secret)) < 0)
+                return r;
+        if ((r = config_read_key_secret(l, seen[NS_AUTHORIZATION_FILE], k->authorization_file, &k->authorization)) < 0)
                 return r;
 
         if (k->type == NOTIFY_EMAIL) {
@@ -1168,7 +1177,7 @@ static int notify_check(Loader *l, yaml_node_t *item, NotifySink *k, yaml_node_t
                                         "notify sink '%s': invalid 'to' address (addr-specs such as soc@example.com)", kn);
                 if (seen[NS_TO] && k->to && !k->to[0])
                         config_problem(l, &seen[NS_TO]->start_mark, "notify sink '%s': 'to' must name at least one address", kn);
-                if ((r = notify_secret(l, seen, NS_PASSWORD_FILE, k->password_file, &k->password)) < 0)
+                if ((r = config_read_key_secret(l, seen[NS_PASSWORD_FILE], k->password_file, &k->password)) < 0)
                         return r;
         }
         if (seen[NS_CA_FILE] && k->ca_file) {
@@ -1310,16 +1319,12 @@ int config_parse_mapping(Loader *l, yaml_node_t *node, const Section *s, void *b
                         }
                 if (!f) {
                         const char *cand[32];
-                        const char *dym;
+                        ConfigMark km = config_mark_of(l, k);
 
                         for (size_t j = 0; j < s->n && j < ELEMENTSOF(cand); j++)
                                 cand[j] = s->fields[j].key;
-                        dym = confutil_suggest(key, cand, s->n < ELEMENTSOF(cand) ? s->n : ELEMENTSOF(cand));
-                        if (dym)
-                                config_problem(l, &k->start_mark, "unknown key '%s' in '%s', did you mean '%s'?", key,
-                                        prefix ? prefix : "document", dym);
-                        else
-                                config_problem(l, &k->start_mark, "unknown key '%s' in '%s'", key, prefix ? prefix : "document");
+                        config_problem_unknown(l, &km, key, cand, s->n < ELEMENTSOF(cand) ? s->n : ELEMENTSOF(cand), "",
+                                               "unknown key '%s' in '%s'", key, prefix ? prefix : "document");
                         continue;
                 }
                 if (seen[idx]) {
@@ -1537,16 +1542,37 @@ static int cmp_index_by_name(const void *a, const void *b, void *userdata) {
 }
 
 /* Reports every later definition of a name already defined. */
-int config_check_unique(Loader *l, const char *what, const char **names, const ConfigMark *const *marks, size_t n) {
+const char **config_names(const void *items, size_t n, size_t size, size_t name_offset) {
+        const char **names = mem_calloc(n + 1, sizeof(char *));
+
+        for (size_t i = 0; names && i < n; i++) {
+                memcpy(&names[i], (const uint8_t *) items + i * size + name_offset, sizeof(char *));
+                if (!names[i])
+                        names[i] = "";
+        }
+        return names;
+}
+
+int config_check_unique(Loader *l, const char *what, const void *items, size_t n, size_t size, size_t name_offset,
+                        size_t mark_offset) {
         _cleanup_free_ size_t *idx = NULL;
+        _cleanup_free_ const char **names = NULL;
+        _cleanup_free_ const ConfigMark **marks = NULL;
 
         if (n < 2)
                 return 0;
         idx = mem_calloc(n, sizeof(size_t));
-        if (!idx)
+        names = mem_calloc(n, sizeof(char *));
+        marks = mem_calloc(n, sizeof(ConfigMark *));
+        if (!idx || !names || !marks)
                 return -ENOMEM;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+                const uint8_t *item = (const uint8_t *) items + i * size;
+
                 idx[i] = i;
+                memcpy(&names[i], item + name_offset, sizeof(char *));
+                marks[i] = (const ConfigMark *) (item + mark_offset);
+        }
         qsort_r(idx, n, sizeof(size_t), cmp_index_by_name, names);
         for (size_t i = 1; i < n; i++) {
                 size_t first = i - 1;
@@ -1567,63 +1593,40 @@ int config_check_unique(Loader *l, const char *what, const char **names, const C
  * (or "manual"). */
 static int check_notify(Loader *l) {
         Config *c = l->c;
-        const char *names[LIMIT_NOTIFY_SINKS];
-        const ConfigMark *marks[LIMIT_NOTIFY_SINKS];
+        _cleanup_free_ const char **cand = NULL;
         int r;
 
-        for (size_t i = 0; i < c->n_notify; i++) {
-                names[i] = c->notify[i].name;
-                marks[i] = &c->notify[i].mark;
-        }
-        r = config_check_unique(l, "notify sink", names, marks, c->n_notify);
+        r = CONFIG_CHECK_UNIQUE(l, "notify sink", c->notify, c->n_notify, NotifySink);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < c->n_notify; i++)
                 for (char **g = c->notify[i].rules; g && *g; g++) {
-                        const char *dym;
                         bool found = strcmp(*g, "manual") == 0 || strpbrk(*g, "*?[");
-                        _cleanup_free_ const char **cand = NULL;
 
                         for (size_t j = 0; j < c->n_rules && !found; j++)
                                 found = c->rules[j].name && strcmp(c->rules[j].name, *g) == 0;
                         if (found)
                                 continue;
-                        cand = mem_calloc(c->n_rules + 1, sizeof(char *));
-                        if (!cand)
+                        if (!cand && !(cand = CONFIG_NAMES(c->rules, c->n_rules, Rule)))
                                 return -ENOMEM;
-                        for (size_t j = 0; j < c->n_rules; j++)
-                                cand[j] = c->rules[j].name ? c->rules[j].name : "";
-                        dym = confutil_suggest(*g, cand, c->n_rules);
-                        if (dym)
-                                config_problem_at(l, &c->notify[i].rules_mark, "notify sink '%s': unknown rule '%s', did you mean '%s'?",
-                                           c->notify[i].name ? c->notify[i].name : "?", *g, dym);
-                        else
-                                config_problem_at(l, &c->notify[i].rules_mark, "notify sink '%s': unknown rule '%s' (a rule name, a glob, or \"manual\")",
-                                           c->notify[i].name ? c->notify[i].name : "?", *g);
+                        config_problem_unknown(l, &c->notify[i].rules_mark, *g, cand, c->n_rules,
+                                               " (a rule name, a glob, or \"manual\")", "notify sink '%s': unknown rule '%s'",
+                                               c->notify[i].name ? c->notify[i].name : "?", *g);
                 }
         return 0;
 }
 
 static int check_config(Loader *l) {
         Config *c = l->c;
-        _cleanup_free_ const char **names = NULL;
-        _cleanup_free_ const ConfigMark **marks = NULL;
-        size_t n = c->n_rules > c->n_sources ? c->n_rules : c->n_sources;
+        _cleanup_free_ const char **cand = NULL;
         int r;
 
         config_onepassword_check(l);
         config_listen_check(l);
 
-        names = mem_calloc(n + 1, sizeof(char *));
-        marks = mem_calloc(n + 1, sizeof(ConfigMark *));
-        if (!names || !marks)
-                return -ENOMEM;
-
         for (size_t i = 0; i < c->n_sources; i++) {
                 const Source *s = &c->sources[i];
 
-                names[i] = s->name;
-                marks[i] = &s->mark;
                 if (s->auth.method == AUTH_MTLS && !c->listen.tls_client_ca_file)
                         config_problem_at(l, &s->mark, "source '%s': mtls needs listen.tls.client_ca_file",
                                    s->name ? s->name : "?");
@@ -1632,35 +1635,25 @@ static int check_config(Loader *l) {
                                    "source '%s': 'none: true' is refused unless listen.webhook is loopback or a unix socket (it is '%s')",
                                    s->name ? s->name : "?", c->listen.webhook);
         }
-        r = config_check_unique(l, "source", names, marks, c->n_sources);
+        r = CONFIG_CHECK_UNIQUE(l, "source", c->sources, c->n_sources, Source);
         if (r < 0)
                 return r;
 
-        for (size_t i = 0; i < c->n_rules; i++) {
-                names[i] = c->rules[i].name;
-                marks[i] = &c->rules[i].mark;
-        }
-        r = config_check_unique(l, "rule", names, marks, c->n_rules);
+        r = CONFIG_CHECK_UNIQUE(l, "rule", c->rules, c->n_rules, Rule);
         if (r < 0)
                 return r;
         r = check_notify(l);
         if (r < 0)
                 return r;
 
-        for (size_t i = 0; i < l->n_refs; i++)
-                if (!config_find_source(c, l->refs[i].name)) {
-                        const char *cand[LIMIT_CONFIG_SOURCES];
-                        const char *dym;
-
-                        for (size_t j = 0; j < c->n_sources; j++)
-                                cand[j] = c->sources[j].name ? c->sources[j].name : "";
-                        dym = confutil_suggest(l->refs[i].name, cand, c->n_sources);
-                        if (dym)
-                                config_problem_at(l, &l->refs[i].mark, "unknown source '%s', did you mean '%s'?",
-                                           l->refs[i].name, dym);
-                        else
-                                config_problem_at(l, &l->refs[i].mark, "unknown source '%s'", l->refs[i].name);
-                }
+        for (size_t i = 0; i < l->n_refs; i++) {
+                if (config_find_source(c, l->refs[i].name))
+                        continue;
+                if (!cand && !(cand = CONFIG_NAMES(c->sources, c->n_sources, Source)))
+                        return -ENOMEM;
+                config_problem_unknown(l, &l->refs[i].mark, l->refs[i].name, cand, c->n_sources, "", "unknown source '%s'",
+                                       l->refs[i].name);
+        }
         return 0;
 }
 

@@ -139,21 +139,11 @@ int config_onepassword_parse(Loader *l, yaml_node_t *v, void *dst, const Field *
                 m = config_mark_of(l, seen[OP_CA_FILE]);
                 config_check_readable(l, &m, "onepassword.ca_file", c->onepassword.ca_file);
         }
-        if (l->flags & CONFIG_LOAD_NO_SECRETS)
-                return 0;
-        if (seen[OP_CLIENT_ID_FILE] && c->onepassword.client_id_file) {
-                m = config_mark_of(l, seen[OP_CLIENT_ID_FILE]);
-                r = config_read_one_secret(l, &m, c->onepassword.client_id_file, &c->onepassword.client_id);
-                if (r == -ENOMEM)
-                        return r;
-        }
-        if (seen[OP_CLIENT_SECRET_FILE] && c->onepassword.client_secret_file) {
-                m = config_mark_of(l, seen[OP_CLIENT_SECRET_FILE]);
-                r = config_read_one_secret(l, &m, c->onepassword.client_secret_file, &c->onepassword.client_secret);
-                if (r == -ENOMEM)
-                        return r;
-        }
-        return 0;
+        r = config_read_key_secret(l, seen[OP_CLIENT_ID_FILE], c->onepassword.client_id_file, &c->onepassword.client_id);
+        if (r < 0)
+                return r;
+        return config_read_key_secret(l, seen[OP_CLIENT_SECRET_FILE], c->onepassword.client_secret_file,
+                                      &c->onepassword.client_secret);
 }
 
 int config_onepassword_defaults(Config *c) {

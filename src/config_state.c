@@ -24,7 +24,6 @@ static const Field postgresql_fields[_PG_FIELDS] = {
 static int p_state_postgresql(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         yaml_node_t *seen[_PG_FIELDS] = {};
         Config *c = l->c;
-        ConfigMark m;
         int r;
 
         r = config_parse_mapping(l, v, SECTION(postgresql_fields), c, name, seen);
@@ -43,13 +42,7 @@ static int p_state_postgresql(Loader *l, yaml_node_t *v, void *dst, const Field 
                                 "characters), not '%s'",
                                 name, sc);
         }
-        if (seen[PG_CONNINFO_FILE] && c->state.conninfo_file && !(l->flags & CONFIG_LOAD_NO_SECRETS)) {
-                m = config_mark_of(l, seen[PG_CONNINFO_FILE]);
-                r = config_read_one_secret(l, &m, c->state.conninfo_file, &c->state.conninfo);
-                if (r == -ENOMEM)
-                        return r;
-        }
-        return 0;
+        return config_read_key_secret(l, seen[PG_CONNINFO_FILE], c->state.conninfo_file, &c->state.conninfo);
 }
 
 static int p_instance(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
