@@ -120,6 +120,26 @@ int config_table_lookup(const char *const *table, size_t n, const char *s);
 int config_parse_mapping(Loader *l, yaml_node_t *node, const Section *s, void *base, const char *prefix,
                          yaml_node_t **seen);
 
+/* A list of mappings (sources:, rules:, notify:), each item one element of
+ * a Config array. */
+typedef struct ConfigList {
+        const char *not_a_list; /* the whole message, e.g. "'rules' must be a list" */
+        const char *noun;       /* "a NOUN must be a mapping", "more than LIMIT (N) NOUNs" */
+        const char *limit_name;
+        unsigned limit;         /* elements in the array, over every file */
+        size_t size;            /* of one element */
+        /* Fills the zeroed element from item: its defaults, its keys, its
+         * checks. Only -ENOMEM stops the walk. */
+        int (*parse_item)(Loader *l, yaml_node_t *item, void *element);
+} ConfigList;
+
+/* Walks v (null: an empty list) and appends one element per mapping item
+ * to the array of *n elements whose address array is (a T **). An item
+ * that is not a mapping is a problem and skipped; passing list->limit is a
+ * problem that ends the walk. An element is counted before it is parsed,
+ * so config_free() frees what it got. 0 or -ENOMEM. */
+int config_parse_list(Loader *l, yaml_node_t *v, const ConfigList *list, void *array, size_t *n);
+
 /* Generic FieldParsers. section: a nested mapping, f->arg its Section, at
  * the same base. string: non-empty. path: config_resolve_path(). bool:
  * confutil_parse_bool(). duration: parse_duration(), at least f->min.

@@ -736,50 +736,38 @@ static void source_done(Source *s) {
         template_free(s->event_id);
 }
 
-static int p_sources(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        Config *c = l->c;
+static int source_parse(Loader *l, yaml_node_t *item, void *element) {
+        yaml_node_t *seen[_SRC_FIELDS] = {};
+        Source *s = element;
+        int r;
 
-        if (config_node_is_null(v))
-                return 0;
-        if (v->type != YAML_SEQUENCE_NODE) {
-                config_problem(l, &v->start_mark, "'sources' must be a list");
-                return 0;
-        }
-        for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
-                yaml_node_t *item = yaml_document_get_node(l->doc, *i);
-                yaml_node_t *seen[_SRC_FIELDS] = {};
-                Source *s, *n;
-                int r;
-
-                if (c->n_sources >= LIMIT_CONFIG_SOURCES) {
-                        config_problem(l, &item->start_mark, "more than LIMIT_CONFIG_SOURCES (%u) sources",
-                                LIMIT_CONFIG_SOURCES);
-                        return 0;
-                }
-                if (item->type != YAML_MAPPING_NODE) {
-                        config_problem(l, &item->start_mark, "a source must be a mapping");
-                        continue;
-                }
-                n = mem_reallocarray(c->sources, c->n_sources + 1, sizeof(Source));
-                if (!n)
-                        return -ENOMEM;
-                c->sources = n;
-                s = &c->sources[c->n_sources++];
-                *s = (Source) {
-                        .auth.method = _AUTH_METHOD_INVALID,
-                        .auth.tolerance_usec = 5 * 60 * USEC_PER_SEC,
-                        .mark = config_mark_of(l, item),
-                };
-                r = config_parse_mapping(l, item, SECTION(source_fields), s, "sources", seen);
-                if (r < 0)
-                        return r;
-                if (!seen[SRC_NAME])
-                        config_problem(l, &item->start_mark, "a source needs a 'name'");
-                if (!seen[SRC_AUTH])
-                        config_problem(l, &item->start_mark, "source '%s' needs 'auth' with exactly one method "
-                                "(hmac_sha256, bearer, header_token, basic, mtls, none)", s->name ? s->name : "?");
-        }
+        *s = (Source) {
+                .auth.method = _AUTH_METHOD_INVALID,
+                .auth.tolerance_usec = 5 * 60 * USEC_PER_SEC,
+                .mark = config_mark_of(l, item),
+        };
+        r = config_parse_mapping(l, item, SECTION(source_fields), s, "sources", seen);
+        if (r < 0)
+                return r;
+        if (!seen[SRC_NAME])
+                config_problem(l, &item->start_mark, "a source needs a 'name'");
+        if (!seen[SRC_AUTH])
+                config_problem(l, &item->start_mark, "source '%s' needs 'auth' with exactly one method "
+                               "(hmac_sha256, bearer, header_token, basic, mtls, none)", s->name ? s->name : "?");
         return 0;
+}
+
+static const ConfigList source_list = {
+        .not_a_list = "'sources' must be a list",
+        .noun = "source",
+        .limit_name = "LIMIT_CONFIG_SOURCES",
+        .limit = LIMIT_CONFIG_SOURCES,
+        .size = sizeof(Source),
+        .parse_item = source_parse,
+};
+
+static int p_sources(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+        return config_parse_list(l, v, &source_list, &l->c->sources, &l->c->n_sources);
 }
 
 /* --- rules --------------------------------------------------------------- */
@@ -874,58 +862,47 @@ static void rule_done(Rule *r) {
         template_free(r->reason);
 }
 
-static int p_rules(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        Config *c = l->c;
+static int rule_parse(Loader *l, yaml_node_t *item, void *element) {
+        yaml_node_t *seen[_RULE_FIELDS] = {};
+        Rule *rule = element;
+        const char *rn;
+        int r;
 
-        if (config_node_is_null(v))
-                return 0;
-        if (v->type != YAML_SEQUENCE_NODE) {
-                config_problem(l, &v->start_mark, "'rules' must be a list");
-                return 0;
-        }
-        for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
-                yaml_node_t *item = yaml_document_get_node(l->doc, *i);
-                yaml_node_t *seen[_RULE_FIELDS] = {};
-                const char *rn;
-                Rule *rule, *n;
-                int r;
+        *rule = (Rule) {
+                .action = _ACTION_KIND_INVALID,
+                .mark = config_mark_of(l, item),
+        };
+        r = config_parse_mapping(l, item, SECTION(rule_fields), rule, "rules", seen);
+        if (r < 0)
+                return r;
 
-                if (c->n_rules >= LIMIT_CONFIG_RULES) {
-                        config_problem(l, &item->start_mark, "more than LIMIT_CONFIG_RULES (%u) rules", LIMIT_CONFIG_RULES);
-                        return 0;
-                }
-                if (item->type != YAML_MAPPING_NODE) {
-                        config_problem(l, &item->start_mark, "a rule must be a mapping");
-                        continue;
-                }
-                n = mem_reallocarray(c->rules, c->n_rules + 1, sizeof(Rule));
-                if (!n)
-                        return -ENOMEM;
-                c->rules = n;
-                rule = &c->rules[c->n_rules++];
-                *rule = (Rule) {
-                        .action = _ACTION_KIND_INVALID,
-                        .mark = config_mark_of(l, item),
-                };
-                r = config_parse_mapping(l, item, SECTION(rule_fields), rule, "rules", seen);
-                if (r < 0)
-                        return r;
-
-                rn = rule->name ? rule->name : "?";
-                if (!seen[RULE_NAME])
-                        config_problem(l, &item->start_mark, "a rule needs a 'name'");
-                if (!seen[RULE_SOURCE])
-                        config_problem(l, &item->start_mark, "rule '%s' needs 'source' (a name, a list of names, or \"*\")", rn);
-                if (!seen[RULE_ACTION])
-                        config_problem(l, &item->start_mark, "rule '%s' needs 'action' (suspend, reactivate or notify)", rn);
-                if (!seen[RULE_USER])
-                        config_problem(l, &item->start_mark, "rule '%s' needs 'user' (a template such as \"${result.user}\")", rn);
-                if (seen[RULE_WHERE] && !seen[RULE_FOR_EACH])
-                        config_problem(l, &seen[RULE_WHERE]->start_mark, "rule '%s': 'where' needs 'for_each'", rn);
-                if (seen[RULE_FOR] && rule->action != ACTION_SUSPEND && rule->action >= 0)
-                        config_problem(l, &seen[RULE_FOR]->start_mark, "rule '%s': 'for' only applies to action: suspend", rn);
-        }
+        rn = rule->name ? rule->name : "?";
+        if (!seen[RULE_NAME])
+                config_problem(l, &item->start_mark, "a rule needs a 'name'");
+        if (!seen[RULE_SOURCE])
+                config_problem(l, &item->start_mark, "rule '%s' needs 'source' (a name, a list of names, or \"*\")", rn);
+        if (!seen[RULE_ACTION])
+                config_problem(l, &item->start_mark, "rule '%s' needs 'action' (suspend, reactivate or notify)", rn);
+        if (!seen[RULE_USER])
+                config_problem(l, &item->start_mark, "rule '%s' needs 'user' (a template such as \"${result.user}\")", rn);
+        if (seen[RULE_WHERE] && !seen[RULE_FOR_EACH])
+                config_problem(l, &seen[RULE_WHERE]->start_mark, "rule '%s': 'where' needs 'for_each'", rn);
+        if (seen[RULE_FOR] && rule->action != ACTION_SUSPEND && rule->action >= 0)
+                config_problem(l, &seen[RULE_FOR]->start_mark, "rule '%s': 'for' only applies to action: suspend", rn);
         return 0;
+}
+
+static const ConfigList rule_list = {
+        .not_a_list = "'rules' must be a list",
+        .noun = "rule",
+        .limit_name = "LIMIT_CONFIG_RULES",
+        .limit = LIMIT_CONFIG_RULES,
+        .size = sizeof(Rule),
+        .parse_item = rule_parse,
+};
+
+static int p_rules(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+        return config_parse_list(l, v, &rule_list, &l->c->rules, &l->c->n_rules);
 }
 
 /* --- notify (interface.md section 9) ------------------------------------- */
@@ -1189,49 +1166,35 @@ static int notify_check(Loader *l, yaml_node_t *item, NotifySink *k, yaml_node_t
         return 0;
 }
 
+static int notify_sink_parse(Loader *l, yaml_node_t *item, void *element) {
+        yaml_node_t *seen[_NS_FIELDS] = {};
+        NotifySink *k = element;
+        int r;
+
+        *k = (NotifySink) {
+                .type = _NOTIFY_TYPE_INVALID,
+                .on_mask = NOTIFY_DEFAULT_ON,
+                .timeout_usec = 10 * USEC_PER_SEC,
+                .starttls = true,
+                .mark = config_mark_of(l, item),
+        };
+        r = config_parse_mapping(l, item, SECTION(notify_fields), k, "notify", seen);
+        if (r < 0)
+                return r;
+        return notify_check(l, item, k, seen);
+}
+
+static const ConfigList notify_list = {
+        .not_a_list = "'notify' must be a list of sinks",
+        .noun = "notify sink",
+        .limit_name = "LIMIT_NOTIFY_SINKS",
+        .limit = LIMIT_NOTIFY_SINKS,
+        .size = sizeof(NotifySink),
+        .parse_item = notify_sink_parse,
+};
+
 static int p_notify(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        Config *c = l->c;
-
-        if (config_node_is_null(v))
-                return 0;
-        if (v->type != YAML_SEQUENCE_NODE) {
-                config_problem(l, &v->start_mark, "'notify' must be a list of sinks");
-                return 0;
-        }
-        for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
-                yaml_node_t *item = yaml_document_get_node(l->doc, *i);
-                yaml_node_t *seen[_NS_FIELDS] = {};
-                NotifySink *k, *n;
-                int r;
-
-                if (c->n_notify >= LIMIT_NOTIFY_SINKS) {
-                        config_problem(l, &item->start_mark, "more than LIMIT_NOTIFY_SINKS (%u) notify sinks", LIMIT_NOTIFY_SINKS);
-                        return 0;
-                }
-                if (item->type != YAML_MAPPING_NODE) {
-                        config_problem(l, &item->start_mark, "a notify sink must be a mapping");
-                        continue;
-                }
-                n = mem_reallocarray(c->notify, c->n_notify + 1, sizeof(NotifySink));
-                if (!n)
-                        return -ENOMEM;
-                c->notify = n;
-                k = &c->notify[c->n_notify++];
-                *k = (NotifySink) {
-                        .type = _NOTIFY_TYPE_INVALID,
-                        .on_mask = NOTIFY_DEFAULT_ON,
-                        .timeout_usec = 10 * USEC_PER_SEC,
-                        .starttls = true,
-                        .mark = config_mark_of(l, item),
-                };
-                r = config_parse_mapping(l, item, SECTION(notify_fields), k, "notify", seen);
-                if (r < 0)
-                        return r;
-                r = notify_check(l, item, k, seen);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+        return config_parse_list(l, v, &notify_list, &l->c->notify, &l->c->n_notify);
 }
 
 /* --- include ------------------------------------------------------------- */
@@ -1338,6 +1301,42 @@ int config_parse_mapping(Loader *l, yaml_node_t *node, const Section *s, void *b
                 else
                         snprintf(name, sizeof(name), "%s", key);
                 r = f->parse(l, v, (uint8_t *) base + f->offset, f, name);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int config_parse_list(Loader *l, yaml_node_t *v, const ConfigList *list, void *array, size_t *n) {
+        if (config_node_is_null(v))
+                return 0;
+        if (v->type != YAML_SEQUENCE_NODE) {
+                config_problem(l, &v->start_mark, "%s", list->not_a_list);
+                return 0;
+        }
+        for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
+                yaml_node_t *item = yaml_document_get_node(l->doc, *i);
+                void *a, *e;
+                int r;
+
+                if (*n >= list->limit) {
+                        config_problem(l, &item->start_mark, "more than %s (%u) %ss", list->limit_name, list->limit,
+                                       list->noun);
+                        return 0;
+                }
+                if (item->type != YAML_MAPPING_NODE) {
+                        config_problem(l, &item->start_mark, "a %s must be a mapping", list->noun);
+                        continue;
+                }
+                /* array is a T **: copied, not cast, to stay within the rules on pointer types */
+                memcpy(&a, array, sizeof(a));
+                a = mem_reallocarray(a, *n + 1, list->size);
+                if (!a)
+                        return -ENOMEM;
+                memcpy(array, &a, sizeof(a));
+                /* counted before it is parsed: config_free() frees what the item got */
+                e = memset((uint8_t *) a + (*n)++ * list->size, 0, list->size);
+                r = list->parse_item(l, item, e);
                 if (r < 0)
                         return r;
         }
