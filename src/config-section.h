@@ -133,6 +133,9 @@ typedef struct ConfigList {
         int (*parse_item)(Loader *l, yaml_node_t *item, void *element);
 } ConfigList;
 
+#define CONFIG_LIST(not_a_list, noun, limit, type, parse_item) \
+        { not_a_list, noun, #limit, limit, sizeof(type), parse_item }
+
 /* Walks v (null: an empty list) and appends one element per mapping item
  * to the array of *n elements whose address array is (a T **). An item
  * that is not a mapping is a problem and skipped; passing list->limit is a
@@ -162,6 +165,8 @@ int config_field_name(Loader *l, yaml_node_t *v, void *dst, const Field *f, cons
 int config_read_secret(Loader *l, const ConfigMark *m, const char *spec, bool several, char ***ret, size_t *ret_n);
 /* The same for a file of exactly one secret, into *ret (caller frees). */
 int config_read_one_secret(Loader *l, const ConfigMark *m, const char *spec, char **ret);
+/* Overwrites a secret string, then frees it. NULL is fine. */
+void config_free_secret(char *s);
 /* config_read_one_secret() of spec into *ret at the mark of key (the key
  * naming the file), when key and spec are set and secrets are read. A
  * problem does not stop the load: 0 or -ENOMEM. */

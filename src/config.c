@@ -560,6 +560,12 @@ int config_read_one_secret(Loader *l, const ConfigMark *m, const char *spec, cha
         return 0;
 }
 
+void config_free_secret(char *s) {
+        if (s)
+                explicit_bzero(s, strlen(s));
+        mem_free(s);
+}
+
 int config_read_key_secret(Loader *l, const yaml_node_t *key, const char *spec, char **ret) {
         ConfigMark m;
         int r;
@@ -757,14 +763,7 @@ static int source_parse(Loader *l, yaml_node_t *item, void *element) {
         return 0;
 }
 
-static const ConfigList source_list = {
-        .not_a_list = "'sources' must be a list",
-        .noun = "source",
-        .limit_name = "LIMIT_CONFIG_SOURCES",
-        .limit = LIMIT_CONFIG_SOURCES,
-        .size = sizeof(Source),
-        .parse_item = source_parse,
-};
+static const ConfigList source_list = CONFIG_LIST("'sources' must be a list", "source", LIMIT_CONFIG_SOURCES, Source, source_parse);
 
 static int p_sources(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         return config_parse_list(l, v, &source_list, &l->c->sources, &l->c->n_sources);
@@ -892,14 +891,7 @@ static int rule_parse(Loader *l, yaml_node_t *item, void *element) {
         return 0;
 }
 
-static const ConfigList rule_list = {
-        .not_a_list = "'rules' must be a list",
-        .noun = "rule",
-        .limit_name = "LIMIT_CONFIG_RULES",
-        .limit = LIMIT_CONFIG_RULES,
-        .size = sizeof(Rule),
-        .parse_item = rule_parse,
-};
+static const ConfigList rule_list = CONFIG_LIST("'rules' must be a list", "rule", LIMIT_CONFIG_RULES, Rule, rule_parse);
 
 static int p_rules(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         return config_parse_list(l, v, &rule_list, &l->c->rules, &l->c->n_rules);
@@ -1056,26 +1048,21 @@ static const bool notify_keys[_NOTIFY_TYPE_MAX][_NS_FIELDS] = {
 static void notify_sink_done(NotifySink *k) {
         mem_free(k->name);
         strv_free(k->rules);
-        if (k->url_file && k->url)
-                explicit_bzero(k->url, strlen(k->url));
-        mem_free(k->url);
+        if (k->url_file) /* then the URL is the secret */
+                config_free_secret(k->url);
+        else
+                mem_free(k->url);
         mem_free(k->url_file);
         mem_free(k->ca_file);
         mem_free(k->hmac_header);
         mem_free(k->hmac_secret_file);
-        if (k->hmac_secret)
-                explicit_bzero(k->hmac_secret, strlen(k->hmac_secret));
-        if (k->authorization)
-                explicit_bzero(k->authorization, strlen(k->authorization));
-        if (k->password)
-                explicit_bzero(k->password, strlen(k->password));
-        mem_free(k->hmac_secret);
+        config_free_secret(k->hmac_secret);
         mem_free(k->authorization_file);
-        mem_free(k->authorization);
+        config_free_secret(k->authorization);
         mem_free(k->smtp_url);
         mem_free(k->username);
         mem_free(k->password_file);
-        mem_free(k->password);
+        config_free_secret(k->password);
         mem_free(k->from);
         strv_free(k->to);
 }
@@ -1184,14 +1171,7 @@ static int notify_sink_parse(Loader *l, yaml_node_t *item, void *element) {
         return notify_check(l, item, k, seen);
 }
 
-static const ConfigList notify_list = {
-        .not_a_list = "'notify' must be a list of sinks",
-        .noun = "notify sink",
-        .limit_name = "LIMIT_NOTIFY_SINKS",
-        .limit = LIMIT_NOTIFY_SINKS,
-        .size = sizeof(NotifySink),
-        .parse_item = notify_sink_parse,
-};
+static const ConfigList notify_list = CONFIG_LIST("'notify' must be a list of sinks", "notify sink", LIMIT_NOTIFY_SINKS, NotifySink, notify_sink_parse);
 
 static int p_notify(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         return config_parse_list(l, v, &notify_list, &l->c->notify, &l->c->n_notify);

@@ -162,12 +162,8 @@ void config_onepassword_done(Config *c) {
         mem_free(c->onepassword.account_id);
         mem_free(c->onepassword.client_id_file);
         mem_free(c->onepassword.client_secret_file);
-        if (c->onepassword.client_id)
-                explicit_bzero(c->onepassword.client_id, strlen(c->onepassword.client_id));
-        if (c->onepassword.client_secret)
-                explicit_bzero(c->onepassword.client_secret, strlen(c->onepassword.client_secret));
-        mem_free(c->onepassword.client_id);
-        mem_free(c->onepassword.client_secret);
+        config_free_secret(c->onepassword.client_id);
+        config_free_secret(c->onepassword.client_secret);
         mem_free(c->onepassword.user_agent);
         mem_free(c->onepassword.ca_file);
 }

@@ -121,9 +121,7 @@ void config_state_done(Config *c) {
         mem_free(c->state.path);
         mem_free(c->state.backend);
         mem_free(c->state.conninfo_file);
-        if (c->state.conninfo)
-                explicit_bzero(c->state.conninfo, strlen(c->state.conninfo));
-        mem_free(c->state.conninfo);
+        config_free_secret(c->state.conninfo);
         mem_free(c->state.schema);
         mem_free(c->state.instance);
 }
