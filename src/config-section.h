@@ -219,3 +219,13 @@ void config_state_done(Config *c);
 int config_safety_parse(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name);
 void config_safety_defaults(Config *c);
 void config_safety_done(Config *c);
+
+/* config_rules.c. config_rules_field_template() is the FieldParser of a
+ * template (rules' user and reason, and the sources' event_id, the one
+ * call from one section file into another). The checks: unique rule
+ * names; then, after the notify sinks', every source a rule names. */
+int config_rules_parse(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name);
+int config_rules_field_template(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name);
+void config_rules_done(Config *c);
+int config_rules_check(Loader *l);
+int config_rules_check_sources(Loader *l);

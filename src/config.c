@@ -101,12 +101,6 @@ ConfigMark config_top_mark(Loader *l) {
 
 /* --- small helpers ------------------------------------------------------- */
 
-static const char *const action_kind_table[_ACTION_KIND_MAX] = {
-        [ACTION_SUSPEND] = "suspend",
-        [ACTION_REACTIVATE] = "reactivate",
-        [ACTION_NOTIFY] = "notify",
-};
-
 static const char *const auth_method_table[_AUTH_METHOD_MAX] = {
         [AUTH_HMAC_SHA256] = "hmac_sha256",
         [AUTH_BEARER] = "bearer",
@@ -123,14 +117,6 @@ int config_table_lookup(const char *const *table, size_t n, const char *s) {
                 if (table[i] && strcmp(table[i], s) == 0)
                         return (int) i;
         return -EINVAL;
-}
-
-const char *config_action_kind_to_string(ActionKind k) {
-        return k >= 0 && k < _ACTION_KIND_MAX ? action_kind_table[k] : NULL;
-}
-
-ActionKind config_action_kind_from_string(const char *s) {
-        return (ActionKind) config_table_lookup(action_kind_table, _ACTION_KIND_MAX, s);
 }
 
 const char *config_auth_method_to_string(AuthMethod m) {
@@ -365,100 +351,7 @@ int config_field_strv(Loader *l, yaml_node_t *v, void *dst, const Field *f, cons
         return 0;
 }
 
-/* Contract 3.3: a default in a user template would act on someone the
- * alert did not name. Reported at the insertion itself when the scalar
- * sits on one line (its column is the mark's plus the offset, plus the
- * opening quote). */
-static void check_user_default(Loader *l, const yaml_node_t *v, const Template *t) {
-        yaml_mark_t m = v->start_mark;
-        size_t off;
-
-        if (!template_has_default(t, &off))
-                return;
-        if (v->start_mark.line == v->end_mark.line) {
-                m.column += off;
-                if (v->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
-                    v->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE)
-                        m.column++;
-        }
-        config_problem(l, &m, "'user' may not have a default (${PATH:-TEXT}): it would act on someone the alert did not name");
-}
-
-static int p_template(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = config_get_nonempty(l, v, name);
-        Template *t;
-        size_t off = 0;
-        int r;
-
-        if (!s)
-                return 0;
-        r = template_compile(s, &t, &off);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0) {
-                config_problem(l, &v->start_mark, "'%s': invalid template '%s' at offset %zu (use ${PATH}, and $$ for a literal $)",
-                        name, s, off);
-                return 0;
-        }
-        /* Rules are the only section with a 'user' key. */
-        if (strcmp(name, "user") == 0)
-                check_user_default(l, v, t);
-        template_free(*(Template **) dst);
-        *(Template **) dst = t;
-        return 0;
-}
-
-static int p_jpath(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = config_get_nonempty(l, v, name);
-        JPath *p;
-        int r;
-
-        if (!s)
-                return 0;
-        r = jpath_compile(s, &p);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0) {
-                config_problem(l, &v->start_mark, "'%s': invalid path '%s'", name, s);
-                return 0;
-        }
-        jpath_free(*(JPath **) dst);
-        *(JPath **) dst = p;
-        return 0;
-}
-
-static int p_condition(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        unsigned long before = l->problems.n_reported;
-        Condition *c;
-
-        if (config_node_is_null(v))
-                return 0;
-        c = rules_condition_compile_budget(l->doc, v, config_problem_sink, l, &l->regex_budget);
-        if (!c)
-                /* NULL without a problem is OOM: never let that turn into
-                 * "no condition", which would match everything. */
-                return l->problems.n_reported > before ? 0 : -ENOMEM;
-        rules_condition_free(*(Condition **) dst);
-        *(Condition **) dst = c;
-        return 0;
-}
-
 /* --- specific parsers ---------------------------------------------------- */
-
-static int p_action(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = config_get_scalar(l, v, name);
-        ActionKind k;
-
-        if (!s)
-                return 0;
-        k = config_action_kind_from_string(s);
-        if (k < 0) {
-                config_problem(l, &v->start_mark, "'%s' must be suspend, reactivate or notify, not '%s'", name, s);
-                return 0;
-        }
-        *(ActionKind *) dst = k;
-        return 0;
-}
 
 int config_field_name(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         const char *s = config_get_nonempty(l, v, name);
@@ -725,7 +618,7 @@ enum { SRC_NAME, SRC_AUTH, SRC_EVENT_ID, SRC_RATE_LIMIT, SRC_OKTA, _SRC_FIELDS }
 static const Field source_fields[_SRC_FIELDS] = {
         [SRC_NAME]       = { "name",              config_field_name,       offsetof(Source, name) },
         [SRC_AUTH]       = { "auth",              p_auth,       offsetof(Source, auth) },
-        [SRC_EVENT_ID]   = { "event_id",          p_template,   offsetof(Source, event_id) },
+        [SRC_EVENT_ID]   = { "event_id",          config_rules_field_template,   offsetof(Source, event_id) },
         [SRC_RATE_LIMIT] = { "rate_limit",        p_rate_limit, 0 },
         [SRC_OKTA]       = { "okta_verification", config_field_bool,       offsetof(Source, okta_verification) },
 };
@@ -770,132 +663,6 @@ static int p_sources(Loader *l, yaml_node_t *v, void *dst, const Field *f, const
 }
 
 /* --- rules --------------------------------------------------------------- */
-
-static int p_rule_source(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        Rule *rule = dst;
-        yaml_node_item_t *start, *top;
-        yaml_node_item_t one;
-        char **list;
-        size_t n, k = 0;
-
-        if (v->type == YAML_SCALAR_NODE) {
-                one = 0; /* unused: handled below */
-                start = top = &one;
-        } else if (v->type == YAML_SEQUENCE_NODE) {
-                start = v->data.sequence.items.start;
-                top = v->data.sequence.items.top;
-        } else {
-                config_problem(l, &v->start_mark, "'%s' must be a source name, a list of names, or \"*\"", name);
-                return 0;
-        }
-        n = v->type == YAML_SCALAR_NODE ? 1 : (size_t) (top - start);
-        if (n == 0) {
-                config_problem(l, &v->start_mark, "'%s' must name at least one source", name);
-                return 0;
-        }
-        if (n > LIMIT_CONFIG_LIST_ITEMS) {
-                config_problem(l, &v->start_mark, "'%s' has more than LIMIT_CONFIG_LIST_ITEMS (%u) items", name,
-                        LIMIT_CONFIG_LIST_ITEMS);
-                return 0;
-        }
-        list = mem_calloc(n + 1, sizeof(char *));
-        if (!list)
-                return -ENOMEM;
-        strv_free(rule->sources);
-        rule->sources = list;
-        for (size_t i = 0; i < n; i++) {
-                yaml_node_t *item = v->type == YAML_SCALAR_NODE ? v : yaml_document_get_node(l->doc, start[i]);
-                const char *s = config_get_nonempty(l, item, name);
-                Ref *refs;
-
-                if (!s)
-                        continue;
-                if (strcmp(s, "*") == 0) {
-                        rule->any_source = true;
-                        continue;
-                }
-                list[k] = mem_strdup(s);
-                if (!list[k])
-                        return -ENOMEM;
-                refs = mem_reallocarray(l->refs, l->n_refs + 1, sizeof(Ref));
-                if (!refs)
-                        return -ENOMEM;
-                l->refs = refs;
-                l->refs[l->n_refs++] = (Ref) { .name = list[k], .mark = config_mark_of(l, item) };
-                k++;
-        }
-        if (rule->any_source) {
-                strv_free(rule->sources);
-                rule->sources = NULL;
-        }
-        return 0;
-}
-
-enum {
-        RULE_NAME, RULE_SOURCE, RULE_WHEN, RULE_FOR_EACH, RULE_WHERE, RULE_ACTION, RULE_USER, RULE_REASON,
-        RULE_COOLDOWN, RULE_FOR, RULE_DRY_RUN, RULE_STOP, _RULE_FIELDS,
-};
-
-static const Field rule_fields[_RULE_FIELDS] = {
-        [RULE_NAME]     = { "name",     config_field_name,        offsetof(Rule, name) },
-        [RULE_SOURCE]   = { "source",   p_rule_source, 0 },
-        [RULE_WHEN]     = { "when",     p_condition,   offsetof(Rule, when) },
-        [RULE_FOR_EACH] = { "for_each", p_jpath,       offsetof(Rule, for_each) },
-        [RULE_WHERE]    = { "where",    p_condition,   offsetof(Rule, where) },
-        [RULE_ACTION]   = { "action",   p_action,      offsetof(Rule, action) },
-        [RULE_USER]     = { "user",     p_template,    offsetof(Rule, user) },
-        [RULE_REASON]   = { "reason",   p_template,    offsetof(Rule, reason) },
-        [RULE_COOLDOWN] = { "cooldown", config_field_duration,    offsetof(Rule, cooldown_usec) },
-        [RULE_FOR]      = { "for",      config_field_duration,    offsetof(Rule, for_usec), .min = 1 },
-        [RULE_DRY_RUN]  = { "dry_run",  config_field_bool,        offsetof(Rule, dry_run) },
-        [RULE_STOP]     = { "stop",     config_field_bool,        offsetof(Rule, stop) },
-};
-
-static void rule_done(Rule *r) {
-        mem_free(r->name);
-        strv_free(r->sources);
-        rules_condition_free(r->when);
-        jpath_free(r->for_each);
-        rules_condition_free(r->where);
-        template_free(r->user);
-        template_free(r->reason);
-}
-
-static int rule_parse(Loader *l, yaml_node_t *item, void *element) {
-        yaml_node_t *seen[_RULE_FIELDS] = {};
-        Rule *rule = element;
-        const char *rn;
-        int r;
-
-        *rule = (Rule) {
-                .action = _ACTION_KIND_INVALID,
-                .mark = config_mark_of(l, item),
-        };
-        r = config_parse_mapping(l, item, SECTION(rule_fields), rule, "rules", seen);
-        if (r < 0)
-                return r;
-
-        rn = rule->name ? rule->name : "?";
-        if (!seen[RULE_NAME])
-                config_problem(l, &item->start_mark, "a rule needs a 'name'");
-        if (!seen[RULE_SOURCE])
-                config_problem(l, &item->start_mark, "rule '%s' needs 'source' (a name, a list of names, or \"*\")", rn);
-        if (!seen[RULE_ACTION])
-                config_problem(l, &item->start_mark, "rule '%s' needs 'action' (suspend, reactivate or notify)", rn);
-        if (!seen[RULE_USER])
-                config_problem(l, &item->start_mark, "rule '%s' needs 'user' (a template such as \"${result.user}\")", rn);
-        if (seen[RULE_WHERE] && !seen[RULE_FOR_EACH])
-                config_problem(l, &seen[RULE_WHERE]->start_mark, "rule '%s': 'where' needs 'for_each'", rn);
-        if (seen[RULE_FOR] && rule->action != ACTION_SUSPEND && rule->action >= 0)
-                config_problem(l, &seen[RULE_FOR]->start_mark, "rule '%s': 'for' only applies to action: suspend", rn);
-        return 0;
-}
-
-static const ConfigList rule_list = CONFIG_LIST("'rules' must be a list", "rule", LIMIT_CONFIG_RULES, Rule, rule_parse);
-
-static int p_rules(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        return config_parse_list(l, v, &rule_list, &l->c->rules, &l->c->n_rules);
-}
 
 /* --- notify (interface.md section 9) ------------------------------------- */
 
@@ -1220,14 +987,14 @@ static const Field main_fields[] = {
         { "state",       config_state_parse, 0 },
         { "safety",      config_safety_parse, 0 },
         { "sources",     p_sources,     0 },
-        { "rules",       p_rules,       0 },
+        { "rules",       config_rules_parse,       0 },
         { "include",     p_include,     0 },
         { "notify",      p_notify,      0 },
 };
 
 static const Field include_fields[] = {
         { "sources", p_sources, 0 },
-        { "rules",   p_rules,   0 },
+        { "rules",   config_rules_parse,   0 },
 };
 
 /* --- the mapping walker -------------------------------------------------- */
@@ -1597,7 +1364,6 @@ static int check_notify(Loader *l) {
 
 static int check_config(Loader *l) {
         Config *c = l->c;
-        _cleanup_free_ const char **cand = NULL;
         int r;
 
         config_onepassword_check(l);
@@ -1618,22 +1384,13 @@ static int check_config(Loader *l) {
         if (r < 0)
                 return r;
 
-        r = CONFIG_CHECK_UNIQUE(l, "rule", c->rules, c->n_rules, Rule);
+        r = config_rules_check(l);
         if (r < 0)
                 return r;
         r = check_notify(l);
         if (r < 0)
                 return r;
-
-        for (size_t i = 0; i < l->n_refs; i++) {
-                if (config_find_source(c, l->refs[i].name))
-                        continue;
-                if (!cand && !(cand = CONFIG_NAMES(c->sources, c->n_sources, Source)))
-                        return -ENOMEM;
-                config_problem_unknown(l, &l->refs[i].mark, l->refs[i].name, cand, c->n_sources, "", "unknown source '%s'",
-                                       l->refs[i].name);
-        }
-        return 0;
+        return config_rules_check_sources(l);
 }
 
 static int set_defaults(Config *c) {
@@ -1661,9 +1418,7 @@ Config *config_free(Config *c) {
         for (size_t i = 0; i < c->n_sources; i++)
                 source_done(&c->sources[i]);
         mem_free(c->sources);
-        for (size_t i = 0; i < c->n_rules; i++)
-                rule_done(&c->rules[i]);
-        mem_free(c->rules);
+        config_rules_done(c);
         for (size_t i = 0; i < c->n_notify; i++)
                 notify_sink_done(&c->notify[i]);
         mem_free(c->notify);
