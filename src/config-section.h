@@ -229,3 +229,9 @@ int config_rules_field_template(Loader *l, yaml_node_t *v, void *dst, const Fiel
 void config_rules_done(Config *c);
 int config_rules_check(Loader *l);
 int config_rules_check_sources(Loader *l);
+
+/* config_sources.c. The parser also reads each method's secret file; the
+ * check needs the listen addresses (after config_listen_check()). */
+int config_sources_parse(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name);
+void config_sources_done(Config *c);
+int config_sources_check(Loader *l);
