@@ -235,3 +235,10 @@ int config_rules_check_sources(Loader *l);
 int config_sources_parse(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name);
 void config_sources_done(Config *c);
 int config_sources_check(Loader *l);
+
+/* config_notify.c. The parser also reads each sink's secret files. The
+ * check: unique sink names, and every rule a sink names without glob
+ * characters (or "manual") exists. */
+int config_notify_parse(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name);
+void config_notify_done(Config *c);
+int config_notify_check(Loader *l);
