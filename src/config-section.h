@@ -101,6 +101,9 @@ size_t config_node_items(const yaml_node_t *n);
 const char *config_get_scalar(Loader *l, yaml_node_t *v, const char *name);
 /* The same, and NULL after a problem for an empty or null value. */
 const char *config_get_nonempty(Loader *l, yaml_node_t *v, const char *name);
+/* True when a list v of n items is within LIMIT_CONFIG_LIST_ITEMS, else
+ * a problem and false. */
+bool config_list_fits(Loader *l, yaml_node_t *v, size_t n, const char *name);
 /* Replaces *dst with a copy of s. -ENOMEM. */
 int config_set_string(char **dst, const char *s);
 /* A path relative to the directory of the file naming it; absolute paths

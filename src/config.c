@@ -150,6 +150,14 @@ const char *config_get_nonempty(Loader *l, yaml_node_t *v, const char *name) {
         return s;
 }
 
+bool config_list_fits(Loader *l, yaml_node_t *v, size_t n, const char *name) {
+        if (n <= LIMIT_CONFIG_LIST_ITEMS)
+                return true;
+        config_problem(l, &v->start_mark, "'%s' has more than LIMIT_CONFIG_LIST_ITEMS (%u) items", name,
+                       LIMIT_CONFIG_LIST_ITEMS);
+        return false;
+}
+
 int config_set_string(char **dst, const char *s) {
         char *d = mem_strdup(s);
 
@@ -299,11 +307,8 @@ int config_field_strv(Loader *l, yaml_node_t *v, void *dst, const Field *f, cons
                 return 0;
         }
         n = config_node_items(v);
-        if (n > LIMIT_CONFIG_LIST_ITEMS) {
-                config_problem(l, &v->start_mark, "'%s' has more than LIMIT_CONFIG_LIST_ITEMS (%u) items", name,
-                        LIMIT_CONFIG_LIST_ITEMS);
+        if (!config_list_fits(l, v, n, name))
                 return 0;
-        }
         list = mem_calloc(n + 1, sizeof(char *));
         if (!list)
                 return -ENOMEM;
@@ -433,11 +438,8 @@ static int p_include(Loader *l, yaml_node_t *v, void *dst, const Field *f, const
                 config_problem(l, &v->start_mark, "'include' must be a list of globs");
                 return 0;
         }
-        if (config_node_items(v) > LIMIT_CONFIG_LIST_ITEMS) {
-                config_problem(l, &v->start_mark, "'include' has more than LIMIT_CONFIG_LIST_ITEMS (%u) items",
-                        LIMIT_CONFIG_LIST_ITEMS);
+        if (!config_list_fits(l, v, config_node_items(v), "include"))
                 return 0;
-        }
         for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
                 yaml_node_t *item = yaml_document_get_node(l->doc, *i);
                 const char *s = config_get_nonempty(l, item, "include");

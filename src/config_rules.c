@@ -150,11 +150,8 @@ static int p_rule_source(Loader *l, yaml_node_t *v, void *dst, const Field *f, c
                 config_problem(l, &v->start_mark, "'%s' must name at least one source", name);
                 return 0;
         }
-        if (n > LIMIT_CONFIG_LIST_ITEMS) {
-                config_problem(l, &v->start_mark, "'%s' has more than LIMIT_CONFIG_LIST_ITEMS (%u) items", name,
-                        LIMIT_CONFIG_LIST_ITEMS);
+        if (!config_list_fits(l, v, n, name))
                 return 0;
-        }
         list = mem_calloc(n + 1, sizeof(char *));
         if (!list)
                 return -ENOMEM;
