@@ -1,12 +1,19 @@
-/* The configuration (contract section 3): every file parsed with libyaml's
- * document API so each node keeps its start mark, mapped through tables of
- * key -> parser -> offset into an immutable Config, with every problem
- * collected as "FILE:LINE:COLUMN: message" before failing. */
+/* The configuration engine (contract section 3): every file parsed with
+ * libyaml's document API so each node keeps its start mark, mapped through
+ * tables of key -> parser -> offset into an immutable Config, with every
+ * problem collected as "FILE:LINE:COLUMN: message" before failing.
+ *
+ * It owns the document walk, the marks and problem list, the generic
+ * field parsers, secret and included files, config_load() and
+ * config_free(); each section's keys, validators and defaults are in its
+ * config_SECTION.c (config-section.h is the contract). It calls
+ * confutil.h, listen.h's types (in config.h) and the foundation, and the
+ * sections only through the hooks of config-section.h: never rules.h or
+ * store.h. */
 #include <errno.h>
 #include <glob.h>
 #include <inttypes.h>
 #include <libgen.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -22,10 +29,8 @@
 #include "config-section.h"
 #include "config.h"
 #include "confutil.h"
-#include "listen.h"
 #include "remedyd-limits.h"
 #include "util.h"
-
 
 struct Include {
         char *glob;        /* resolved against the main file's directory */
@@ -330,8 +335,6 @@ int config_field_strv(Loader *l, yaml_node_t *v, void *dst, const Field *f, cons
         return 0;
 }
 
-/* --- specific parsers ---------------------------------------------------- */
-
 int config_field_name(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         const char *s = config_get_nonempty(l, v, name);
 
@@ -366,11 +369,11 @@ int config_read_secret(Loader *l, const ConfigMark *m, const char *spec, bool se
                 return -EINVAL;
         case -ENOBUFS:
                 config_problem_at(l, m, "secret file '%s' holds more than LIMIT_SECRETS_PER_FILE (%u) secrets", spec,
-                           LIMIT_SECRETS_PER_FILE);
+                                  LIMIT_SECRETS_PER_FILE);
                 return -EINVAL;
         case -E2BIG:
                 config_problem_at(l, m, "secret file '%s' is larger than LIMIT_SECRET_FILE_BYTES (%u bytes)", spec,
-                           LIMIT_SECRET_FILE_BYTES);
+                                  LIMIT_SECRET_FILE_BYTES);
                 return -EINVAL;
         default:
                 config_problem_at(l, m, "cannot read secret file '%s': %s", spec, strerror(-r));
@@ -423,13 +426,7 @@ void config_check_readable(Loader *l, const ConfigMark *m, const char *what, con
                 config_problem_at(l, m, "cannot read %s '%s': %s", what, path, strerror(errno));
 }
 
-/* --- sections ------------------------------------------------------------ */
-
-/* --- sources ------------------------------------------------------------- */
-
-/* --- notify (interface.md section 9) ------------------------------------- */
-
-/* --- include ------------------------------------------------------------- */
+/* --- include: and the top-level tables ------------------------------------ */
 
 static int p_include(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         if (config_node_is_null(v))
@@ -463,20 +460,22 @@ static int p_include(Loader *l, yaml_node_t *v, void *dst, const Field *f, const
         return 0;
 }
 
+/* The sections, in the order "did you mean" prefers on a tie. */
 static const Field main_fields[] = {
-        { "listen",      config_listen_parse,     0 },
-        { "onepassword", config_onepassword_parse, 0 },
-        { "state",       config_state_parse, 0 },
-        { "safety",      config_safety_parse, 0 },
-        { "sources",     config_sources_parse,     0 },
-        { "rules",       config_rules_parse,       0 },
-        { "include",     p_include,     0 },
-        { "notify",      config_notify_parse,      0 },
+        { "listen",      config_listen_parse },
+        { "onepassword", config_onepassword_parse },
+        { "state",       config_state_parse },
+        { "safety",      config_safety_parse },
+        { "sources",     config_sources_parse },
+        { "rules",       config_rules_parse },
+        { "include",     p_include },
+        { "notify",      config_notify_parse },
 };
 
+/* What an included file may hold. */
 static const Field include_fields[] = {
-        { "sources", config_sources_parse, 0 },
-        { "rules",   config_rules_parse,   0 },
+        { "sources", config_sources_parse },
+        { "rules",   config_rules_parse },
 };
 
 /* --- the mapping walker -------------------------------------------------- */
@@ -647,7 +646,7 @@ static int load_file(Loader *l, const char *path, bool main_file, const ConfigMa
         if (r == -E2BIG) {
                 if (included_at)
                         config_problem_at(l, included_at, "included file '%s' is larger than LIMIT_CONFIG_DOCUMENT_BYTES (%u bytes)",
-                                   path, LIMIT_CONFIG_DOCUMENT_BYTES);
+                                          path, LIMIT_CONFIG_DOCUMENT_BYTES);
                 else
                         problem_file(l, path, "larger than LIMIT_CONFIG_DOCUMENT_BYTES (%u bytes)",
                                      LIMIT_CONFIG_DOCUMENT_BYTES);
@@ -687,7 +686,7 @@ static int load_file(Loader *l, const char *path, bool main_file, const ConfigMa
         root = yaml_document_get_root_node(&doc);
         if (root)
                 r = config_parse_mapping(l, root, main_file ? SECTION(main_fields) : SECTION(include_fields), l->c,
-                                  main_file ? NULL : "included file", NULL);
+                                         main_file ? NULL : "included file", NULL);
         l->doc = NULL;
         yaml_document_delete(&doc);
 
@@ -735,7 +734,7 @@ static int load_includes(Loader *l) {
                 }
                 if (k != 0) {
                         config_problem_at(l, &l->includes[i].mark, "cannot expand include '%s': %s", l->includes[i].glob,
-                                   strerror(errno ? errno : EIO));
+                                          strerror(errno ? errno : EIO));
                         globfree(&g);
                         continue;
                 }
@@ -744,7 +743,7 @@ static int load_includes(Loader *l) {
                                 continue;
                         if (++n_files > LIMIT_CONFIG_INCLUDE_FILES) {
                                 config_problem_at(l, &l->includes[i].mark, "more than LIMIT_CONFIG_INCLUDE_FILES (%u) included files",
-                                           LIMIT_CONFIG_INCLUDE_FILES);
+                                                  LIMIT_CONFIG_INCLUDE_FILES);
                                 globfree(&g);
                                 return 0;
                         }
@@ -812,7 +811,7 @@ int config_check_unique(Loader *l, const char *what, const void *items, size_t n
                 if (!names[idx[first]] || strcmp(names[idx[first]], names[idx[i]]) != 0)
                         continue;
                 config_problem_at(l, marks[idx[i]], "duplicate %s name '%s' (first defined at %s:%u:%u)", what, names[idx[i]],
-                           marks[idx[first]]->file, marks[idx[first]]->line, marks[idx[first]]->column);
+                                  marks[idx[first]]->file, marks[idx[first]]->line, marks[idx[first]]->column);
         }
         return 0;
 }
