@@ -3,7 +3,12 @@
  *
  * Problems are collected, not stopped at: config_load() reports every one
  * as "FILE:LINE:COLUMN: message" (libyaml's 0-based marks printed 1-based)
- * in a ConfigProblems list. */
+ * in a ConfigProblems list.
+ *
+ * Implemented by src/config.c (the engine: load, free, problems) and one
+ * src/config_SECTION.c per section, which also holds the functions below
+ * about that section (config_find_source() in config_sources.c, the enum
+ * names with the key that takes them); docs/internals/config.md. */
 #pragma once
 
 #include <stdbool.h>
