@@ -133,22 +133,22 @@ static const Field notify_hmac_fields[] = {
 };
 
 static const Field notify_fields[_NS_FIELDS] = {
-        [NS_NAME]               = { "name",               config_field_name,        offsetof(NotifySink, name) },
-        [NS_TYPE]               = { "type",               p_notify_type, offsetof(NotifySink, type) },
-        [NS_ON]                 = { "on",                 p_notify_on,   offsetof(NotifySink, on_mask) },
-        [NS_RULES]              = { "rules",              config_field_strv,        offsetof(NotifySink, rules) },
-        [NS_URL]                = { "url",                config_field_string,      offsetof(NotifySink, url) },
-        [NS_URL_FILE]           = { "url_file",           config_field_path,        offsetof(NotifySink, url_file) },
-        [NS_TIMEOUT]            = { "timeout",            config_field_duration,    offsetof(NotifySink, timeout_usec), .min = 1 },
-        [NS_CA_FILE]            = { "ca_file",            config_field_path,        offsetof(NotifySink, ca_file) },
-        [NS_HMAC]               = { "hmac_sha256",        config_field_section,     0, SECTION(notify_hmac_fields) },
-        [NS_AUTHORIZATION_FILE] = { "authorization_file", config_field_path,        offsetof(NotifySink, authorization_file) },
-        [NS_SMTP_URL]           = { "smtp_url",           config_field_string,      offsetof(NotifySink, smtp_url) },
-        [NS_STARTTLS]           = { "starttls",           config_field_bool,        offsetof(NotifySink, starttls) },
-        [NS_USERNAME]           = { "username",           config_field_string,      offsetof(NotifySink, username) },
-        [NS_PASSWORD_FILE]      = { "password_file",      config_field_path,        offsetof(NotifySink, password_file) },
-        [NS_FROM]               = { "from",               config_field_string,      offsetof(NotifySink, from) },
-        [NS_TO]                 = { "to",                 config_field_strv,        offsetof(NotifySink, to) },
+        [NS_NAME]               = { "name",               config_field_name,     offsetof(NotifySink, name) },
+        [NS_TYPE]               = { "type",               p_notify_type,         offsetof(NotifySink, type) },
+        [NS_ON]                 = { "on",                 p_notify_on,           offsetof(NotifySink, on_mask) },
+        [NS_RULES]              = { "rules",              config_field_strv,     offsetof(NotifySink, rules) },
+        [NS_URL]                = { "url",                config_field_string,   offsetof(NotifySink, url) },
+        [NS_URL_FILE]           = { "url_file",           config_field_path,     offsetof(NotifySink, url_file) },
+        [NS_TIMEOUT]            = { "timeout",            config_field_duration, offsetof(NotifySink, timeout_usec), .min = 1 },
+        [NS_CA_FILE]            = { "ca_file",            config_field_path,     offsetof(NotifySink, ca_file) },
+        [NS_HMAC]               = { "hmac_sha256",        config_field_section,  0, SECTION(notify_hmac_fields) },
+        [NS_AUTHORIZATION_FILE] = { "authorization_file", config_field_path,     offsetof(NotifySink, authorization_file) },
+        [NS_SMTP_URL]           = { "smtp_url",           config_field_string,   offsetof(NotifySink, smtp_url) },
+        [NS_STARTTLS]           = { "starttls",           config_field_bool,     offsetof(NotifySink, starttls) },
+        [NS_USERNAME]           = { "username",           config_field_string,   offsetof(NotifySink, username) },
+        [NS_PASSWORD_FILE]      = { "password_file",      config_field_path,     offsetof(NotifySink, password_file) },
+        [NS_FROM]               = { "from",               config_field_string,   offsetof(NotifySink, from) },
+        [NS_TO]                 = { "to",                 config_field_strv,     offsetof(NotifySink, to) },
 };
 
 /* Which keys each type takes (besides name, type, on, rules, timeout). */

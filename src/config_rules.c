@@ -191,18 +191,18 @@ enum {
 };
 
 static const Field rule_fields[_RULE_FIELDS] = {
-        [RULE_NAME]     = { "name",     config_field_name,        offsetof(Rule, name) },
-        [RULE_SOURCE]   = { "source",   p_rule_source, 0 },
-        [RULE_WHEN]     = { "when",     p_condition,   offsetof(Rule, when) },
-        [RULE_FOR_EACH] = { "for_each", p_jpath,       offsetof(Rule, for_each) },
-        [RULE_WHERE]    = { "where",    p_condition,   offsetof(Rule, where) },
-        [RULE_ACTION]   = { "action",   p_action,      offsetof(Rule, action) },
-        [RULE_USER]     = { "user",     p_user,        offsetof(Rule, user) },
+        [RULE_NAME]     = { "name",     config_field_name,           offsetof(Rule, name) },
+        [RULE_SOURCE]   = { "source",   p_rule_source,               0 },
+        [RULE_WHEN]     = { "when",     p_condition,                 offsetof(Rule, when) },
+        [RULE_FOR_EACH] = { "for_each", p_jpath,                     offsetof(Rule, for_each) },
+        [RULE_WHERE]    = { "where",    p_condition,                 offsetof(Rule, where) },
+        [RULE_ACTION]   = { "action",   p_action,                    offsetof(Rule, action) },
+        [RULE_USER]     = { "user",     p_user,                      offsetof(Rule, user) },
         [RULE_REASON]   = { "reason",   config_rules_field_template, offsetof(Rule, reason) },
-        [RULE_COOLDOWN] = { "cooldown", config_field_duration,    offsetof(Rule, cooldown_usec) },
-        [RULE_FOR]      = { "for",      config_field_duration,    offsetof(Rule, for_usec), .min = 1 },
-        [RULE_DRY_RUN]  = { "dry_run",  config_field_bool,        offsetof(Rule, dry_run) },
-        [RULE_STOP]     = { "stop",     config_field_bool,        offsetof(Rule, stop) },
+        [RULE_COOLDOWN] = { "cooldown", config_field_duration,       offsetof(Rule, cooldown_usec) },
+        [RULE_FOR]      = { "for",      config_field_duration,       offsetof(Rule, for_usec), .min = 1 },
+        [RULE_DRY_RUN]  = { "dry_run",  config_field_bool,           offsetof(Rule, dry_run) },
+        [RULE_STOP]     = { "stop",     config_field_bool,           offsetof(Rule, stop) },
 };
 
 static void rule_done(Rule *r) {

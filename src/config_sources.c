@@ -208,11 +208,11 @@ static int p_auth(Loader *l, yaml_node_t *v, void *dst, const Field *f, const ch
 enum { SRC_NAME, SRC_AUTH, SRC_EVENT_ID, SRC_RATE_LIMIT, SRC_OKTA, _SRC_FIELDS };
 
 static const Field source_fields[_SRC_FIELDS] = {
-        [SRC_NAME]       = { "name",              config_field_name,       offsetof(Source, name) },
-        [SRC_AUTH]       = { "auth",              p_auth,       offsetof(Source, auth) },
-        [SRC_EVENT_ID]   = { "event_id",          config_rules_field_template,   offsetof(Source, event_id) },
-        [SRC_RATE_LIMIT] = { "rate_limit",        p_rate_limit, 0 },
-        [SRC_OKTA]       = { "okta_verification", config_field_bool,       offsetof(Source, okta_verification) },
+        [SRC_NAME]       = { "name",              config_field_name,           offsetof(Source, name) },
+        [SRC_AUTH]       = { "auth",              p_auth,                      offsetof(Source, auth) },
+        [SRC_EVENT_ID]   = { "event_id",          config_rules_field_template, offsetof(Source, event_id) },
+        [SRC_RATE_LIMIT] = { "rate_limit",        p_rate_limit,                0 },
+        [SRC_OKTA]       = { "okta_verification", config_field_bool,           offsetof(Source, okta_verification) },
 };
 
 static void source_done(Source *s) {
@@ -254,8 +254,6 @@ static const ConfigList source_list =
 int config_sources_parse(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         return config_parse_list(l, v, &source_list, &l->c->sources, &l->c->n_sources);
 }
-
-/* --- rules --------------------------------------------------------------- */
 
 void config_sources_done(Config *c) {
         for (size_t i = 0; i < c->n_sources; i++)
