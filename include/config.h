@@ -3,7 +3,12 @@
  *
  * Problems are collected, not stopped at: config_load() reports every one
  * as "FILE:LINE:COLUMN: message" (libyaml's 0-based marks printed 1-based)
- * in a ConfigProblems list. */
+ * in a ConfigProblems list.
+ *
+ * Implemented by src/config.c (the engine: load, free, problems) and one
+ * src/config_SECTION.c per section, which also holds the functions below
+ * about that section (config_find_source() in config_sources.c, the enum
+ * names with the key that takes them); docs/internals/config.md. */
 #pragma once
 
 #include <stdbool.h>
@@ -213,12 +218,3 @@ const char *config_auth_method_to_string(AuthMethod m);
 const char *config_api_version_to_string(ApiVersion v);
 const char *config_notify_type_to_string(NotifyType t);
 const NotifySink *config_find_notify(const Config *c, const char *name);
-
-/* --- helpers shared with rules.c ---------------------------------------- */
-
-/* "did you mean": the candidate within edit distance 2 of word, and
- * fewer edits than word has characters (the closest, first on ties), or
- * NULL. */
-const char *config_suggest(const char *word, const char *const *candidates, size_t n);
-/* true/false/yes/no (any case) -> 0 and *ret; -EINVAL otherwise. */
-int config_parse_bool(const char *s, bool *ret);

@@ -13,6 +13,7 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "confutil.h"
 #include "remedyd-forward.h"
 
 /* One action a matching rule produces, before guardrails. */
@@ -56,18 +57,14 @@ int rules_explain(const Config *c, const char *source_name, json_object *event, 
 
 /* --- compiling (called by config.c) ------------------------------------ */
 
-/* Problem sink used while compiling: the compiler reports through it and
- * carries on. */
-typedef void (*RulesProblemFn)(void *userdata, const yaml_mark_t *mark, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-
-/* Compiles a condition from a libyaml document node. Returns NULL after
- * reporting through problem() (or on OOM). */
-Condition *rules_condition_compile(yaml_document_t *doc, yaml_node_t *node, RulesProblemFn problem, void *userdata);
+/* Compiles a condition from a libyaml document node, reporting each
+ * problem through problem() and carrying on. Returns NULL after reporting
+ * (or on OOM). */
+Condition *rules_condition_compile(yaml_document_t *doc, yaml_node_t *node, ConfutilProblemFn problem, void *userdata);
 /* The same, drawing each pattern's rules_regex_cost() from *regex_budget
  * (a config's LIMIT_CONFIG_REGEX_COMPILE_BYTES); a pattern over what is
  * left is a problem. */
-Condition *rules_condition_compile_budget(yaml_document_t *doc, yaml_node_t *node, RulesProblemFn problem,
+Condition *rules_condition_compile_budget(yaml_document_t *doc, yaml_node_t *node, ConfutilProblemFn problem,
                                           void *userdata, uint64_t *regex_budget);
 /* An estimate, on the high side, of the bytes regcomp() takes for the ERE
  * p (for the LIMIT_REGEX_COMPILE_BYTES check; exported for tests). */

@@ -12,7 +12,27 @@
 #include "config.h"
 #include "directory.h"
 #include "remedyd-forward.h"
-#include "store.h"
+
+/* What became of an action. The guardrail chain below decides the first
+ * eight (QUEUED through UNRESOLVED, in the store's transaction for the
+ * store-side ones), the executor the rest; the store records them under
+ * the names of store_action_status_to_string(). */
+typedef enum ActionStatus {
+        ACTION_STATUS_QUEUED,
+        ACTION_STATUS_HELD,
+        ACTION_STATUS_DRY_RUN,
+        ACTION_STATUS_COOLDOWN,
+        ACTION_STATUS_PROTECTED,
+        ACTION_STATUS_UNKNOWN_USER,
+        ACTION_STATUS_AMBIGUOUS_USER,
+        ACTION_STATUS_UNRESOLVED,
+        ACTION_STATUS_RUNNING,
+        ACTION_STATUS_DONE,
+        ACTION_STATUS_FAILED,
+        ACTION_STATUS_CANCELLED,
+        _ACTION_STATUS_MAX,
+        _ACTION_STATUS_INVALID = -22,
+} ActionStatus;
 
 /* True when safety.protected_users covers this user. An entry of 26
  * [A-Z0-9] characters is a user id, compared exactly to user_id and to

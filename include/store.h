@@ -16,24 +16,11 @@
 
 #include "config.h"
 #include "remedyd-forward.h"
+#include "safety.h"
 
-typedef enum ActionStatus {
-        ACTION_STATUS_QUEUED,
-        ACTION_STATUS_HELD,
-        ACTION_STATUS_DRY_RUN,
-        ACTION_STATUS_COOLDOWN,
-        ACTION_STATUS_PROTECTED,
-        ACTION_STATUS_UNKNOWN_USER,
-        ACTION_STATUS_AMBIGUOUS_USER,
-        ACTION_STATUS_UNRESOLVED,
-        ACTION_STATUS_RUNNING,
-        ACTION_STATUS_DONE,
-        ACTION_STATUS_FAILED,
-        ACTION_STATUS_CANCELLED,
-        _ACTION_STATUS_MAX,
-        _ACTION_STATUS_INVALID = -22,
-} ActionStatus;
-
+/* ActionStatus (safety.h) by the names the store records and shows
+ * ("queued", "dry_run", ...): NULL for a value outside the enum, and
+ * _ACTION_STATUS_INVALID for a name that is none of them. */
 const char *store_action_status_to_string(ActionStatus s);
 ActionStatus store_action_status_from_string(const char *s);
 

@@ -1,12 +1,19 @@
-/* The configuration (contract section 3): every file parsed with libyaml's
- * document API so each node keeps its start mark, mapped through tables of
- * key -> parser -> offset into an immutable Config, with every problem
- * collected as "FILE:LINE:COLUMN: message" before failing. */
+/* The configuration engine (contract section 3): every file parsed with
+ * libyaml's document API so each node keeps its start mark, mapped through
+ * tables of key -> parser -> offset into an immutable Config, with every
+ * problem collected as "FILE:LINE:COLUMN: message" before failing.
+ *
+ * It owns the document walk, the marks and problem list, the generic
+ * field parsers, secret and included files, config_load() and
+ * config_free(); each section's keys, validators and defaults are in its
+ * config_SECTION.c (config-section.h is the contract). It calls
+ * confutil.h, listen.h's types (in config.h) and the foundation, and the
+ * sections only through the hooks of config-section.h: never rules.h or
+ * store.h. */
 #include <errno.h>
 #include <glob.h>
 #include <inttypes.h>
 #include <libgen.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -19,140 +26,48 @@
 
 #include "alloc.h"
 #include "cleanup.h"
+#include "config-section.h"
 #include "config.h"
-#include "listen.h"
+#include "confutil.h"
 #include "remedyd-limits.h"
-#include "rules.h"
-#include "store.h"
-#include "strbuf.h"
 #include "util.h"
-#include "version.h"
 
-#define DEFAULT_WEBHOOK "0.0.0.0:8080"
-#define DEFAULT_STATUS "127.0.0.1:9464"
-#define DEFAULT_CONTROL "unix:/run/remedyd/control.sock"
-#define DEFAULT_BASE_URL "https://api.1password.com"
-#define DEFAULT_STATE_PATH "/var/lib/remedyd/state.db"
-
-typedef struct Ref {
-        const char *name;  /* borrowed from a Rule's sources */
-        ConfigMark mark;
-} Ref;
-
-typedef struct Include {
+struct Include {
         char *glob;        /* resolved against the main file's directory */
         ConfigMark mark;
-} Include;
-
-typedef struct Loader {
-        Config *c;
-        unsigned flags;
-        yaml_document_t *doc;
-        const char *file;  /* the file being parsed; points into c->files */
-        char *dir;         /* its directory, for relative paths */
-
-        char **problems;
-        size_t n_problems;
-        unsigned long n_reported; /* including those past LIMIT_CONFIG_PROBLEMS */
-        bool oom;
-
-        Ref *refs;
-        size_t n_refs;
-        Include *includes;
-        size_t n_includes;
-
-        bool have_onepassword;
-        bool main_unparsed;  /* syntax error in the main file: nothing else to check */
-        uint64_t regex_budget; /* LIMIT_CONFIG_REGEX_COMPILE_BYTES, less what the patterns use */
-} Loader;
-
-typedef struct Field Field;
-typedef int (*FieldParser)(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name);
-
-struct Field {
-        const char *key;
-        FieldParser parse;
-        size_t offset;
-        const void *arg;        /* a Section for nested mappings */
-        uint64_t min, max;      /* integers */
 };
-
-typedef struct Section {
-        const Field *fields;
-        size_t n;
-} Section;
-
-#define SECTION(t) (&(const Section) { t, ELEMENTSOF(t) })
 
 /* --- problems ----------------------------------------------------------- */
 
-static void problem_add(Loader *l, char *line) {
-        char **v;
+void config_problem(Loader *l, const yaml_mark_t *m, const char *fmt, ...) {
+        va_list ap;
 
-        if (!line) {
-                l->oom = true;
-                return;
-        }
-        if (l->n_problems >= LIMIT_CONFIG_PROBLEMS) {
-                mem_free(line);
-                return;
-        }
-        v = mem_reallocarray(l->problems, l->n_problems + 2, sizeof(char *));
-        if (!v) {
-                mem_free(line);
-                l->oom = true;
-                return;
-        }
-        l->problems = v;
-        v[l->n_problems++] = line;
-        v[l->n_problems] = NULL;
+        va_start(ap, fmt);
+        confutil_problemv(&l->problems, l->file, (unsigned) m->line + 1, (unsigned) m->column + 1, fmt, ap);
+        va_end(ap);
 }
 
-static void problemv(Loader *l, const char *file, unsigned line, unsigned column, const char *fmt, va_list ap)
-        __attribute__((format(printf, 5, 0)));
+void config_problem_at(Loader *l, const ConfigMark *m, const char *fmt, ...) {
+        va_list ap;
 
-static void problemv(Loader *l, const char *file, unsigned line, unsigned column, const char *fmt, va_list ap) {
-        _cleanup_(strbuf_free) StrBuf b;
-        int r;
+        va_start(ap, fmt);
+        confutil_problemv(&l->problems, m->file, m->line, m->column, fmt, ap);
+        va_end(ap);
+}
 
-        l->n_reported++;
-        strbuf_init(&b, 8192);
-        if (line > 0)
-                r = strbuf_printf(&b, "%s:%u:%u: ", file, line, column);
+void config_problem_unknown(Loader *l, const ConfigMark *m, const char *word, const char *const *candidates, size_t n,
+                            const char *otherwise, const char *fmt, ...) {
+        const char *dym = confutil_suggest(word, candidates, n);
+        char msg[2048];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (dym)
+                config_problem_at(l, m, "%s, did you mean '%s'?", msg, dym);
         else
-                r = strbuf_printf(&b, "%s: ", file);
-        if (r >= 0) {
-                va_list aq;
-                char msg[2048];
-
-                va_copy(aq, ap);
-                (void) vsnprintf(msg, sizeof(msg), fmt, aq);
-                va_end(aq);
-                r = strbuf_puts(&b, msg);
-        }
-        if (r == -ENOMEM) {
-                l->oom = true;
-                return;
-        }
-        problem_add(l, strbuf_steal(&b));
-}
-
-static void problem(Loader *l, const yaml_mark_t *m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void problem(Loader *l, const yaml_mark_t *m, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        problemv(l, l->file, (unsigned) m->line + 1, (unsigned) m->column + 1, fmt, ap);
-        va_end(ap);
-}
-
-static void problem_at(Loader *l, const ConfigMark *m, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void problem_at(Loader *l, const ConfigMark *m, const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        problemv(l, m->file, m->line, m->column, fmt, ap);
-        va_end(ap);
+                config_problem_at(l, m, "%s%s", msg, otherwise);
 }
 
 static void problem_file(Loader *l, const char *file, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -160,22 +75,20 @@ static void problem_file(Loader *l, const char *file, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
-        problemv(l, file, 0, 0, fmt, ap);
+        confutil_problemv(&l->problems, file, 0, 0, fmt, ap);
         va_end(ap);
 }
 
-static void rules_problem(void *userdata, const yaml_mark_t *mark, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
-static void rules_problem(void *userdata, const yaml_mark_t *mark, const char *fmt, ...) {
+void config_problem_sink(void *userdata, const yaml_mark_t *mark, const char *fmt, ...) {
         Loader *l = userdata;
         va_list ap;
 
         va_start(ap, fmt);
-        problemv(l, l->file, (unsigned) mark->line + 1, (unsigned) mark->column + 1, fmt, ap);
+        confutil_problemv(&l->problems, l->file, (unsigned) mark->line + 1, (unsigned) mark->column + 1, fmt, ap);
         va_end(ap);
 }
 
-static ConfigMark mark_of(Loader *l, const yaml_node_t *n) {
+ConfigMark config_mark_of(Loader *l, const yaml_node_t *n) {
         return (ConfigMark) {
                 .file = l->file,
                 .line = (unsigned) n->start_mark.line + 1,
@@ -183,59 +96,15 @@ static ConfigMark mark_of(Loader *l, const yaml_node_t *n) {
         };
 }
 
+ConfigMark config_top_mark(Loader *l) {
+        Config *c = l->c;
+
+        return (ConfigMark) { .file = c->files ? c->files[0] : c->path, .line = 1, .column = 1 };
+}
+
 /* --- small helpers ------------------------------------------------------- */
 
-const char *config_suggest(const char *word, const char *const *candidates, size_t n) {
-        const char *best = NULL;
-        unsigned best_d = 3;
-
-        for (size_t i = 0; i < n; i++) {
-                unsigned d = edit_distance(word, candidates[i]);
-
-                /* two edits turn any two-letter word into any other */
-                if (d < best_d && d < strlen(word)) {
-                        best_d = d;
-                        best = candidates[i];
-                }
-        }
-        return best;
-}
-
-int config_parse_bool(const char *s, bool *ret) {
-        if (!s)
-                return -EINVAL;
-        if (strcasecmp(s, "true") == 0 || strcasecmp(s, "yes") == 0) {
-                *ret = true;
-                return 0;
-        }
-        if (strcasecmp(s, "false") == 0 || strcasecmp(s, "no") == 0) {
-                *ret = false;
-                return 0;
-        }
-        return -EINVAL;
-}
-
-static const char *const action_kind_table[_ACTION_KIND_MAX] = {
-        [ACTION_SUSPEND] = "suspend",
-        [ACTION_REACTIVATE] = "reactivate",
-        [ACTION_NOTIFY] = "notify",
-};
-
-static const char *const auth_method_table[_AUTH_METHOD_MAX] = {
-        [AUTH_HMAC_SHA256] = "hmac_sha256",
-        [AUTH_BEARER] = "bearer",
-        [AUTH_HEADER_TOKEN] = "header_token",
-        [AUTH_BASIC] = "basic",
-        [AUTH_MTLS] = "mtls",
-        [AUTH_NONE] = "none",
-};
-
-static const char *const api_version_table[_API_VERSION_MAX] = {
-        [API_VERSION_V1BETA1] = "v1beta1",
-        [API_VERSION_V1] = "v1",
-};
-
-static int table_lookup(const char *const *table, size_t n, const char *s) {
+int config_table_lookup(const char *const *table, size_t n, const char *s) {
         if (!s)
                 return -EINVAL;
         for (size_t i = 0; i < n; i++)
@@ -244,38 +113,7 @@ static int table_lookup(const char *const *table, size_t n, const char *s) {
         return -EINVAL;
 }
 
-const char *config_action_kind_to_string(ActionKind k) {
-        return k >= 0 && k < _ACTION_KIND_MAX ? action_kind_table[k] : NULL;
-}
-
-ActionKind config_action_kind_from_string(const char *s) {
-        return (ActionKind) table_lookup(action_kind_table, _ACTION_KIND_MAX, s);
-}
-
-const char *config_auth_method_to_string(AuthMethod m) {
-        return m >= 0 && m < _AUTH_METHOD_MAX ? auth_method_table[m] : NULL;
-}
-
-const char *config_api_version_to_string(ApiVersion v) {
-        return v >= 0 && v < _API_VERSION_MAX ? api_version_table[v] : NULL;
-}
-
-bool config_is_unconfigured(const Config *c) {
-        return !c->onepassword.account_id;
-}
-
-const Source *config_find_source(const Config *c, const char *name) {
-        if (!c || !name)
-                return NULL;
-        /* A source whose name: was missing or invalid stays in the list
-         * (with a problem reported) until the load fails: skip it. */
-        for (size_t i = 0; i < c->n_sources; i++)
-                if (c->sources[i].name && strcmp(c->sources[i].name, name) == 0)
-                        return &c->sources[i];
-        return NULL;
-}
-
-static bool node_is_null(const yaml_node_t *n) {
+bool config_node_is_null(const yaml_node_t *n) {
         const char *s;
 
         if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
@@ -284,40 +122,48 @@ static bool node_is_null(const yaml_node_t *n) {
         return !*s || strcmp(s, "~") == 0 || strcasecmp(s, "null") == 0;
 }
 
-static size_t node_items(const yaml_node_t *n) {
+size_t config_node_items(const yaml_node_t *n) {
         return (size_t) (n->data.sequence.items.top - n->data.sequence.items.start);
 }
 
 /* The scalar text, or NULL after reporting a problem. */
-static const char *get_scalar(Loader *l, yaml_node_t *v, const char *name) {
+const char *config_get_scalar(Loader *l, yaml_node_t *v, const char *name) {
         if (v->type != YAML_SCALAR_NODE) {
-                problem(l, &v->start_mark, "'%s' must be a scalar, not a %s", name,
+                config_problem(l, &v->start_mark, "'%s' must be a scalar, not a %s", name,
                         v->type == YAML_MAPPING_NODE ? "mapping" : "list");
                 return NULL;
         }
         if (v->data.scalar.length > LIMIT_CONFIG_STRING_BYTES) {
-                problem(l, &v->start_mark, "'%s' is longer than LIMIT_CONFIG_STRING_BYTES (%u bytes)", name,
+                config_problem(l, &v->start_mark, "'%s' is longer than LIMIT_CONFIG_STRING_BYTES (%u bytes)", name,
                         LIMIT_CONFIG_STRING_BYTES);
                 return NULL;
         }
         if (strlen((const char *) v->data.scalar.value) != v->data.scalar.length) {
-                problem(l, &v->start_mark, "'%s' contains a NUL byte", name);
+                config_problem(l, &v->start_mark, "'%s' contains a NUL byte", name);
                 return NULL;
         }
         return (const char *) v->data.scalar.value;
 }
 
-static const char *get_nonempty(Loader *l, yaml_node_t *v, const char *name) {
-        const char *s = get_scalar(l, v, name);
+const char *config_get_nonempty(Loader *l, yaml_node_t *v, const char *name) {
+        const char *s = config_get_scalar(l, v, name);
 
-        if (s && (!*s || node_is_null(v))) {
-                problem(l, &v->start_mark, "'%s' must not be empty", name);
+        if (s && (!*s || config_node_is_null(v))) {
+                config_problem(l, &v->start_mark, "'%s' must not be empty", name);
                 return NULL;
         }
         return s;
 }
 
-static int set_string(char **dst, const char *s) {
+bool config_list_fits(Loader *l, yaml_node_t *v, size_t n, const char *name) {
+        if (n <= LIMIT_CONFIG_LIST_ITEMS)
+                return true;
+        config_problem(l, &v->start_mark, "'%s' has more than LIMIT_CONFIG_LIST_ITEMS (%u) items", name,
+                       LIMIT_CONFIG_LIST_ITEMS);
+        return false;
+}
+
+int config_set_string(char **dst, const char *s) {
         char *d = mem_strdup(s);
 
         if (!d)
@@ -329,7 +175,7 @@ static int set_string(char **dst, const char *s) {
 
 /* Relative paths are relative to the directory of the file naming them;
  * "credential:NAME" is kept for secret_read() to resolve. */
-static int resolve_path(Loader *l, const char *s, char **ret) {
+int config_resolve_path(Loader *l, const char *s, char **ret) {
         char *p;
 
         if (s[0] == '/' || str_startswith(s, "credential:") || !l->dir)
@@ -350,7 +196,7 @@ static int resolve_path(Loader *l, const char *s, char **ret) {
         return 0;
 }
 
-static bool name_valid(const char *s) {
+bool config_name_valid(const char *s) {
         if (!*s || strlen(s) > LIMIT_NAME_BYTES || strspn(s, ".") == strlen(s))
                 return false;
         return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") == strlen(s);
@@ -358,29 +204,26 @@ static bool name_valid(const char *s) {
 
 /* --- generic field parsers ---------------------------------------------- */
 
-static int parse_mapping(Loader *l, yaml_node_t *node, const Section *s, void *base, const char *prefix,
-                         yaml_node_t **seen);
-
-static int p_section(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+int config_field_section(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         /* Sections share the enclosing struct: their offsets are relative
          * to the same base. */
-        return parse_mapping(l, v, f->arg, (uint8_t *) dst - f->offset, name, NULL);
+        return config_parse_mapping(l, v, f->arg, (uint8_t *) dst - f->offset, name, NULL);
 }
 
-static int p_string(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_nonempty(l, v, name);
+int config_field_string(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+        const char *s = config_get_nonempty(l, v, name);
 
-        return s ? set_string(dst, s) : 0;
+        return s ? config_set_string(dst, s) : 0;
 }
 
-static int p_path(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_nonempty(l, v, name);
+int config_field_path(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+        const char *s = config_get_nonempty(l, v, name);
         char *p;
         int r;
 
         if (!s)
                 return 0;
-        r = resolve_path(l, s, &p);
+        r = config_resolve_path(l, s, &p);
         if (r < 0)
                 return r;
         mem_free(*(char **) dst);
@@ -388,33 +231,33 @@ static int p_path(Loader *l, yaml_node_t *v, void *dst, const Field *f, const ch
         return 0;
 }
 
-static int p_bool(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_scalar(l, v, name);
+int config_field_bool(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+        const char *s = config_get_scalar(l, v, name);
 
-        if (s && config_parse_bool(s, dst) < 0)
-                problem(l, &v->start_mark, "'%s' must be true or false, not '%s'", name, s);
+        if (s && confutil_parse_bool(s, dst) < 0)
+                config_problem(l, &v->start_mark, "'%s' must be true or false, not '%s'", name, s);
         return 0;
 }
 
-static int p_duration(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_scalar(l, v, name);
+int config_field_duration(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+        const char *s = config_get_scalar(l, v, name);
         uint64_t u;
 
         if (!s)
                 return 0;
         if (parse_duration(s, &u) < 0) {
-                problem(l, &v->start_mark, "'%s': invalid duration '%s' (use e.g. 500ms, 30s, 10m, 4h, 7d)", name, s);
+                config_problem(l, &v->start_mark, "'%s': invalid duration '%s' (use e.g. 500ms, 30s, 10m, 4h, 7d)", name, s);
                 return 0;
         }
         if (u < f->min) {
-                problem(l, &v->start_mark, "'%s' must be a positive duration, not '%s'", name, s);
+                config_problem(l, &v->start_mark, "'%s' must be a positive duration, not '%s'", name, s);
                 return 0;
         }
         *(uint64_t *) dst = u;
         return 0;
 }
 
-static bool parse_u64(const char *s, uint64_t *ret) {
+bool config_parse_u64(const char *s, uint64_t *ret) {
         char *end;
         unsigned long long v;
 
@@ -430,19 +273,19 @@ static bool parse_u64(const char *s, uint64_t *ret) {
 
 /* An integer within the field's bounds, or a problem and false. */
 static bool get_bounded(Loader *l, yaml_node_t *v, const Field *f, const char *name, uint64_t *ret) {
-        const char *s = get_scalar(l, v, name);
+        const char *s = config_get_scalar(l, v, name);
 
         if (!s)
                 return false;
-        if (!parse_u64(s, ret) || *ret < f->min || *ret > f->max) {
-                problem(l, &v->start_mark, "'%s' must be an integer from %" PRIu64 " to %" PRIu64 ", not '%s'", name,
+        if (!config_parse_u64(s, ret) || *ret < f->min || *ret > f->max) {
+                config_problem(l, &v->start_mark, "'%s' must be an integer from %" PRIu64 " to %" PRIu64 ", not '%s'", name,
                         f->min, f->max, s);
                 return false;
         }
         return true;
 }
 
-static int p_uint(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+int config_field_uint(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         uint64_t u;
 
         if (get_bounded(l, v, f, name, &u))
@@ -450,7 +293,7 @@ static int p_uint(Loader *l, yaml_node_t *v, void *dst, const Field *f, const ch
         return 0;
 }
 
-static int p_size(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+int config_field_size(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         uint64_t u;
 
         if (get_bounded(l, v, f, name, &u))
@@ -458,28 +301,25 @@ static int p_size(Loader *l, yaml_node_t *v, void *dst, const Field *f, const ch
         return 0;
 }
 
-static int p_strv(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+int config_field_strv(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
         char **list;
         size_t n, k = 0;
 
-        if (node_is_null(v))
+        if (config_node_is_null(v))
                 return 0;
         if (v->type != YAML_SEQUENCE_NODE) {
-                problem(l, &v->start_mark, "'%s' must be a list", name);
+                config_problem(l, &v->start_mark, "'%s' must be a list", name);
                 return 0;
         }
-        n = node_items(v);
-        if (n > LIMIT_CONFIG_LIST_ITEMS) {
-                problem(l, &v->start_mark, "'%s' has more than LIMIT_CONFIG_LIST_ITEMS (%u) items", name,
-                        LIMIT_CONFIG_LIST_ITEMS);
+        n = config_node_items(v);
+        if (!config_list_fits(l, v, n, name))
                 return 0;
-        }
         list = mem_calloc(n + 1, sizeof(char *));
         if (!list)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
                 yaml_node_t *item = yaml_document_get_node(l->doc, v->data.sequence.items.start[i]);
-                const char *s = get_nonempty(l, item, name);
+                const char *s = config_get_nonempty(l, item, name);
 
                 if (!s)
                         continue;
@@ -495,264 +335,22 @@ static int p_strv(Loader *l, yaml_node_t *v, void *dst, const Field *f, const ch
         return 0;
 }
 
-/* Contract 3.3: a default in a user template would act on someone the
- * alert did not name. Reported at the insertion itself when the scalar
- * sits on one line (its column is the mark's plus the offset, plus the
- * opening quote). */
-static void check_user_default(Loader *l, const yaml_node_t *v, const Template *t) {
-        yaml_mark_t m = v->start_mark;
-        size_t off;
-
-        if (!template_has_default(t, &off))
-                return;
-        if (v->start_mark.line == v->end_mark.line) {
-                m.column += off;
-                if (v->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
-                    v->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE)
-                        m.column++;
-        }
-        problem(l, &m, "'user' may not have a default (${PATH:-TEXT}): it would act on someone the alert did not name");
-}
-
-static int p_template(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_nonempty(l, v, name);
-        Template *t;
-        size_t off = 0;
-        int r;
+int config_field_name(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
+        const char *s = config_get_nonempty(l, v, name);
 
         if (!s)
                 return 0;
-        r = template_compile(s, &t, &off);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0) {
-                problem(l, &v->start_mark, "'%s': invalid template '%s' at offset %zu (use ${PATH}, and $$ for a literal $)",
-                        name, s, off);
-                return 0;
-        }
-        /* Rules are the only section with a 'user' key. */
-        if (strcmp(name, "user") == 0)
-                check_user_default(l, v, t);
-        template_free(*(Template **) dst);
-        *(Template **) dst = t;
-        return 0;
-}
-
-static int p_jpath(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_nonempty(l, v, name);
-        JPath *p;
-        int r;
-
-        if (!s)
-                return 0;
-        r = jpath_compile(s, &p);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0) {
-                problem(l, &v->start_mark, "'%s': invalid path '%s'", name, s);
-                return 0;
-        }
-        jpath_free(*(JPath **) dst);
-        *(JPath **) dst = p;
-        return 0;
-}
-
-static int p_condition(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        unsigned long before = l->n_reported;
-        Condition *c;
-
-        if (node_is_null(v))
-                return 0;
-        c = rules_condition_compile_budget(l->doc, v, rules_problem, l, &l->regex_budget);
-        if (!c)
-                /* NULL without a problem is OOM: never let that turn into
-                 * "no condition", which would match everything. */
-                return l->n_reported > before ? 0 : -ENOMEM;
-        rules_condition_free(*(Condition **) dst);
-        *(Condition **) dst = c;
-        return 0;
-}
-
-/* --- specific parsers ---------------------------------------------------- */
-
-/* listen_parse(), but "unix:relative/path" is taken relative to the working
- * directory (like state.path), as the demo does. */
-static int parse_listen(const char *s, ListenAddress *ret) {
-        char cwd[PATH_MAX], *abs;
-        int r;
-
-        if (!str_startswith(s, "unix:") || s[5] == '/' || s[5] == 0)
-                return listen_parse(s, ret);
-        if (!getcwd(cwd, sizeof(cwd)))
-                return -errno;
-        if (asprintf(&abs, "unix:%s/%s", cwd, s + 5) < 0)
-                return -ENOMEM;
-        r = listen_parse(abs, ret);
-        free(abs);
-        return r;
-}
-
-static int p_listen(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        ListenAddress a;
-        const char *s;
-
-        if (f->min && (node_is_null(v) || (v->type == YAML_SCALAR_NODE && v->data.scalar.length == 0))) {
-                /* status/control may be switched off with an empty value */
-                mem_free(*(char **) dst);
-                *(char **) dst = NULL;
-                return 0;
-        }
-        s = get_nonempty(l, v, name);
-        if (!s)
-                return 0;
-        if (parse_listen(s, &a) < 0) {
-                problem(l, &v->start_mark,
-                        "'%s': invalid address '%s' (use HOST:PORT, [V6]:PORT, unix:/path or systemd:NAME)", name, s);
-                return 0;
-        }
-        if (f->max && a.kind != LISTEN_UNIX) {
-                problem(l, &v->start_mark, "'%s' must be a unix socket (unix:/path), not '%s'", name, s);
-                return 0;
-        }
-        return set_string(dst, s);
-}
-
-static int p_api_version(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_scalar(l, v, name);
-        int k;
-
-        if (!s)
-                return 0;
-        k = table_lookup(api_version_table, _API_VERSION_MAX, s);
-        if (k < 0) {
-                problem(l, &v->start_mark, "'%s' must be v1beta1 or v1, not '%s'", name, s);
-                return 0;
-        }
-        *(ApiVersion *) dst = (ApiVersion) k;
-        return 0;
-}
-
-static int p_base_url(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_nonempty(l, v, name), *host, *end;
-        ListenAddress a = { .kind = LISTEN_INET };
-        bool http;
-        size_t n;
-        char *u;
-
-        if (!s)
-                return 0;
-        http = str_startswith(s, "http://");
-        if (!http && !str_startswith(s, "https://"))
-                goto bad;
-        host = s + (http ? 7 : 8);
-        if (strpbrk(host, "@?# \t"))
-                goto bad;
-        if (*host == '[') {
-                end = strchr(host, ']');
-                if (!end)
-                        goto bad;
-                host++;
-        } else
-                end = host + strcspn(host, ":/");
-        if (end == host || (size_t) (end - host) >= sizeof(a.host))
-                goto bad;
-        memcpy(a.host, host, (size_t) (end - host));
-        a.host[end - host] = 0;
-        if (http && !listen_is_local(&a)) {
-                problem(l, &v->start_mark, "'%s': http:// is only allowed for a loopback host, use https:// for '%s'",
-                        name, a.host);
-                return 0;
-        }
-        n = strlen(s);
-        while (n > 0 && s[n - 1] == '/')
-                n--;
-        u = mem_strndup(s, n);
-        if (!u)
-                return -ENOMEM;
-        mem_free(*(char **) dst);
-        *(char **) dst = u;
-        return 0;
-bad:
-        problem(l, &v->start_mark, "'%s': invalid URL '%s' (use https://HOST[:PORT][/PATH])", name, s);
-        return 0;
-}
-
-static int p_account_id(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_nonempty(l, v, name);
-
-        if (!s)
-                return 0;
-        if (!is_user_id(s)) {
-                problem(l, &v->start_mark, "'%s' must be 26 characters A-Z and 0-9, not '%s'", name, s);
-                return 0;
-        }
-        return set_string(dst, s);
-}
-
-static int p_action(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_scalar(l, v, name);
-        ActionKind k;
-
-        if (!s)
-                return 0;
-        k = config_action_kind_from_string(s);
-        if (k < 0) {
-                problem(l, &v->start_mark, "'%s' must be suspend, reactivate or notify, not '%s'", name, s);
-                return 0;
-        }
-        *(ActionKind *) dst = k;
-        return 0;
-}
-
-static int p_name(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_nonempty(l, v, name);
-
-        if (!s)
-                return 0;
-        if (!name_valid(s)) {
-                problem(l, &v->start_mark, "'%s': invalid name '%s' (1 to %u characters A-Z a-z 0-9 _ . -)", name, s,
+        if (!config_name_valid(s)) {
+                config_problem(l, &v->start_mark, "'%s': invalid name '%s' (1 to %u characters A-Z a-z 0-9 _ . -)", name, s,
                         LIMIT_NAME_BYTES);
                 return 0;
         }
-        return set_string(dst, s);
-}
-
-static int p_rate_limit(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_scalar(l, v, name), *slash;
-        Source *src = dst;
-        _cleanup_free_ char *num = NULL;
-        uint64_t n;
-        double per;
-
-        if (!s)
-                return 0;
-        slash = strchr(s, '/');
-        if (!slash)
-                goto bad;
-        num = mem_strndup(s, (size_t) (slash - s));
-        if (!num)
-                return -ENOMEM;
-        if (!parse_u64(num, &n) || n == 0 || n > 1000000)
-                goto bad;
-        if (strcmp(slash + 1, "s") == 0)
-                per = 1;
-        else if (strcmp(slash + 1, "m") == 0)
-                per = 60;
-        else if (strcmp(slash + 1, "h") == 0)
-                per = 3600;
-        else
-                goto bad;
-        src->rate_per_sec = (double) n / per;
-        src->rate_burst = (unsigned) n;
-        return 0;
-bad:
-        problem(l, &v->start_mark, "'%s': invalid rate '%s' (use N/s, N/m or N/h, N from 1 to 1000000)", name, s);
-        return 0;
+        return config_set_string(dst, s);
 }
 
 /* --- secrets ------------------------------------------------------------- */
 
-static int read_secret(Loader *l, const ConfigMark *m, const char *spec, bool several, char ***ret, size_t *ret_n) {
+int config_read_secret(Loader *l, const ConfigMark *m, const char *spec, bool several, char ***ret, size_t *ret_n) {
         char **lines = NULL;
         size_t n = 0;
         int r;
@@ -764,25 +362,25 @@ static int read_secret(Loader *l, const ConfigMark *m, const char *spec, bool se
         case -ENOMEM:
                 return r;
         case -ENXIO:
-                problem_at(l, m, "cannot read secret file '%s': $CREDENTIALS_DIRECTORY is not set (LoadCredential=)", spec);
+                config_problem_at(l, m, "cannot read secret file '%s': $CREDENTIALS_DIRECTORY is not set (LoadCredential=)", spec);
                 return -EINVAL;
         case -ENODATA:
-                problem_at(l, m, "secret file '%s' holds no secret", spec);
+                config_problem_at(l, m, "secret file '%s' holds no secret", spec);
                 return -EINVAL;
         case -ENOBUFS:
-                problem_at(l, m, "secret file '%s' holds more than LIMIT_SECRETS_PER_FILE (%u) secrets", spec,
-                           LIMIT_SECRETS_PER_FILE);
+                config_problem_at(l, m, "secret file '%s' holds more than LIMIT_SECRETS_PER_FILE (%u) secrets", spec,
+                                  LIMIT_SECRETS_PER_FILE);
                 return -EINVAL;
         case -E2BIG:
-                problem_at(l, m, "secret file '%s' is larger than LIMIT_SECRET_FILE_BYTES (%u bytes)", spec,
-                           LIMIT_SECRET_FILE_BYTES);
+                config_problem_at(l, m, "secret file '%s' is larger than LIMIT_SECRET_FILE_BYTES (%u bytes)", spec,
+                                  LIMIT_SECRET_FILE_BYTES);
                 return -EINVAL;
         default:
-                problem_at(l, m, "cannot read secret file '%s': %s", spec, strerror(-r));
+                config_problem_at(l, m, "cannot read secret file '%s': %s", spec, strerror(-r));
                 return -EINVAL;
         }
         if (n != 1 && !several) {
-                problem_at(l, m, "secret file '%s' must hold exactly one secret, it holds %zu lines", spec, n);
+                config_problem_at(l, m, "secret file '%s' must hold exactly one secret, it holds %zu lines", spec, n);
                 strv_free_erase(lines);
                 return -EINVAL;
         }
@@ -792,11 +390,11 @@ static int read_secret(Loader *l, const ConfigMark *m, const char *spec, bool se
         return 0;
 }
 
-static int read_one_secret(Loader *l, const ConfigMark *m, const char *spec, char **ret) {
+int config_read_one_secret(Loader *l, const ConfigMark *m, const char *spec, char **ret) {
         char **lines = NULL;
         int r;
 
-        r = read_secret(l, m, spec, false, &lines, NULL);
+        r = config_read_secret(l, m, spec, false, &lines, NULL);
         if (r < 0)
                 return r;
         *ret = lines[0];
@@ -804,876 +402,51 @@ static int read_one_secret(Loader *l, const ConfigMark *m, const char *spec, cha
         return 0;
 }
 
-static void check_readable(Loader *l, const ConfigMark *m, const char *what, const char *path) {
-        if (!path || (l->flags & CONFIG_LOAD_NO_SECRETS))
-                return;
-        if (access(path, R_OK) < 0)
-                problem_at(l, m, "cannot read %s '%s': %s", what, path, strerror(errno));
+void config_free_secret(char *s) {
+        if (s)
+                explicit_bzero(s, strlen(s));
+        mem_free(s);
 }
 
-/* --- sections ------------------------------------------------------------ */
-
-static const Field tls_fields[] = {
-        { "cert_file",      p_path, offsetof(Config, listen.tls_cert_file) },
-        { "key_file",       p_path, offsetof(Config, listen.tls_key_file) },
-        { "client_ca_file", p_path, offsetof(Config, listen.tls_client_ca_file) },
-};
-
-static const Field listen_fields[] = {
-        { "webhook",        p_listen,  offsetof(Config, listen.webhook) },
-        { "status",         p_listen,  offsetof(Config, listen.status), .min = 1 },
-        { "control",        p_listen,  offsetof(Config, listen.control), .min = 1, .max = 1 },
-        { "tls",            p_section, 0, SECTION(tls_fields) },
-        { "max_body_bytes", p_size,    offsetof(Config, listen.max_body_bytes), .min = 1, .max = LIMIT_BODY_BYTES_MAX },
-};
-
-enum {
-        OP_BASE_URL, OP_API_VERSION, OP_ACCOUNT_ID, OP_CLIENT_ID_FILE, OP_CLIENT_SECRET_FILE,
-        OP_USER_AGENT, OP_TIMEOUT, OP_CA_FILE, OP_DIRECTORY_REFRESH, _OP_FIELDS,
-};
-
-static const Field onepassword_fields[_OP_FIELDS] = {
-        [OP_BASE_URL]           = { "base_url",           p_base_url,    offsetof(Config, onepassword.base_url) },
-        [OP_API_VERSION]        = { "api_version",        p_api_version, offsetof(Config, onepassword.api_version) },
-        [OP_ACCOUNT_ID]         = { "account_id",         p_account_id,  offsetof(Config, onepassword.account_id) },
-        [OP_CLIENT_ID_FILE]     = { "client_id_file",     p_path,        offsetof(Config, onepassword.client_id_file) },
-        [OP_CLIENT_SECRET_FILE] = { "client_secret_file", p_path,        offsetof(Config, onepassword.client_secret_file) },
-        [OP_USER_AGENT]         = { "user_agent",         p_string,      offsetof(Config, onepassword.user_agent) },
-        [OP_TIMEOUT]            = { "timeout",            p_duration,    offsetof(Config, onepassword.timeout_usec), .min = 1 },
-        [OP_CA_FILE]            = { "ca_file",            p_path,        offsetof(Config, onepassword.ca_file) },
-        [OP_DIRECTORY_REFRESH]  = { "directory_refresh",  p_duration,    offsetof(Config, onepassword.directory_refresh_usec), .min = 1 },
-};
-
-enum { ST_BACKEND, ST_PATH, ST_POSTGRESQL, ST_INSTANCE, ST_LEASE, _ST_FIELDS };
-enum { PG_CONNINFO_FILE, PG_SCHEMA, PG_POOL, _PG_FIELDS };
-
-static const Field postgresql_fields[_PG_FIELDS] = {
-        [PG_CONNINFO_FILE] = { "conninfo_file", p_path,   offsetof(Config, state.conninfo_file) },
-        [PG_SCHEMA]        = { "schema",        p_string, offsetof(Config, state.schema) },
-        [PG_POOL]          = { "pool",          p_uint,   offsetof(Config, state.pool), .min = 2, .max = 64 },
-};
-
-static int p_state_postgresql(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        yaml_node_t *seen[_PG_FIELDS] = {};
-        Config *c = l->c;
+int config_read_key_secret(Loader *l, const yaml_node_t *key, const char *spec, char **ret) {
         ConfigMark m;
         int r;
 
-        r = parse_mapping(l, v, SECTION(postgresql_fields), c, name, seen);
-        if (r < 0)
-                return r;
-        if (!seen[PG_CONNINFO_FILE])
-                problem(l, &v->start_mark, "'%s' is missing the required key 'conninfo_file'", name);
-        if (seen[PG_SCHEMA] && c->state.schema) {
-                const char *sc = c->state.schema;
-                /* an unquoted PostgreSQL identifier, at most 63 bytes; it also
-                 * names the LISTEN channels (SCHEMA_queue) */
-                if (strlen(sc) > 56 || !strchr("abcdefghijklmnopqrstuvwxyz_", sc[0]) ||
-                    strspn(sc, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(sc))
-                        problem(l, &seen[PG_SCHEMA]->start_mark,
-                                "'%s.schema' must be a lower-case identifier ([a-z_][a-z0-9_]*, at most 56 "
-                                "characters), not '%s'",
-                                name, sc);
-        }
-        if (seen[PG_CONNINFO_FILE] && c->state.conninfo_file && !(l->flags & CONFIG_LOAD_NO_SECRETS)) {
-                m = mark_of(l, seen[PG_CONNINFO_FILE]);
-                r = read_one_secret(l, &m, c->state.conninfo_file, &c->state.conninfo);
-                if (r == -ENOMEM)
-                        return r;
-        }
-        return 0;
-}
-
-static int p_instance(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_nonempty(l, v, name);
-
-        if (!s)
+        if (!key || !spec || (l->flags & CONFIG_LOAD_NO_SECRETS))
                 return 0;
-        if (!name_valid(s) || strlen(s) > 64) {
-                problem(l, &v->start_mark, "'%s' must be at most 64 of A-Z a-z 0-9 _ . -, not '%s'", name, s);
-                return 0;
-        }
-        return set_string(dst, s);
-}
-
-static const Field state_fields[_ST_FIELDS] = {
-        [ST_BACKEND]    = { "backend",    p_string,           offsetof(Config, state.backend) },
-        [ST_PATH]       = { "path",       p_string,           offsetof(Config, state.path) }, /* as written: relative to the working directory */
-        [ST_POSTGRESQL] = { "postgresql", p_state_postgresql, 0 },
-        [ST_INSTANCE]   = { "instance",   p_instance,         offsetof(Config, state.instance) },
-        [ST_LEASE]      = { "lease",      p_duration,         offsetof(Config, state.lease_usec), .min = 1 },
-};
-
-static int p_state(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        yaml_node_t *seen[_ST_FIELDS] = {};
-        Config *c = l->c;
-        bool pg;
-        int r;
-
-        r = parse_mapping(l, v, SECTION(state_fields), c, name, seen);
-        if (r < 0)
-                return r;
-        pg = c->state.backend && strcmp(c->state.backend, "postgresql") == 0;
-        if (seen[ST_BACKEND] && c->state.backend && !pg && strcmp(c->state.backend, "sqlite") != 0) {
-                problem(l, &seen[ST_BACKEND]->start_mark, "'%s.backend' must be sqlite or postgresql, not '%s'", name,
-                        c->state.backend);
-                return 0;
-        }
-        if (pg && !seen[ST_POSTGRESQL])
-                problem(l, &v->start_mark, "'%s.backend: postgresql' needs a '%s.postgresql' section with conninfo_file",
-                        name, name);
-        if (!pg && seen[ST_POSTGRESQL])
-                problem(l, &seen[ST_POSTGRESQL]->start_mark,
-                        "'%s.postgresql' is set but '%s.backend' is not postgresql", name, name);
-        if (seen[ST_LEASE] && (c->state.lease_usec < 2 * USEC_PER_SEC || c->state.lease_usec > 3600 * USEC_PER_SEC))
-                problem(l, &seen[ST_LEASE]->start_mark, "'%s.lease' must be from 2s to 1h", name);
-        return 0;
-}
-
-static const Field max_suspensions_fields[] = {
-        { "count",  p_uint,     offsetof(Config, safety.max_suspensions), .min = 0, .max = 1000000 },
-        { "window", p_duration, offsetof(Config, safety.window_usec), .min = 1 },
-};
-
-static const Field safety_fields[] = {
-        { "dry_run",         p_bool,    offsetof(Config, safety.dry_run) },
-        { "protected_users", p_strv,    offsetof(Config, safety.protected_users) },
-        { "max_suspensions", p_section, 0, SECTION(max_suspensions_fields) },
-};
-
-static int p_onepassword(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        Config *c = l->c;
-        yaml_node_t *seen[_OP_FIELDS] = {};
-        static const int required[] = { OP_ACCOUNT_ID, OP_CLIENT_ID_FILE, OP_CLIENT_SECRET_FILE };
-        ConfigMark m;
-        int r;
-
-        l->have_onepassword = true;
-        r = parse_mapping(l, v, SECTION(onepassword_fields), c, name, seen);
-        if (r < 0)
-                return r;
-
-        for (size_t i = 0; i < ELEMENTSOF(required); i++)
-                if (!seen[required[i]])
-                        problem(l, &v->start_mark, "'onepassword' is missing the required key '%s'",
-                                onepassword_fields[required[i]].key);
-
-        if (seen[OP_CA_FILE] && c->onepassword.ca_file) {
-                m = mark_of(l, seen[OP_CA_FILE]);
-                check_readable(l, &m, "onepassword.ca_file", c->onepassword.ca_file);
-        }
-        if (l->flags & CONFIG_LOAD_NO_SECRETS)
-                return 0;
-        if (seen[OP_CLIENT_ID_FILE] && c->onepassword.client_id_file) {
-                m = mark_of(l, seen[OP_CLIENT_ID_FILE]);
-                r = read_one_secret(l, &m, c->onepassword.client_id_file, &c->onepassword.client_id);
-                if (r == -ENOMEM)
-                        return r;
-        }
-        if (seen[OP_CLIENT_SECRET_FILE] && c->onepassword.client_secret_file) {
-                m = mark_of(l, seen[OP_CLIENT_SECRET_FILE]);
-                r = read_one_secret(l, &m, c->onepassword.client_secret_file, &c->onepassword.client_secret);
-                if (r == -ENOMEM)
-                        return r;
-        }
-        return 0;
-}
-
-/* --- sources ------------------------------------------------------------- */
-
-static const Field hmac_fields[] = {
-        { "header",           p_string,   offsetof(SourceAuth, header) },
-        { "secret_file",      p_path,     offsetof(SourceAuth, secret_file) },
-        { "prefix",           p_string,   offsetof(SourceAuth, prefix) },
-        { "timestamp_header", p_string,   offsetof(SourceAuth, timestamp_header) },
-        { "tolerance",        p_duration, offsetof(SourceAuth, tolerance_usec), .min = 1 },
-};
-
-static const Field bearer_fields[] = {
-        { "token_file", p_path, offsetof(SourceAuth, secret_file) },
-};
-
-static const Field header_token_fields[] = {
-        { "header",     p_string, offsetof(SourceAuth, header) },
-        { "token_file", p_path,   offsetof(SourceAuth, secret_file) },
-};
-
-static const Field basic_fields[] = {
-        { "username",      p_string, offsetof(SourceAuth, username) },
-        { "password_file", p_path,   offsetof(SourceAuth, secret_file) },
-};
-
-static const Field mtls_fields[] = {
-        { "subject", p_string, offsetof(SourceAuth, subject) },
-};
-
-static const struct {
-        const Section *section;
-        const char *required[2];
-} auth_methods[_AUTH_METHOD_MAX] = {
-        [AUTH_HMAC_SHA256]  = { SECTION(hmac_fields),         { "header", "secret_file" } },
-        [AUTH_BEARER]       = { SECTION(bearer_fields),       { "token_file" } },
-        [AUTH_HEADER_TOKEN] = { SECTION(header_token_fields), { "header", "token_file" } },
-        [AUTH_BASIC]        = { SECTION(basic_fields),        { "username", "password_file" } },
-        [AUTH_MTLS]         = { SECTION(mtls_fields),         {} },
-        [AUTH_NONE]         = { NULL,                         {} },
-};
-
-static int parse_auth_method(Loader *l, AuthMethod m, yaml_node_t *k, yaml_node_t *v, SourceAuth *a) {
-        yaml_node_t *seen[8] = {};
-        char name[64];
-        const Section *s = auth_methods[m].section;
-        int r;
-
-        a->method = m;
-        snprintf(name, sizeof(name), "auth.%s", auth_method_table[m]);
-        if (m == AUTH_NONE) {
-                const char *t = get_scalar(l, v, name);
-                bool b = false;
-
-                if (t && (config_parse_bool(t, &b) < 0 || !b))
-                        problem(l, &v->start_mark, "'auth.none' must be true, not '%s'", t);
-                return 0;
-        }
-        if (m == AUTH_MTLS && node_is_null(v))
-                return 0;
-        r = parse_mapping(l, v, s, a, name, seen);
-        if (r < 0)
-                return r;
-        if (v->type != YAML_MAPPING_NODE)
-                return 0;
-        for (size_t i = 0; i < ELEMENTSOF(auth_methods[m].required); i++) {
-                const char *req = auth_methods[m].required[i];
-                bool found = false;
-
-                if (!req)
-                        continue;
-                for (size_t j = 0; j < s->n; j++)
-                        if (strcmp(s->fields[j].key, req) == 0 && seen[j])
-                                found = true;
-                if (!found)
-                        problem(l, &k->start_mark, "'%s' is missing the required key '%s'", name, req);
-        }
-
-        if (a->secret_file && !(l->flags & CONFIG_LOAD_NO_SECRETS)) {
-                ConfigMark mk = mark_of(l, k);
-
-                for (size_t j = 0; j < s->n; j++)
-                        if (s->fields[j].offset == offsetof(SourceAuth, secret_file) && seen[j])
-                                mk = mark_of(l, seen[j]);
-                r = read_secret(l, &mk, a->secret_file, m == AUTH_HMAC_SHA256, &a->secrets, &a->n_secrets);
-                if (r == -ENOMEM)
-                        return r;
-        }
-        return 0;
-}
-
-static int p_auth(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        SourceAuth *a = dst;
-        yaml_node_t *first = NULL;
-        bool unknown = false;
-        int r;
-
-        if (v->type != YAML_MAPPING_NODE) {
-                problem(l, &v->start_mark, "'%s' must be a mapping holding exactly one method "
-                        "(hmac_sha256, bearer, header_token, basic, mtls, none)", name);
-                return 0;
-        }
-        for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-                yaml_node_t *k = yaml_document_get_node(l->doc, p->key);
-                yaml_node_t *val = yaml_document_get_node(l->doc, p->value);
-                const char *key = get_scalar(l, k, "auth method");
-                int m;
-
-                if (!key)
-                        continue;
-                m = table_lookup(auth_method_table, _AUTH_METHOD_MAX, key);
-                if (m < 0) {
-                        unknown = true;
-                        const char *dym = config_suggest(key, auth_method_table, _AUTH_METHOD_MAX);
-
-                        if (dym)
-                                problem(l, &k->start_mark, "unknown auth method '%s', did you mean '%s'?", key, dym);
-                        else
-                                problem(l, &k->start_mark, "unknown auth method '%s' (one of hmac_sha256, bearer, "
-                                        "header_token, basic, mtls, none)", key);
-                        continue;
-                }
-                if (first) {
-                        problem(l, &k->start_mark, "source has two auth methods ('%s' and '%s'), exactly one is allowed",
-                                (const char *) first->data.scalar.value, key);
-                        continue;
-                }
-                first = k;
-                r = parse_auth_method(l, (AuthMethod) m, k, val, a);
-                if (r < 0)
-                        return r;
-        }
-        if (!first && !unknown)
-                problem(l, &v->start_mark, "'%s' needs exactly one method (hmac_sha256, bearer, header_token, basic, "
-                        "mtls, none), found none", name);
-        return 0;
-}
-
-enum { SRC_NAME, SRC_AUTH, SRC_EVENT_ID, SRC_RATE_LIMIT, SRC_OKTA, _SRC_FIELDS };
-
-static const Field source_fields[_SRC_FIELDS] = {
-        [SRC_NAME]       = { "name",              p_name,       offsetof(Source, name) },
-        [SRC_AUTH]       = { "auth",              p_auth,       offsetof(Source, auth) },
-        [SRC_EVENT_ID]   = { "event_id",          p_template,   offsetof(Source, event_id) },
-        [SRC_RATE_LIMIT] = { "rate_limit",        p_rate_limit, 0 },
-        [SRC_OKTA]       = { "okta_verification", p_bool,       offsetof(Source, okta_verification) },
-};
-
-static void source_done(Source *s) {
-        mem_free(s->name);
-        mem_free(s->auth.header);
-        mem_free(s->auth.prefix);
-        mem_free(s->auth.timestamp_header);
-        mem_free(s->auth.username);
-        mem_free(s->auth.subject);
-        strv_free_erase(s->auth.secrets);
-        mem_free(s->auth.secret_file);
-        template_free(s->event_id);
-}
-
-static int p_sources(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        Config *c = l->c;
-
-        if (node_is_null(v))
-                return 0;
-        if (v->type != YAML_SEQUENCE_NODE) {
-                problem(l, &v->start_mark, "'sources' must be a list");
-                return 0;
-        }
-        for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
-                yaml_node_t *item = yaml_document_get_node(l->doc, *i);
-                yaml_node_t *seen[_SRC_FIELDS] = {};
-                Source *s, *n;
-                int r;
-
-                if (c->n_sources >= LIMIT_CONFIG_SOURCES) {
-                        problem(l, &item->start_mark, "more than LIMIT_CONFIG_SOURCES (%u) sources",
-                                LIMIT_CONFIG_SOURCES);
-                        return 0;
-                }
-                if (item->type != YAML_MAPPING_NODE) {
-                        problem(l, &item->start_mark, "a source must be a mapping");
-                        continue;
-                }
-                n = mem_reallocarray(c->sources, c->n_sources + 1, sizeof(Source));
-                if (!n)
-                        return -ENOMEM;
-                c->sources = n;
-                s = &c->sources[c->n_sources++];
-                *s = (Source) {
-                        .auth.method = _AUTH_METHOD_INVALID,
-                        .auth.tolerance_usec = 5 * 60 * USEC_PER_SEC,
-                        .mark = mark_of(l, item),
-                };
-                r = parse_mapping(l, item, SECTION(source_fields), s, "sources", seen);
-                if (r < 0)
-                        return r;
-                if (!seen[SRC_NAME])
-                        problem(l, &item->start_mark, "a source needs a 'name'");
-                if (!seen[SRC_AUTH])
-                        problem(l, &item->start_mark, "source '%s' needs 'auth' with exactly one method "
-                                "(hmac_sha256, bearer, header_token, basic, mtls, none)", s->name ? s->name : "?");
-        }
-        return 0;
-}
-
-/* --- rules --------------------------------------------------------------- */
-
-static int p_rule_source(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        Rule *rule = dst;
-        yaml_node_item_t *start, *top;
-        yaml_node_item_t one;
-        char **list;
-        size_t n, k = 0;
-
-        if (v->type == YAML_SCALAR_NODE) {
-                one = 0; /* unused: handled below */
-                start = top = &one;
-        } else if (v->type == YAML_SEQUENCE_NODE) {
-                start = v->data.sequence.items.start;
-                top = v->data.sequence.items.top;
-        } else {
-                problem(l, &v->start_mark, "'%s' must be a source name, a list of names, or \"*\"", name);
-                return 0;
-        }
-        n = v->type == YAML_SCALAR_NODE ? 1 : (size_t) (top - start);
-        if (n == 0) {
-                problem(l, &v->start_mark, "'%s' must name at least one source", name);
-                return 0;
-        }
-        if (n > LIMIT_CONFIG_LIST_ITEMS) {
-                problem(l, &v->start_mark, "'%s' has more than LIMIT_CONFIG_LIST_ITEMS (%u) items", name,
-                        LIMIT_CONFIG_LIST_ITEMS);
-                return 0;
-        }
-        list = mem_calloc(n + 1, sizeof(char *));
-        if (!list)
-                return -ENOMEM;
-        strv_free(rule->sources);
-        rule->sources = list;
-        for (size_t i = 0; i < n; i++) {
-                yaml_node_t *item = v->type == YAML_SCALAR_NODE ? v : yaml_document_get_node(l->doc, start[i]);
-                const char *s = get_nonempty(l, item, name);
-                Ref *refs;
-
-                if (!s)
-                        continue;
-                if (strcmp(s, "*") == 0) {
-                        rule->any_source = true;
-                        continue;
-                }
-                list[k] = mem_strdup(s);
-                if (!list[k])
-                        return -ENOMEM;
-                refs = mem_reallocarray(l->refs, l->n_refs + 1, sizeof(Ref));
-                if (!refs)
-                        return -ENOMEM;
-                l->refs = refs;
-                l->refs[l->n_refs++] = (Ref) { .name = list[k], .mark = mark_of(l, item) };
-                k++;
-        }
-        if (rule->any_source) {
-                strv_free(rule->sources);
-                rule->sources = NULL;
-        }
-        return 0;
-}
-
-enum {
-        RULE_NAME, RULE_SOURCE, RULE_WHEN, RULE_FOR_EACH, RULE_WHERE, RULE_ACTION, RULE_USER, RULE_REASON,
-        RULE_COOLDOWN, RULE_FOR, RULE_DRY_RUN, RULE_STOP, _RULE_FIELDS,
-};
-
-static const Field rule_fields[_RULE_FIELDS] = {
-        [RULE_NAME]     = { "name",     p_name,        offsetof(Rule, name) },
-        [RULE_SOURCE]   = { "source",   p_rule_source, 0 },
-        [RULE_WHEN]     = { "when",     p_condition,   offsetof(Rule, when) },
-        [RULE_FOR_EACH] = { "for_each", p_jpath,       offsetof(Rule, for_each) },
-        [RULE_WHERE]    = { "where",    p_condition,   offsetof(Rule, where) },
-        [RULE_ACTION]   = { "action",   p_action,      offsetof(Rule, action) },
-        [RULE_USER]     = { "user",     p_template,    offsetof(Rule, user) },
-        [RULE_REASON]   = { "reason",   p_template,    offsetof(Rule, reason) },
-        [RULE_COOLDOWN] = { "cooldown", p_duration,    offsetof(Rule, cooldown_usec) },
-        [RULE_FOR]      = { "for",      p_duration,    offsetof(Rule, for_usec), .min = 1 },
-        [RULE_DRY_RUN]  = { "dry_run",  p_bool,        offsetof(Rule, dry_run) },
-        [RULE_STOP]     = { "stop",     p_bool,        offsetof(Rule, stop) },
-};
-
-static void rule_done(Rule *r) {
-        mem_free(r->name);
-        strv_free(r->sources);
-        rules_condition_free(r->when);
-        jpath_free(r->for_each);
-        rules_condition_free(r->where);
-        template_free(r->user);
-        template_free(r->reason);
-}
-
-static int p_rules(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        Config *c = l->c;
-
-        if (node_is_null(v))
-                return 0;
-        if (v->type != YAML_SEQUENCE_NODE) {
-                problem(l, &v->start_mark, "'rules' must be a list");
-                return 0;
-        }
-        for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
-                yaml_node_t *item = yaml_document_get_node(l->doc, *i);
-                yaml_node_t *seen[_RULE_FIELDS] = {};
-                const char *rn;
-                Rule *rule, *n;
-                int r;
-
-                if (c->n_rules >= LIMIT_CONFIG_RULES) {
-                        problem(l, &item->start_mark, "more than LIMIT_CONFIG_RULES (%u) rules", LIMIT_CONFIG_RULES);
-                        return 0;
-                }
-                if (item->type != YAML_MAPPING_NODE) {
-                        problem(l, &item->start_mark, "a rule must be a mapping");
-                        continue;
-                }
-                n = mem_reallocarray(c->rules, c->n_rules + 1, sizeof(Rule));
-                if (!n)
-                        return -ENOMEM;
-                c->rules = n;
-                rule = &c->rules[c->n_rules++];
-                *rule = (Rule) {
-                        .action = _ACTION_KIND_INVALID,
-                        .mark = mark_of(l, item),
-                };
-                r = parse_mapping(l, item, SECTION(rule_fields), rule, "rules", seen);
-                if (r < 0)
-                        return r;
-
-                rn = rule->name ? rule->name : "?";
-                if (!seen[RULE_NAME])
-                        problem(l, &item->start_mark, "a rule needs a 'name'");
-                if (!seen[RULE_SOURCE])
-                        problem(l, &item->start_mark, "rule '%s' needs 'source' (a name, a list of names, or \"*\")", rn);
-                if (!seen[RULE_ACTION])
-                        problem(l, &item->start_mark, "rule '%s' needs 'action' (suspend, reactivate or notify)", rn);
-                if (!seen[RULE_USER])
-                        problem(l, &item->start_mark, "rule '%s' needs 'user' (a template such as \"${result.user}\")", rn);
-                if (seen[RULE_WHERE] && !seen[RULE_FOR_EACH])
-                        problem(l, &seen[RULE_WHERE]->start_mark, "rule '%s': 'where' needs 'for_each'", rn);
-                if (seen[RULE_FOR] && rule->action != ACTION_SUSPEND && rule->action >= 0)
-                        problem(l, &seen[RULE_FOR]->start_mark, "rule '%s': 'for' only applies to action: suspend", rn);
-        }
-        return 0;
-}
-
-/* --- notify (interface.md section 9) ------------------------------------- */
-
-static const char *const notify_type_table[_NOTIFY_TYPE_MAX] = {
-        [NOTIFY_SLACK] = "slack",
-        [NOTIFY_WEBHOOK] = "webhook",
-        [NOTIFY_EMAIL] = "email",
-};
-
-const char *config_notify_type_to_string(NotifyType t) {
-        return t >= 0 && t < _NOTIFY_TYPE_MAX ? notify_type_table[t] : NULL;
-}
-
-const NotifySink *config_find_notify(const Config *c, const char *name) {
-        for (size_t i = 0; c && name && i < c->n_notify; i++)
-                if (c->notify[i].name && strcmp(c->notify[i].name, name) == 0)
-                        return &c->notify[i];
-        return NULL;
-}
-
-#define NOTIFY_DEFAULT_ON \
-        ((1u << ACTION_STATUS_DONE) | (1u << ACTION_STATUS_FAILED) | (1u << ACTION_STATUS_HELD))
-
-static int p_notify_type(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        const char *s = get_scalar(l, v, name);
-        int k;
-
-        if (!s)
-                return 0;
-        k = table_lookup(notify_type_table, _NOTIFY_TYPE_MAX, s);
-        if (k < 0) {
-                problem(l, &v->start_mark, "'%s' must be slack, webhook or email, not '%s'", name, s);
-                return 0;
-        }
-        *(NotifyType *) dst = (NotifyType) k;
-        return 0;
-}
-
-static int p_notify_on(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        unsigned mask = 0;
-
-        if (v->type != YAML_SEQUENCE_NODE) {
-                problem(l, &v->start_mark, "'%s' must be a list of outcomes, e.g. [done, failed, held]", name);
-                return 0;
-        }
-        for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
-                yaml_node_t *item = yaml_document_get_node(l->doc, *i);
-                const char *s = get_nonempty(l, item, name);
-                ActionStatus st;
-
-                if (!s)
-                        continue;
-                st = store_action_status_from_string(s);
-                if (st < 0 || st == ACTION_STATUS_RUNNING) {
-                        problem(l, &item->start_mark,
-                                "'%s': unknown outcome '%s' (done, failed, held, dry_run, queued, cooldown, protected, "
-                                "unknown_user, ambiguous_user, unresolved, cancelled)", name, s);
-                        continue;
-                }
-                mask |= 1u << st;
-        }
-        if (mask == 0 && node_items(v) == 0)
-                problem(l, &v->start_mark, "'%s' must name at least one outcome", name);
-        *(unsigned *) dst = mask;
-        return 0;
-}
-
-/* scheme://HOST[:PORT][/...] with HOST loopback when the scheme is the
- * insecure one. Returns 0, -EINVAL (syntax) or -EPERM (insecure, not
- * loopback). */
-static int url_check(const char *s, const char *secure, const char *insecure) {
-        ListenAddress a = { .kind = LISTEN_INET };
-        const char *host, *end;
-        bool plain;
-
-        plain = insecure && str_startswith(s, insecure);
-        if (!plain && !str_startswith(s, secure))
-                return -EINVAL;
-        host = s + strlen(plain ? insecure : secure);
-        for (const char *p = s; *p; p++)
-                if ((unsigned char) *p <= 0x20 || *p == 0x7f)
-                        return -EINVAL;
-        if (*host == '[') {
-                end = strchr(host, ']');
-                if (!end)
-                        return -EINVAL;
-                host++;
-        } else
-                end = host + strcspn(host, ":/?#");
-        if (end == host || (size_t) (end - host) >= sizeof(a.host) || memchr(host, '@', (size_t) (end - host)))
-                return -EINVAL;
-        memcpy(a.host, host, (size_t) (end - host));
-        a.host[end - host] = 0;
-        if (plain && !listen_is_local(&a))
-                return -EPERM;
-        return 0;
-}
-
-/* An addr-spec as a mail header can carry it between < and >. */
-static bool mail_address_valid(const char *s) {
-        const char *at = strrchr(s, '@');
-
-        if (!at || at == s || !at[1] || strlen(s) > 254)
-                return false;
-        for (const char *p = s; *p; p++)
-                if ((unsigned char) *p <= 0x20 || (unsigned char) *p >= 0x7f || strchr("<>()[],;:\\\"", *p))
-                        return false;
-        return true;
-}
-
-enum {
-        NS_NAME, NS_TYPE, NS_ON, NS_RULES, NS_URL, NS_URL_FILE, NS_TIMEOUT, NS_CA_FILE, NS_HMAC,
-        NS_AUTHORIZATION_FILE, NS_SMTP_URL, NS_STARTTLS, NS_USERNAME, NS_PASSWORD_FILE, NS_FROM, NS_TO,
-        _NS_FIELDS,
-};
-
-static const Field notify_hmac_fields[] = {
-        { "header",      p_string, offsetof(NotifySink, hmac_header) },
-        { "secret_file", p_path,   offsetof(NotifySink, hmac_secret_file) },
-};
-
-static const Field notify_fields[_NS_FIELDS] = {
-        [NS_NAME]               = { "name",               p_name,        offsetof(NotifySink, name) },
-        [NS_TYPE]               = { "type",               p_notify_type, offsetof(NotifySink, type) },
-        [NS_ON]                 = { "on",                 p_notify_on,   offsetof(NotifySink, on_mask) },
-        [NS_RULES]              = { "rules",              p_strv,        offsetof(NotifySink, rules) },
-        [NS_URL]                = { "url",                p_string,      offsetof(NotifySink, url) },
-        [NS_URL_FILE]           = { "url_file",           p_path,        offsetof(NotifySink, url_file) },
-        [NS_TIMEOUT]            = { "timeout",            p_duration,    offsetof(NotifySink, timeout_usec), .min = 1 },
-        [NS_CA_FILE]            = { "ca_file",            p_path,        offsetof(NotifySink, ca_file) },
-        [NS_HMAC]               = { "hmac_sha256",        p_section,     0, SECTION(notify_hmac_fields) },
-        [NS_AUTHORIZATION_FILE] = { "authorization_file", p_path,        offsetof(NotifySink, authorization_file) },
-        [NS_SMTP_URL]           = { "smtp_url",           p_string,      offsetof(NotifySink, smtp_url) },
-        [NS_STARTTLS]           = { "starttls",           p_bool,        offsetof(NotifySink, starttls) },
-        [NS_USERNAME]           = { "username",           p_string,      offsetof(NotifySink, username) },
-        [NS_PASSWORD_FILE]      = { "password_file",      p_path,        offsetof(NotifySink, password_file) },
-        [NS_FROM]               = { "from",               p_string,      offsetof(NotifySink, from) },
-        [NS_TO]                 = { "to",                 p_strv,        offsetof(NotifySink, to) },
-};
-
-/* Which keys each type takes (besides name, type, on, rules, timeout). */
-static const bool notify_keys[_NOTIFY_TYPE_MAX][_NS_FIELDS] = {
-        [NOTIFY_SLACK]   = { [NS_URL] = true, [NS_URL_FILE] = true, [NS_CA_FILE] = true },
-        [NOTIFY_WEBHOOK] = { [NS_URL] = true, [NS_URL_FILE] = true, [NS_CA_FILE] = true, [NS_HMAC] = true,
-                             [NS_AUTHORIZATION_FILE] = true },
-        [NOTIFY_EMAIL]   = { [NS_SMTP_URL] = true, [NS_STARTTLS] = true, [NS_CA_FILE] = true, [NS_USERNAME] = true,
-                             [NS_PASSWORD_FILE] = true, [NS_FROM] = true, [NS_TO] = true },
-};
-
-static void notify_sink_done(NotifySink *k) {
-        mem_free(k->name);
-        strv_free(k->rules);
-        if (k->url_file && k->url)
-                explicit_bzero(k->url, strlen(k->url));
-        mem_free(k->url);
-        mem_free(k->url_file);
-        mem_free(k->ca_file);
-        mem_free(k->hmac_header);
-        mem_free(k->hmac_secret_file);
-        if (k->hmac_secret)
-                explicit_bzero(k->hmac_secret, strlen(k->hmac_secret));
-        if (k->authorization)
-                explicit_bzero(k->authorization, strlen(k->authorization));
-        if (k->password)
-                explicit_bzero(k->password, strlen(k->password));
-        mem_free(k->hmac_secret);
-        mem_free(k->authorization_file);
-        mem_free(k->authorization);
-        mem_free(k->smtp_url);
-        mem_free(k->username);
-        mem_free(k->password_file);
-        mem_free(k->password);
-        mem_free(k->from);
-        strv_free(k->to);
-}
-
-/* Reads the secret file named by key idx (seen) into *ret. */
-static int notify_secret(Loader *l, yaml_node_t *const *seen, int idx, const char *spec, char **ret) {
-        ConfigMark m;
-        int r;
-
-        if (!seen[idx] || !spec || (l->flags & CONFIG_LOAD_NO_SECRETS))
-                return 0;
-        m = mark_of(l, seen[idx]);
-        r = read_one_secret(l, &m, spec, ret);
+        m = config_mark_of(l, key);
+        r = config_read_one_secret(l, &m, spec, ret);
         return r == -ENOMEM ? r : 0;
 }
 
-static int notify_check(Loader *l, yaml_node_t *item, NotifySink *k, yaml_node_t *const *seen) {
-        const char *kn = k->name ? k->name : "?";
-        ConfigMark m;
-        int r;
-
-        if (!seen[NS_NAME])
-                problem(l, &item->start_mark, "a notify sink needs a 'name'");
-        if (!seen[NS_TYPE]) {
-                problem(l, &item->start_mark, "notify sink '%s' needs 'type' (slack, webhook or email)", kn);
-                return 0;
-        }
-        if (k->type < 0)
-                return 0;
-        for (int i = NS_URL; i < _NS_FIELDS; i++)
-                if (seen[i] && i != NS_TIMEOUT && !notify_keys[k->type][i])
-                        problem(l, &seen[i]->start_mark, "notify sink '%s': '%s' does not apply to type %s", kn,
-                                notify_fields[i].key, notify_type_table[k->type]);
-
-        if (k->type == NOTIFY_SLACK || k->type == NOTIFY_WEBHOOK) {
-                if (!!seen[NS_URL] == !!seen[NS_URL_FILE])
-                        problem(l, &item->start_mark, "notify sink '%s' needs exactly one of 'url' and 'url_file'", kn);
-                if (seen[NS_URL] && k->url && (r = url_check(k->url, "https://", "http://")) < 0)
-                        problem(l, &seen[NS_URL]->start_mark, r == -EPERM
-                                ? "notify sink '%s': http:// is only allowed for a loopback host, use https://"
-                                : "notify sink '%s': invalid url (use https://HOST[:PORT]/PATH)", kn);
-                if ((r = notify_secret(l, seen, NS_URL_FILE, k->url_file, &k->url)) < 0)
-                        return r;
-                if (seen[NS_URL_FILE] && k->url && url_check(k->url, "https://", "http://") < 0)
-                        /* never print the URL: it is the secret */
-                        problem(l, &seen[NS_URL_FILE]->start_mark,
-                                "notify sink '%s': url_file '%s' does not hold an https:// URL (http:// only to a loopback host)",
-                                kn, k->url_file);
-        }
-        if (seen[NS_HMAC] && (!k->hmac_header || !k->hmac_secret_file))
-                problem(l, &seen[NS_HMAC]->start_mark, "notify sink '%s': 'hmac_sha256' needs 'header' and 'secret_file'", kn);
-        if (k->hmac_header && strspn(k->hmac_header, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-") !=
-                                      strlen(k->hmac_header))
-                problem(l, &seen[NS_HMAC]->start_mark, "notify sink '%s': invalid header name '%s'", kn, k->hmac_header);
-        if (seen[NS_HMAC] && k->hmac_secret_file && !(l->flags & CONFIG_LOAD_NO_SECRETS)) {
-                m = mark_of(l, seen[NS_HMAC]);
-                if ((r = read_one_secret(l, &m, k->hmac_secret_file, &k->hmac_secret)) == -ENOMEM)
-                        return r;
-        }
-        if ((r = notify_secret(l, seen, NS_AUTHORIZATION_FILE, k->authorization_file, &k->authorization)) < 0)
-                return r;
-
-        if (k->type == NOTIFY_EMAIL) {
-                static const int required[] = { NS_SMTP_URL, NS_FROM, NS_TO };
-
-                for (size_t i = 0; i < ELEMENTSOF(required); i++)
-                        if (!seen[required[i]])
-                                problem(l, &item->start_mark, "notify sink '%s' (email) needs '%s'", kn,
-                                        notify_fields[required[i]].key);
-                if (seen[NS_SMTP_URL] && k->smtp_url) {
-                        r = url_check(k->smtp_url, "smtps://", "smtp://");
-                        if (r == -EPERM && !k->starttls)
-                                problem(l, &seen[NS_SMTP_URL]->start_mark,
-                                        "notify sink '%s': 'starttls: false' is only allowed for a loopback host", kn);
-                        else if (r < 0 && r != -EPERM)
-                                problem(l, &seen[NS_SMTP_URL]->start_mark,
-                                        "notify sink '%s': invalid smtp_url '%s' (use smtps://HOST[:PORT] or smtp://HOST[:PORT] with STARTTLS)",
-                                        kn, k->smtp_url);
-                        if (seen[NS_STARTTLS] && str_startswith(k->smtp_url, "smtps://"))
-                                problem(l, &seen[NS_STARTTLS]->start_mark,
-                                        "notify sink '%s': 'starttls' applies to smtp:// only (smtps:// is TLS from the start)", kn);
-                }
-                if (!!seen[NS_USERNAME] != !!seen[NS_PASSWORD_FILE])
-                        problem(l, &item->start_mark, "notify sink '%s': 'username' and 'password_file' go together", kn);
-                if (k->from && !mail_address_valid(k->from))
-                        problem(l, &seen[NS_FROM]->start_mark,
-                                "notify sink '%s': invalid 'from' address (one addr-spec such as remedyd@example.com)", kn);
-                for (char **t = k->to; t && *t; t++)
-                        if (!mail_address_valid(*t))
-                                problem(l, &seen[NS_TO]->start_mark,
-                                        "notify sink '%s': invalid 'to' address (addr-specs such as soc@example.com)", kn);
-                if (seen[NS_TO] && k->to && !k->to[0])
-                        problem(l, &seen[NS_TO]->start_mark, "notify sink '%s': 'to' must name at least one address", kn);
-                if ((r = notify_secret(l, seen, NS_PASSWORD_FILE, k->password_file, &k->password)) < 0)
-                        return r;
-        }
-        if (seen[NS_CA_FILE] && k->ca_file) {
-                m = mark_of(l, seen[NS_CA_FILE]);
-                check_readable(l, &m, "ca_file", k->ca_file);
-        }
-        if (seen[NS_RULES])
-                k->rules_mark = mark_of(l, seen[NS_RULES]);
-        return 0;
+void config_check_readable(Loader *l, const ConfigMark *m, const char *what, const char *path) {
+        if (!path || (l->flags & CONFIG_LOAD_NO_SECRETS))
+                return;
+        if (access(path, R_OK) < 0)
+                config_problem_at(l, m, "cannot read %s '%s': %s", what, path, strerror(errno));
 }
 
-static int p_notify(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        Config *c = l->c;
-
-        if (node_is_null(v))
-                return 0;
-        if (v->type != YAML_SEQUENCE_NODE) {
-                problem(l, &v->start_mark, "'notify' must be a list of sinks");
-                return 0;
-        }
-        for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
-                yaml_node_t *item = yaml_document_get_node(l->doc, *i);
-                yaml_node_t *seen[_NS_FIELDS] = {};
-                NotifySink *k, *n;
-                int r;
-
-                if (c->n_notify >= LIMIT_NOTIFY_SINKS) {
-                        problem(l, &item->start_mark, "more than LIMIT_NOTIFY_SINKS (%u) notify sinks", LIMIT_NOTIFY_SINKS);
-                        return 0;
-                }
-                if (item->type != YAML_MAPPING_NODE) {
-                        problem(l, &item->start_mark, "a notify sink must be a mapping");
-                        continue;
-                }
-                n = mem_reallocarray(c->notify, c->n_notify + 1, sizeof(NotifySink));
-                if (!n)
-                        return -ENOMEM;
-                c->notify = n;
-                k = &c->notify[c->n_notify++];
-                *k = (NotifySink) {
-                        .type = _NOTIFY_TYPE_INVALID,
-                        .on_mask = NOTIFY_DEFAULT_ON,
-                        .timeout_usec = 10 * USEC_PER_SEC,
-                        .starttls = true,
-                        .mark = mark_of(l, item),
-                };
-                r = parse_mapping(l, item, SECTION(notify_fields), k, "notify", seen);
-                if (r < 0)
-                        return r;
-                r = notify_check(l, item, k, seen);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
-/* --- include ------------------------------------------------------------- */
+/* --- include: and the top-level tables ------------------------------------ */
 
 static int p_include(Loader *l, yaml_node_t *v, void *dst, const Field *f, const char *name) {
-        if (node_is_null(v))
+        if (config_node_is_null(v))
                 return 0;
         if (v->type != YAML_SEQUENCE_NODE) {
-                problem(l, &v->start_mark, "'include' must be a list of globs");
+                config_problem(l, &v->start_mark, "'include' must be a list of globs");
                 return 0;
         }
-        if (node_items(v) > LIMIT_CONFIG_LIST_ITEMS) {
-                problem(l, &v->start_mark, "'include' has more than LIMIT_CONFIG_LIST_ITEMS (%u) items",
-                        LIMIT_CONFIG_LIST_ITEMS);
+        if (!config_list_fits(l, v, config_node_items(v), "include"))
                 return 0;
-        }
         for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
                 yaml_node_t *item = yaml_document_get_node(l->doc, *i);
-                const char *s = get_nonempty(l, item, "include");
+                const char *s = config_get_nonempty(l, item, "include");
                 Include *n;
                 char *g;
                 int r;
 
                 if (!s)
                         continue;
-                r = resolve_path(l, s, &g);
+                r = config_resolve_path(l, s, &g);
                 if (r < 0)
                         return r;
                 n = mem_reallocarray(l->includes, l->n_includes + 1, sizeof(Include));
@@ -1682,45 +455,47 @@ static int p_include(Loader *l, yaml_node_t *v, void *dst, const Field *f, const
                         return -ENOMEM;
                 }
                 l->includes = n;
-                l->includes[l->n_includes++] = (Include) { .glob = g, .mark = mark_of(l, item) };
+                l->includes[l->n_includes++] = (Include) { .glob = g, .mark = config_mark_of(l, item) };
         }
         return 0;
 }
 
+/* The sections, in the order "did you mean" prefers on a tie. */
 static const Field main_fields[] = {
-        { "listen",      p_section,     0, SECTION(listen_fields) },
-        { "onepassword", p_onepassword, 0 },
-        { "state",       p_state,       0 },
-        { "safety",      p_section,     0, SECTION(safety_fields) },
-        { "sources",     p_sources,     0 },
-        { "rules",       p_rules,       0 },
-        { "include",     p_include,     0 },
-        { "notify",      p_notify,      0 },
+        { "listen",      config_listen_parse },
+        { "onepassword", config_onepassword_parse },
+        { "state",       config_state_parse },
+        { "safety",      config_safety_parse },
+        { "sources",     config_sources_parse },
+        { "rules",       config_rules_parse },
+        { "include",     p_include },
+        { "notify",      config_notify_parse },
 };
 
+/* What an included file may hold. */
 static const Field include_fields[] = {
-        { "sources", p_sources, 0 },
-        { "rules",   p_rules,   0 },
+        { "sources", config_sources_parse },
+        { "rules",   config_rules_parse },
 };
 
 /* --- the mapping walker -------------------------------------------------- */
 
-static int parse_mapping(Loader *l, yaml_node_t *node, const Section *s, void *base, const char *prefix,
+int config_parse_mapping(Loader *l, yaml_node_t *node, const Section *s, void *base, const char *prefix,
                          yaml_node_t **seen) {
         yaml_node_t *local[32] = {};
 
         if (!seen)
                 seen = local;
-        if (node_is_null(node))
+        if (config_node_is_null(node))
                 return 0;
         if (node->type != YAML_MAPPING_NODE) {
-                problem(l, &node->start_mark, "'%s' must be a mapping", prefix ? prefix : "document");
+                config_problem(l, &node->start_mark, "'%s' must be a mapping", prefix ? prefix : "document");
                 return 0;
         }
         for (yaml_node_pair_t *p = node->data.mapping.pairs.start; p < node->data.mapping.pairs.top; p++) {
                 yaml_node_t *k = yaml_document_get_node(l->doc, p->key);
                 yaml_node_t *v = yaml_document_get_node(l->doc, p->value);
-                const char *key = get_scalar(l, k, "key");
+                const char *key = config_get_scalar(l, k, "key");
                 const Field *f = NULL;
                 char name[256];
                 size_t idx = 0;
@@ -1735,20 +510,16 @@ static int parse_mapping(Loader *l, yaml_node_t *node, const Section *s, void *b
                         }
                 if (!f) {
                         const char *cand[32];
-                        const char *dym;
+                        ConfigMark km = config_mark_of(l, k);
 
                         for (size_t j = 0; j < s->n && j < ELEMENTSOF(cand); j++)
                                 cand[j] = s->fields[j].key;
-                        dym = config_suggest(key, cand, s->n < ELEMENTSOF(cand) ? s->n : ELEMENTSOF(cand));
-                        if (dym)
-                                problem(l, &k->start_mark, "unknown key '%s' in '%s', did you mean '%s'?", key,
-                                        prefix ? prefix : "document", dym);
-                        else
-                                problem(l, &k->start_mark, "unknown key '%s' in '%s'", key, prefix ? prefix : "document");
+                        config_problem_unknown(l, &km, key, cand, s->n < ELEMENTSOF(cand) ? s->n : ELEMENTSOF(cand), "",
+                                               "unknown key '%s' in '%s'", key, prefix ? prefix : "document");
                         continue;
                 }
                 if (seen[idx]) {
-                        problem(l, &k->start_mark, "duplicate key '%s' (first at line %u)", key,
+                        config_problem(l, &k->start_mark, "duplicate key '%s' (first at line %u)", key,
                                 (unsigned) seen[idx]->start_mark.line + 1);
                         continue;
                 }
@@ -1758,6 +529,42 @@ static int parse_mapping(Loader *l, yaml_node_t *node, const Section *s, void *b
                 else
                         snprintf(name, sizeof(name), "%s", key);
                 r = f->parse(l, v, (uint8_t *) base + f->offset, f, name);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int config_parse_list(Loader *l, yaml_node_t *v, const ConfigList *list, void *array, size_t *n) {
+        if (config_node_is_null(v))
+                return 0;
+        if (v->type != YAML_SEQUENCE_NODE) {
+                config_problem(l, &v->start_mark, "%s", list->not_a_list);
+                return 0;
+        }
+        for (yaml_node_item_t *i = v->data.sequence.items.start; i < v->data.sequence.items.top; i++) {
+                yaml_node_t *item = yaml_document_get_node(l->doc, *i);
+                void *a, *e;
+                int r;
+
+                if (*n >= list->limit) {
+                        config_problem(l, &item->start_mark, "more than %s (%u) %ss", list->limit_name, list->limit,
+                                       list->noun);
+                        return 0;
+                }
+                if (item->type != YAML_MAPPING_NODE) {
+                        config_problem(l, &item->start_mark, "a %s must be a mapping", list->noun);
+                        continue;
+                }
+                /* array is a T **: copied, not cast, to stay within the rules on pointer types */
+                memcpy(&a, array, sizeof(a));
+                a = mem_reallocarray(a, *n + 1, list->size);
+                if (!a)
+                        return -ENOMEM;
+                memcpy(array, &a, sizeof(a));
+                /* counted before it is parsed: config_free() frees what the item got */
+                e = memset((uint8_t *) a + (*n)++ * list->size, 0, list->size);
+                r = list->parse_item(l, item, e);
                 if (r < 0)
                         return r;
         }
@@ -1818,9 +625,9 @@ static void yaml_error(Loader *l, yaml_parser_t *p) {
 
                 snprintf(msg, sizeof(msg), "YAML syntax error: %s (%s at line %u)", what, p->context,
                          (unsigned) p->context_mark.line + 1);
-                problem_at(l, &(ConfigMark) { l->file, line, col }, "%s", msg);
+                config_problem_at(l, &(ConfigMark) { l->file, line, col }, "%s", msg);
         } else
-                problem_at(l, &(ConfigMark) { l->file, line, col }, "YAML syntax error: %s", what);
+                config_problem_at(l, &(ConfigMark) { l->file, line, col }, "YAML syntax error: %s", what);
 }
 
 /* Parses one file into l->c. Returns 0 (problems collected), -ENOMEM, or
@@ -1838,8 +645,8 @@ static int load_file(Loader *l, const char *path, bool main_file, const ConfigMa
                 return r;
         if (r == -E2BIG) {
                 if (included_at)
-                        problem_at(l, included_at, "included file '%s' is larger than LIMIT_CONFIG_DOCUMENT_BYTES (%u bytes)",
-                                   path, LIMIT_CONFIG_DOCUMENT_BYTES);
+                        config_problem_at(l, included_at, "included file '%s' is larger than LIMIT_CONFIG_DOCUMENT_BYTES (%u bytes)",
+                                          path, LIMIT_CONFIG_DOCUMENT_BYTES);
                 else
                         problem_file(l, path, "larger than LIMIT_CONFIG_DOCUMENT_BYTES (%u bytes)",
                                      LIMIT_CONFIG_DOCUMENT_BYTES);
@@ -1847,7 +654,7 @@ static int load_file(Loader *l, const char *path, bool main_file, const ConfigMa
         }
         if (r < 0) {
                 if (included_at)
-                        problem_at(l, included_at, "cannot read included file '%s': %s", path, strerror(-r));
+                        config_problem_at(l, included_at, "cannot read included file '%s': %s", path, strerror(-r));
                 else
                         problem_file(l, path, "%s", strerror(-r));
                 return main_file ? r : 0;
@@ -1878,8 +685,8 @@ static int load_file(Loader *l, const char *path, bool main_file, const ConfigMa
         l->doc = &doc;
         root = yaml_document_get_root_node(&doc);
         if (root)
-                r = parse_mapping(l, root, main_file ? SECTION(main_fields) : SECTION(include_fields), l->c,
-                                  main_file ? NULL : "included file", NULL);
+                r = config_parse_mapping(l, root, main_file ? SECTION(main_fields) : SECTION(include_fields), l->c,
+                                         main_file ? NULL : "included file", NULL);
         l->doc = NULL;
         yaml_document_delete(&doc);
 
@@ -1893,7 +700,7 @@ static int load_file(Loader *l, const char *path, bool main_file, const ConfigMa
                         yaml_node_t *x = yaml_document_get_root_node(&extra);
 
                         if (x)
-                                problem(l, &x->start_mark, "only one YAML document per file is allowed");
+                                config_problem(l, &x->start_mark, "only one YAML document per file is allowed");
                         yaml_document_delete(&extra);
                 }
         }
@@ -1926,8 +733,8 @@ static int load_includes(Loader *l) {
                         return -ENOMEM;
                 }
                 if (k != 0) {
-                        problem_at(l, &l->includes[i].mark, "cannot expand include '%s': %s", l->includes[i].glob,
-                                   strerror(errno ? errno : EIO));
+                        config_problem_at(l, &l->includes[i].mark, "cannot expand include '%s': %s", l->includes[i].glob,
+                                          strerror(errno ? errno : EIO));
                         globfree(&g);
                         continue;
                 }
@@ -1935,8 +742,8 @@ static int load_includes(Loader *l) {
                         if (strv_contains(l->c->files, g.gl_pathv[j]))
                                 continue;
                         if (++n_files > LIMIT_CONFIG_INCLUDE_FILES) {
-                                problem_at(l, &l->includes[i].mark, "more than LIMIT_CONFIG_INCLUDE_FILES (%u) included files",
-                                           LIMIT_CONFIG_INCLUDE_FILES);
+                                config_problem_at(l, &l->includes[i].mark, "more than LIMIT_CONFIG_INCLUDE_FILES (%u) included files",
+                                                  LIMIT_CONFIG_INCLUDE_FILES);
                                 globfree(&g);
                                 return 0;
                         }
@@ -1962,16 +769,37 @@ static int cmp_index_by_name(const void *a, const void *b, void *userdata) {
 }
 
 /* Reports every later definition of a name already defined. */
-static int check_unique(Loader *l, const char *what, const char **names, const ConfigMark *const *marks, size_t n) {
+const char **config_names(const void *items, size_t n, size_t size, size_t name_offset) {
+        const char **names = mem_calloc(n + 1, sizeof(char *));
+
+        for (size_t i = 0; names && i < n; i++) {
+                memcpy(&names[i], (const uint8_t *) items + i * size + name_offset, sizeof(char *));
+                if (!names[i])
+                        names[i] = "";
+        }
+        return names;
+}
+
+int config_check_unique(Loader *l, const char *what, const void *items, size_t n, size_t size, size_t name_offset,
+                        size_t mark_offset) {
         _cleanup_free_ size_t *idx = NULL;
+        _cleanup_free_ const char **names = NULL;
+        _cleanup_free_ const ConfigMark **marks = NULL;
 
         if (n < 2)
                 return 0;
         idx = mem_calloc(n, sizeof(size_t));
-        if (!idx)
+        names = mem_calloc(n, sizeof(char *));
+        marks = mem_calloc(n, sizeof(ConfigMark *));
+        if (!idx || !names || !marks)
                 return -ENOMEM;
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+                const uint8_t *item = (const uint8_t *) items + i * size;
+
                 idx[i] = i;
+                memcpy(&names[i], item + name_offset, sizeof(char *));
+                marks[i] = (const ConfigMark *) (item + mark_offset);
+        }
         qsort_r(idx, n, sizeof(size_t), cmp_index_by_name, names);
         for (size_t i = 1; i < n; i++) {
                 size_t first = i - 1;
@@ -1982,160 +810,41 @@ static int check_unique(Loader *l, const char *what, const char **names, const C
                         first--;
                 if (!names[idx[first]] || strcmp(names[idx[first]], names[idx[i]]) != 0)
                         continue;
-                problem_at(l, marks[idx[i]], "duplicate %s name '%s' (first defined at %s:%u:%u)", what, names[idx[i]],
-                           marks[idx[first]]->file, marks[idx[first]]->line, marks[idx[first]]->column);
+                config_problem_at(l, marks[idx[i]], "duplicate %s name '%s' (first defined at %s:%u:%u)", what, names[idx[i]],
+                                  marks[idx[first]]->file, marks[idx[first]]->line, marks[idx[first]]->column);
         }
-        return 0;
-}
-
-/* Sink names are unique; a rule name without glob characters names a rule
- * (or "manual"). */
-static int check_notify(Loader *l) {
-        Config *c = l->c;
-        const char *names[LIMIT_NOTIFY_SINKS];
-        const ConfigMark *marks[LIMIT_NOTIFY_SINKS];
-        int r;
-
-        for (size_t i = 0; i < c->n_notify; i++) {
-                names[i] = c->notify[i].name;
-                marks[i] = &c->notify[i].mark;
-        }
-        r = check_unique(l, "notify sink", names, marks, c->n_notify);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < c->n_notify; i++)
-                for (char **g = c->notify[i].rules; g && *g; g++) {
-                        const char *dym;
-                        bool found = strcmp(*g, "manual") == 0 || strpbrk(*g, "*?[");
-                        _cleanup_free_ const char **cand = NULL;
-
-                        for (size_t j = 0; j < c->n_rules && !found; j++)
-                                found = c->rules[j].name && strcmp(c->rules[j].name, *g) == 0;
-                        if (found)
-                                continue;
-                        cand = mem_calloc(c->n_rules + 1, sizeof(char *));
-                        if (!cand)
-                                return -ENOMEM;
-                        for (size_t j = 0; j < c->n_rules; j++)
-                                cand[j] = c->rules[j].name ? c->rules[j].name : "";
-                        dym = config_suggest(*g, cand, c->n_rules);
-                        if (dym)
-                                problem_at(l, &c->notify[i].rules_mark, "notify sink '%s': unknown rule '%s', did you mean '%s'?",
-                                           c->notify[i].name ? c->notify[i].name : "?", *g, dym);
-                        else
-                                problem_at(l, &c->notify[i].rules_mark, "notify sink '%s': unknown rule '%s' (a rule name, a glob, or \"manual\")",
-                                           c->notify[i].name ? c->notify[i].name : "?", *g);
-                }
         return 0;
 }
 
 static int check_config(Loader *l) {
-        Config *c = l->c;
-        _cleanup_free_ const char **names = NULL;
-        _cleanup_free_ const ConfigMark **marks = NULL;
-        size_t n = c->n_rules > c->n_sources ? c->n_rules : c->n_sources;
-        ConfigMark top = { .file = c->files ? c->files[0] : c->path, .line = 1, .column = 1 };
         int r;
 
-        /* A file with nothing to act on may leave the account out: the
-         * packaged default, which the daemon then refuses to run. */
-        if (!l->have_onepassword && (c->n_sources > 0 || c->n_rules > 0))
-                problem_at(l, &top, "missing required section 'onepassword' (account_id, client_id_file, client_secret_file)");
+        config_onepassword_check(l);
+        config_listen_check(l);
 
-        if (c->listen.tls_key_file && !c->listen.tls_cert_file)
-                problem_at(l, &top, "listen.tls.key_file needs listen.tls.cert_file");
-        if (c->listen.tls_cert_file && !c->listen.tls_key_file)
-                problem_at(l, &top, "listen.tls.cert_file needs listen.tls.key_file");
-        if (c->listen.tls_client_ca_file && !c->listen.tls_cert_file)
-                problem_at(l, &top, "listen.tls.client_ca_file needs listen.tls.cert_file and key_file");
-        check_readable(l, &top, "listen.tls.cert_file", c->listen.tls_cert_file);
-        check_readable(l, &top, "listen.tls.key_file", c->listen.tls_key_file);
-        check_readable(l, &top, "listen.tls.client_ca_file", c->listen.tls_client_ca_file);
-
-        names = mem_calloc(n + 1, sizeof(char *));
-        marks = mem_calloc(n + 1, sizeof(ConfigMark *));
-        if (!names || !marks)
-                return -ENOMEM;
-
-        for (size_t i = 0; i < c->n_sources; i++) {
-                const Source *s = &c->sources[i];
-
-                names[i] = s->name;
-                marks[i] = &s->mark;
-                if (s->auth.method == AUTH_MTLS && !c->listen.tls_client_ca_file)
-                        problem_at(l, &s->mark, "source '%s': mtls needs listen.tls.client_ca_file",
-                                   s->name ? s->name : "?");
-                if (s->auth.method == AUTH_NONE && c->listen.webhook && !listen_is_local(&c->listen.webhook_addr))
-                        problem_at(l, &s->mark,
-                                   "source '%s': 'none: true' is refused unless listen.webhook is loopback or a unix socket (it is '%s')",
-                                   s->name ? s->name : "?", c->listen.webhook);
-        }
-        r = check_unique(l, "source", names, marks, c->n_sources);
+        r = config_sources_check(l);
         if (r < 0)
                 return r;
-
-        for (size_t i = 0; i < c->n_rules; i++) {
-                names[i] = c->rules[i].name;
-                marks[i] = &c->rules[i].mark;
-        }
-        r = check_unique(l, "rule", names, marks, c->n_rules);
+        r = config_rules_check(l);
         if (r < 0)
                 return r;
-        r = check_notify(l);
+        r = config_notify_check(l);
         if (r < 0)
                 return r;
-
-        for (size_t i = 0; i < l->n_refs; i++)
-                if (!config_find_source(c, l->refs[i].name)) {
-                        const char *cand[LIMIT_CONFIG_SOURCES];
-                        const char *dym;
-
-                        for (size_t j = 0; j < c->n_sources; j++)
-                                cand[j] = c->sources[j].name ? c->sources[j].name : "";
-                        dym = config_suggest(l->refs[i].name, cand, c->n_sources);
-                        if (dym)
-                                problem_at(l, &l->refs[i].mark, "unknown source '%s', did you mean '%s'?",
-                                           l->refs[i].name, dym);
-                        else
-                                problem_at(l, &l->refs[i].mark, "unknown source '%s'", l->refs[i].name);
-                }
-        return 0;
+        return config_rules_check_sources(l);
 }
 
 static int set_defaults(Config *c) {
-        const char *sd = getenv("STATE_DIRECTORY");
+        int r;
 
-        c->listen.webhook = mem_strdup(DEFAULT_WEBHOOK);
-        c->listen.status = mem_strdup(DEFAULT_STATUS);
-        c->listen.control = mem_strdup(DEFAULT_CONTROL);
-        c->listen.max_body_bytes = LIMIT_BODY_BYTES_DEFAULT;
-        c->onepassword.base_url = mem_strdup(DEFAULT_BASE_URL);
-        c->onepassword.api_version = API_VERSION_V1BETA1;
-        c->onepassword.user_agent = mem_strdup("remedyd/" REMEDYD_VERSION);
-        c->onepassword.timeout_usec = 10 * USEC_PER_SEC;
-        c->onepassword.directory_refresh_usec = 10 * 60 * USEC_PER_SEC;
-        c->safety.window_usec = 3600 * USEC_PER_SEC;
-        c->state.backend = mem_strdup("sqlite");
-        c->state.schema = mem_strdup("remedyd");
-        c->state.pool = 4;
-        c->state.lease_usec = 30 * USEC_PER_SEC;
-        if (!c->state.backend || !c->state.schema)
-                return -ENOMEM;
-        if (sd && *sd) {
-                /* STATE_DIRECTORY may list several, colon-separated: the first */
-                size_t n = strcspn(sd, ":");
-
-                c->state.path = mem_malloc(n + sizeof("/state.db"));
-                if (c->state.path) {
-                        memcpy(c->state.path, sd, n);
-                        strcpy(c->state.path + n, "/state.db");
-                }
-        } else
-                c->state.path = mem_strdup(DEFAULT_STATE_PATH);
-        if (!c->listen.webhook || !c->listen.status || !c->listen.control || !c->onepassword.base_url ||
-            !c->onepassword.user_agent || !c->state.path)
-                return -ENOMEM;
-        return 0;
+        r = config_listen_defaults(c);
+        if (r < 0)
+                return r;
+        r = config_onepassword_defaults(c);
+        if (r < 0)
+                return r;
+        config_safety_defaults(c);
+        return config_state_defaults(c);
 }
 
 Config *config_free(Config *c) {
@@ -2143,42 +852,13 @@ Config *config_free(Config *c) {
                 return NULL;
         mem_free(c->path);
         strv_free(c->files);
-        mem_free(c->listen.webhook);
-        mem_free(c->listen.status);
-        mem_free(c->listen.control);
-        mem_free(c->listen.tls_cert_file);
-        mem_free(c->listen.tls_key_file);
-        mem_free(c->listen.tls_client_ca_file);
-        mem_free(c->onepassword.base_url);
-        mem_free(c->onepassword.account_id);
-        mem_free(c->onepassword.client_id_file);
-        mem_free(c->onepassword.client_secret_file);
-        if (c->onepassword.client_id)
-                explicit_bzero(c->onepassword.client_id, strlen(c->onepassword.client_id));
-        if (c->onepassword.client_secret)
-                explicit_bzero(c->onepassword.client_secret, strlen(c->onepassword.client_secret));
-        mem_free(c->onepassword.client_id);
-        mem_free(c->onepassword.client_secret);
-        mem_free(c->onepassword.user_agent);
-        mem_free(c->onepassword.ca_file);
-        mem_free(c->state.path);
-        mem_free(c->state.backend);
-        mem_free(c->state.conninfo_file);
-        if (c->state.conninfo)
-                explicit_bzero(c->state.conninfo, strlen(c->state.conninfo));
-        mem_free(c->state.conninfo);
-        mem_free(c->state.schema);
-        mem_free(c->state.instance);
-        strv_free(c->safety.protected_users);
-        for (size_t i = 0; i < c->n_sources; i++)
-                source_done(&c->sources[i]);
-        mem_free(c->sources);
-        for (size_t i = 0; i < c->n_rules; i++)
-                rule_done(&c->rules[i]);
-        mem_free(c->rules);
-        for (size_t i = 0; i < c->n_notify; i++)
-                notify_sink_done(&c->notify[i]);
-        mem_free(c->notify);
+        config_listen_done(c);
+        config_onepassword_done(c);
+        config_state_done(c);
+        config_safety_done(c);
+        config_sources_done(c);
+        config_rules_done(c);
+        config_notify_done(c);
         mem_free(c);
         return NULL;
 }
@@ -2201,7 +881,7 @@ void config_problems_report(ConfigProblems *p, const char *prefix, const char *p
 }
 
 static void loader_done(Loader *l) {
-        strv_free(l->problems);
+        confutil_problems_done(&l->problems);
         mem_free(l->refs);
         for (size_t i = 0; i < l->n_includes; i++)
                 mem_free(l->includes[i].glob);
@@ -2229,7 +909,7 @@ int config_load(const char *path, unsigned flags, Config **ret, ConfigProblems *
                 return r;
 
         r = load_file(&l, path, /* main_file= */ true, NULL);
-        if (r == -ENOMEM || l.oom)
+        if (r == -ENOMEM || l.problems.oom)
                 return -ENOMEM;
         if (r < 0)
                 goto fail;
@@ -2241,18 +921,12 @@ int config_load(const char *path, unsigned flags, Config **ret, ConfigProblems *
         if (r < 0)
                 return r;
 
-        (void) parse_listen(c->listen.webhook, &c->listen.webhook_addr);
-        if (c->listen.status)
-                (void) parse_listen(c->listen.status, &c->listen.status_addr);
-        if (c->listen.control)
-                (void) parse_listen(c->listen.control, &c->listen.control_addr);
-
         r = check_config(&l);
         if (r < 0)
                 return r;
-        if (l.oom)
+        if (l.problems.oom)
                 return -ENOMEM;
-        if (l.n_problems > 0) {
+        if (l.problems.n > 0) {
                 r = -EINVAL;
                 goto fail;
         }
@@ -2263,9 +937,9 @@ int config_load(const char *path, unsigned flags, Config **ret, ConfigProblems *
 
 fail:
         if (problems) {
-                problems->lines = TAKE_PTR(l.problems);
-                problems->n = l.n_problems;
-                l.n_problems = 0;
+                problems->lines = TAKE_PTR(l.problems.lines);
+                problems->n = l.problems.n;
+                l.problems.n = 0;
         }
         return r;
 }

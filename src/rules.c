@@ -16,6 +16,7 @@
 #include "alloc.h"
 #include "cleanup.h"
 #include "config.h"
+#include "confutil.h"
 #include "log.h"
 #include "remedyd-limits.h"
 #include "rules.h"
@@ -404,7 +405,7 @@ int rules_condition_eval(const Condition *c, json_object *value) {
 
 typedef struct Compiler {
         yaml_document_t *doc;
-        RulesProblemFn problem;
+        ConfutilProblemFn problem;
         void *userdata;
         unsigned nodes;
         bool nodes_reported;
@@ -757,7 +758,7 @@ static int compile_operand(Compiler *cc, Condition *c, yaml_node_t *v) {
                 s = scalar(cc, v, name);
                 if (!s)
                         return -EINVAL;
-                if (config_parse_bool(s, &c->exists) < 0) {
+                if (confutil_parse_bool(s, &c->exists) < 0) {
                         cc->problem(cc->userdata, &v->start_mark, "'%s' takes true or false, not '%s'", name, s);
                         return -EINVAL;
                 }
@@ -874,7 +875,7 @@ static Condition *compile(Compiler *cc, yaml_node_t *node, unsigned depth) {
                 if (streq(key, "ignore_case")) {
                         const char *s = scalar(cc, v, "ignore_case");
 
-                        if (!s || config_parse_bool(s, &c->ignore_case) < 0) {
+                        if (!s || confutil_parse_bool(s, &c->ignore_case) < 0) {
                                 if (s)
                                         cc->problem(cc->userdata, &v->start_mark,
                                                     "'ignore_case' takes true or false, not '%s'", s);
@@ -886,7 +887,7 @@ static Condition *compile(Compiler *cc, yaml_node_t *node, unsigned depth) {
 
                 op = op_from_string(key);
                 if (op < 0) {
-                        const char *dym = config_suggest(key, leaf_keys, ELEMENTSOF(leaf_keys));
+                        const char *dym = confutil_suggest(key, leaf_keys, ELEMENTSOF(leaf_keys));
 
                         if (dym)
                                 cc->problem(cc->userdata, &k->start_mark,
@@ -971,7 +972,7 @@ static Condition *compile(Compiler *cc, yaml_node_t *node, unsigned depth) {
         return TAKE_PTR(c);
 }
 
-Condition *rules_condition_compile_budget(yaml_document_t *doc, yaml_node_t *node, RulesProblemFn problem,
+Condition *rules_condition_compile_budget(yaml_document_t *doc, yaml_node_t *node, ConfutilProblemFn problem,
                                           void *userdata, uint64_t *regex_budget) {
         Compiler cc = {
                 .doc = doc,
@@ -983,7 +984,7 @@ Condition *rules_condition_compile_budget(yaml_document_t *doc, yaml_node_t *nod
         return compile(&cc, node, 1);
 }
 
-Condition *rules_condition_compile(yaml_document_t *doc, yaml_node_t *node, RulesProblemFn problem, void *userdata) {
+Condition *rules_condition_compile(yaml_document_t *doc, yaml_node_t *node, ConfutilProblemFn problem, void *userdata) {
         return rules_condition_compile_budget(doc, node, problem, userdata, NULL);
 }
 

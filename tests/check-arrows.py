@@ -2,12 +2,12 @@
 """Module arrows of remedyd: which module includes which.
 
 A module is a file stem: src/X.c with include/X.h (store-backend.h is part
-of store). Fails (exit 1) on an include circle between modules, or when a
+of store, config-section.h of config). Fails (exit 1) on an include circle between modules, or when a
 module other than daemon/main includes daemon.h. Prints the circles."""
 import os, re, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ALIAS = {"store-backend": "store"}
+ALIAS = {"store-backend": "store", "config-section": "config"}
 INC = re.compile(r'^\s*#\s*include\s+"([^"]+)\.h"', re.M)
 
 

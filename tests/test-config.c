@@ -85,6 +85,29 @@ static int load_text(const char *text, unsigned flags, Config **ret, char **ret_
         return r;
 }
 
+/* Loads path, which must load; prints its problems and fails the test if
+ * it does not. Caller frees with config_free(). */
+static Config *load_ok(const char *path, unsigned flags) {
+        ConfigProblems problems = {};
+        Config *c = NULL;
+
+        if (config_load(path, flags, &c, &problems) < 0) {
+                for (size_t i = 0; i < problems.n; i++)
+                        fprintf(stderr, "%s\n", problems.lines[i]);
+                FAIL_AT("%s does not load", path);
+        }
+        return c;
+}
+
+/* Loads text, which must fail with -EINVAL; returns its problems as
+ * load_text() does (caller frees). */
+static char *problems_of(const char *text) {
+        char *got = NULL;
+
+        ASSERT_ERR(load_text(text, 0, NULL, &got), EINVAL);
+        return got;
+}
+
 /* "<TMP>" in want stands for the temporary directory. */
 static void expect_problem(const char *text, const char *want_template) {
         _cleanup_free_ char *got = NULL, *want = NULL;
@@ -109,16 +132,10 @@ static void expect_problem(const char *text, const char *want_template) {
 
 TEST(full) {
         _cleanup_free_ char *path = fixture("full/remedyd.yaml");
-        ConfigProblems problems = {};
-        Config *c = NULL;
+        Config *c = load_ok(path, 0);
         const Source *s;
         const Rule *r;
 
-        if (config_load(path, 0, &c, &problems) < 0) {
-                for (size_t i = 0; i < problems.n; i++)
-                        fprintf(stderr, "%s\n", problems.lines[i]);
-                FAIL_AT("full config did not load");
-        }
         ASSERT_STREQ(c->path, path);
         ASSERT_EQ(strv_length(c->files), 3);
         ASSERT_CONTAINS(c->files[1], "rules.d/10-first.yaml");
@@ -579,7 +596,8 @@ TEST(credentials) {
 }
 
 TEST(limits) {
-        _cleanup_free_ char *got = NULL, *big = NULL, *bigpath = tmp_path("big.yaml");
+        _cleanup_free_ char *got = NULL, *bigpath = tmp_path("big.yaml");
+        char *big = NULL;
         StrBuf b;
         ConfigProblems problems = {};
         Config *c = NULL;
@@ -590,12 +608,8 @@ TEST(limits) {
         for (unsigned i = 0; i <= LIMIT_CONFIG_RULES; i++)
                 ASSERT_OK(strbuf_printf(&b, "  - { name: r%u, source: s, action: notify, user: x }\n", i));
         big = strbuf_steal(&b);
-        ASSERT_ERR(load_text(big, 0, NULL, &got), EINVAL);
-        ASSERT_STREQ(got, "t.yaml:10009:5: more than LIMIT_CONFIG_RULES (10000) rules");
-        mem_free(got);
-        got = NULL;
+        expect_problem(big, "t.yaml:10009:5: more than LIMIT_CONFIG_RULES (10000) rules");
         mem_free(big);
-        big = NULL;
 
         /* nesting: LIMIT_CONFIG_CONDITION_DEPTH levels load, one more does not */
         for (unsigned depth = LIMIT_CONFIG_CONDITION_DEPTH - 1; depth <= LIMIT_CONFIG_CONDITION_DEPTH; depth++) {
@@ -613,37 +627,25 @@ TEST(limits) {
                         mem_free(big);
                 }
         }
-        ASSERT_ERR(load_text(big, 0, NULL, &got), EINVAL);
-        ASSERT_STREQ(got, "t.yaml:9:154: conditions nested deeper than LIMIT_CONFIG_CONDITION_DEPTH (16)");
-        mem_free(got);
-        got = NULL;
+        expect_problem(big, "t.yaml:9:154: conditions nested deeper than LIMIT_CONFIG_CONDITION_DEPTH (16)");
         mem_free(big);
-        big = NULL;
 
         /* a recursive alias is cut by the depth limit, not the stack */
-        ASSERT_ERR(load_text(HEAD SRC_OK "rules:\n  - { name: r, source: s, action: notify, user: x, "
-                             "when: &a { not: *a } }\n", 0, NULL, &got), EINVAL);
+        got = problems_of(HEAD SRC_OK "rules:\n  - { name: r, source: s, action: notify, user: x, when: &a { not: *a } }\n");
         ASSERT_CONTAINS(got, "conditions nested deeper than LIMIT_CONFIG_CONDITION_DEPTH (16)");
-        mem_free(got);
-        got = NULL;
 
         /* a long scalar */
         big = mem_calloc(LIMIT_CONFIG_STRING_BYTES + 512, 1);
         strcpy(big, HEAD "  user_agent: ");
         memset(big + strlen(big), 'a', LIMIT_CONFIG_STRING_BYTES + 1);
-        ASSERT_ERR(load_text(big, 0, NULL, &got), EINVAL);
-        ASSERT_STREQ(got, "t.yaml:5:15: 'onepassword.user_agent' is longer than LIMIT_CONFIG_STRING_BYTES (4096 bytes)");
-        mem_free(got);
-        got = NULL;
+        expect_problem(big, "t.yaml:5:15: 'onepassword.user_agent' is longer than LIMIT_CONFIG_STRING_BYTES (4096 bytes)");
         mem_free(big);
-        big = NULL;
 
         /* the document size is checked before parsing */
         big = mem_malloc(LIMIT_CONFIG_DOCUMENT_BYTES + 1);
         memset(big, '#', LIMIT_CONFIG_DOCUMENT_BYTES + 1);
         write_file(bigpath, big, LIMIT_CONFIG_DOCUMENT_BYTES + 1);
         mem_free(big);
-        big = NULL;
         ASSERT_ERR(config_load(bigpath, 0, &c, &problems), EINVAL);
         ASSERT_EQ(problems.n, 1);
         ASSERT_CONTAINS(problems.lines[0], "big.yaml: larger than LIMIT_CONFIG_DOCUMENT_BYTES (4194304 bytes)");
@@ -656,7 +658,6 @@ TEST(limits) {
 TEST(example) {
         _cleanup_free_ char *example = NULL, *src = NULL, *secrets = fixture("example-secrets");
         _cleanup_free_ char *creds = fixture("example-secrets/credentials"), *out = tmp_path("example.yaml");
-        ConfigProblems problems = {};
         Config *c = NULL;
         StrBuf b;
         const char *p, *q;
@@ -674,11 +675,7 @@ TEST(example) {
         strbuf_free(&b);
 
         setenv("CREDENTIALS_DIRECTORY", creds, 1);
-        if (config_load(out, 0, &c, &problems) < 0) {
-                for (size_t i = 0; i < problems.n; i++)
-                        fprintf(stderr, "%s\n", problems.lines[i]);
-                FAIL_AT("config/remedyd.yaml does not load");
-        }
+        c = load_ok(out, 0);
         unsetenv("CREDENTIALS_DIRECTORY");
         ASSERT_STREQ(c->onepassword.client_id, "example-client-id");
         ASSERT_STREQ(c->onepassword.base_url, "https://api.1password.com");
@@ -696,15 +693,10 @@ TEST(example) {
  * which the daemon refuses; a configured file is not. */
 TEST(unconfigured_default) {
         _cleanup_free_ char *path = NULL;
-        ConfigProblems problems = {};
         Config *c = NULL;
 
         ASSERT_TRUE(asprintf(&path, "%s/config/default.yaml", source_root) > 0);
-        if (config_load(path, 0, &c, &problems) < 0) {
-                for (size_t i = 0; i < problems.n; i++)
-                        fprintf(stderr, "%s\n", problems.lines[i]);
-                FAIL_AT("config/default.yaml does not load");
-        }
+        c = load_ok(path, 0);
         ASSERT_TRUE(config_is_unconfigured(c));
         ASSERT_EQ(c->n_sources, 0);
         ASSERT_EQ(c->n_rules, 0);
