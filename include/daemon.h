@@ -8,6 +8,7 @@
 #include <systemd/sd-event.h>
 
 #include "remedyd-forward.h"
+#include "status.h"
 
 typedef struct DaemonOptions {
         const char *config_path;
@@ -27,6 +28,7 @@ struct Daemon {
         Webhook *webhook;        /* the webhook listener and its handler */
         Status *status;          /* the read-only status listener */
         Control *control;        /* the control socket */
+        StatusDeps status_deps;  /* what the status documents read (status listener, control) */
         uint64_t started_usec;   /* CLOCK_REALTIME */
         uint64_t started_mono_usec;
         char *last_reload_error; /* NULL when the last reload succeeded */

@@ -150,7 +150,7 @@ static int handle_status(Control *c, HttpServerRequest *req) {
         _cleanup_(json_object_putp) json_object *o = NULL;
         int r;
 
-        r = status_build_json(c->daemon, &o);
+        r = status_build_json(&c->daemon->status_deps, &o);
         if (r < 0)
                 return r;
         return http_server_respond_json(req, 200, o);

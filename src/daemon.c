@@ -37,6 +37,24 @@ bool daemon_dry_run(const Daemon *d) {
         return d->opts.dry_run || (d->config && d->config->safety.dry_run);
 }
 
+/* The listeners' view of what a reload changes: read at each use, so the
+ * swap in daemon_reload() is the only place that changes it. */
+static const Config *current_config(void *userdata) {
+        const Daemon *d = userdata;
+
+        return d->config;
+}
+
+static bool current_dry_run(void *userdata) {
+        return daemon_dry_run(userdata);
+}
+
+static const char *current_reload_error(void *userdata) {
+        const Daemon *d = userdata;
+
+        return d->last_reload_error;
+}
+
 /* sinks: room for LIMIT_NOTIFY_SINKS, pointing into c (the store copies). */
 static void store_options_from_config(const Config *c, StoreOptions *o, StoreNotifySink *sinks) {
         for (size_t i = 0; i < c->n_notify && i < LIMIT_NOTIFY_SINKS; i++)
@@ -393,6 +411,19 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
         }
         notify_set_config(d->notify, d->config);
         store_set_wakeups(d->store, on_store_queue, on_store_outbox, d);
+        d->status_deps = (StatusDeps) {
+                .store = d->store,
+                .api = d->api,
+                .directory = d->directory,
+                .notify = d->notify,
+                .metrics = d->metrics,
+                .started_usec = d->started_usec,
+                .started_mono_usec = d->started_mono_usec,
+                .config = current_config,
+                .dry_run = current_dry_run,
+                .last_reload_error = current_reload_error,
+                .userdata = d,
+        };
 
         fd = open_listener("webhook", &d->config->listen.webhook_addr, 0666);
         if (fd < 0) {
@@ -411,7 +442,7 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
                         r = fd;
                         goto fail;
                 }
-                r = status_new(d, fd, &d->status);
+                r = status_new(d->event, &d->status_deps, fd, &d->status);
                 if (r < 0) {
                         close(fd);
                         log_error_errno(r, "cannot start the status listener: %m");

@@ -156,6 +156,20 @@ static int on_command(sd_event_source *s, int fd, uint32_t revents, void *userda
         return 0;
 }
 
+static const Config *daemon_config(void *userdata) {
+        const Daemon *d = userdata;
+
+        return d->config;
+}
+
+static bool daemon_dry_run_now(void *userdata) {
+        return daemon_dry_run(userdata);
+}
+
+static const char *no_reload_error(void *userdata) {
+        return NULL;
+}
+
 static void *server_thread(void *arg) {
         Webhook *unix_webhook = NULL, *tls_webhook = NULL;
         Daemon d = {}, tls_daemon;
@@ -185,7 +199,20 @@ static void *server_thread(void *arg) {
         d.started_mono_usec = now_usec(CLOCK_MONOTONIC) - 90 * USEC_PER_SEC;
         d.started_usec = now_usec(CLOCK_REALTIME) - 90 * USEC_PER_SEC;
         ASSERT_OK(webhook_new(&d, listen_fd, &d.webhook));
-        ASSERT_OK(status_new(&d, status_fd, &d.status));
+        ASSERT_OK(status_new(d.event,
+                             &(StatusDeps) {
+                                     .store = d.store,
+                                     .api = d.api,
+                                     .directory = d.directory,
+                                     .metrics = d.metrics,
+                                     .started_usec = d.started_usec,
+                                     .started_mono_usec = d.started_mono_usec,
+                                     .config = daemon_config,
+                                     .dry_run = daemon_dry_run_now,
+                                     .last_reload_error = no_reload_error,
+                                     .userdata = &d,
+                             },
+                             status_fd, &d.status));
         ASSERT_OK(webhook_new(&d, unix_fd, &unix_webhook));
         if (have_tls) {
                 tls_daemon = d;
