@@ -430,7 +430,17 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
                 r = fd;
                 goto fail;
         }
-        r = webhook_new(d, fd, &d->webhook);
+        r = webhook_new(d->event,
+                        &(WebhookDeps) {
+                                .store = d->store,
+                                .directory = d->directory,
+                                .executor = d->executor,
+                                .metrics = d->metrics,
+                                .config = current_config,
+                                .dry_run = current_dry_run,
+                                .userdata = d,
+                        },
+                        fd, &d->webhook);
         if (r < 0) {
                 close(fd);
                 log_error_errno(r, "cannot start the webhook listener: %m");

@@ -25,7 +25,6 @@
 #include "auth.h"
 #include "cleanup.h"
 #include "config.h"
-#include "daemon.h"
 #include "directory.h"
 #include "executor.h"
 #include "fake1p-harness.h"
@@ -106,8 +105,46 @@ static void on_max_pages(Store *s, int r, void *userdata) {
         ack((char) (intptr_t) userdata);
 }
 
+/* The modules as daemon.c wires them, on the server thread. */
+typedef struct Server {
+        sd_event *event;
+        Store *store;
+        UsersApi *api;
+        Directory *directory;
+        Executor *executor;
+        Metrics *metrics;
+        Webhook *webhook;
+        Status *status;
+} Server;
+
+/* What the listeners read through their callbacks (daemon.c: the current
+ * config, --dry-run or safety.dry_run). One for the plain listeners, one
+ * for the TLS webhook. */
+typedef struct View {
+        const Config *config;
+        bool dry_run;
+} View;
+
+static View view, tls_view;
+
+static const Config *view_config(void *userdata) {
+        const View *v = userdata;
+
+        return v->config;
+}
+
+static bool view_dry_run(void *userdata) {
+        const View *v = userdata;
+
+        return v->dry_run || v->config->safety.dry_run;
+}
+
+static const char *view_reload_error(void *userdata) {
+        return NULL;
+}
+
 static int on_command(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        Daemon *d = userdata;
+        Server *d = userdata;
         char c;
 
         ASSERT_EQ(read(fd, &c, 1), 1);
@@ -125,7 +162,7 @@ static int on_command(sd_event_source *s, int fd, uint32_t revents, void *userda
                 webhook_stop_accepting(d->webhook);
                 break;
         case CMD_DRY_RUN:
-                d->opts.dry_run = true;
+                view.dry_run = true;
                 break;
         case CMD_FAIL_ALLOC:
                 mem_fail_at(fail_alloc_at);
@@ -156,29 +193,17 @@ static int on_command(sd_event_source *s, int fd, uint32_t revents, void *userda
         return 0;
 }
 
-static const Config *daemon_config(void *userdata) {
-        const Daemon *d = userdata;
-
-        return d->config;
-}
-
-static bool daemon_dry_run_now(void *userdata) {
-        return daemon_dry_run(userdata);
-}
-
-static const char *no_reload_error(void *userdata) {
-        return NULL;
-}
-
 static void *server_thread(void *arg) {
         Webhook *unix_webhook = NULL, *tls_webhook = NULL;
-        Daemon d = {}, tls_daemon;
+        Server d = {};
+        WebhookDeps wd;
         sd_event_source *cmd_source = NULL;
         StoreOptions so;
         char dbpath[128];
 
         ASSERT_OK(sd_event_new(&d.event));
-        d.config = config;
+        view = (View) { .config = config };
+        tls_view = (View) { .config = tls_config };
         d.metrics = metrics_new();
         ASSERT_NOT_NULL(d.metrics);
         so = (StoreOptions) {
@@ -196,28 +221,34 @@ static void *server_thread(void *arg) {
         executor_set_config(d.executor, config);
         ASSERT_OK(executor_start(d.executor));
 
-        d.started_mono_usec = now_usec(CLOCK_MONOTONIC) - 90 * USEC_PER_SEC;
-        d.started_usec = now_usec(CLOCK_REALTIME) - 90 * USEC_PER_SEC;
-        ASSERT_OK(webhook_new(&d, listen_fd, &d.webhook));
+        wd = (WebhookDeps) {
+                .store = d.store,
+                .directory = d.directory,
+                .executor = d.executor,
+                .metrics = d.metrics,
+                .config = view_config,
+                .dry_run = view_dry_run,
+                .userdata = &view,
+        };
+        ASSERT_OK(webhook_new(d.event, &wd, listen_fd, &d.webhook));
         ASSERT_OK(status_new(d.event,
                              &(StatusDeps) {
                                      .store = d.store,
                                      .api = d.api,
                                      .directory = d.directory,
                                      .metrics = d.metrics,
-                                     .started_usec = d.started_usec,
-                                     .started_mono_usec = d.started_mono_usec,
-                                     .config = daemon_config,
-                                     .dry_run = daemon_dry_run_now,
-                                     .last_reload_error = no_reload_error,
-                                     .userdata = &d,
+                                     .started_usec = now_usec(CLOCK_REALTIME) - 90 * USEC_PER_SEC,
+                                     .started_mono_usec = now_usec(CLOCK_MONOTONIC) - 90 * USEC_PER_SEC,
+                                     .config = view_config,
+                                     .dry_run = view_dry_run,
+                                     .last_reload_error = view_reload_error,
+                                     .userdata = &view,
                              },
                              status_fd, &d.status));
-        ASSERT_OK(webhook_new(&d, unix_fd, &unix_webhook));
+        ASSERT_OK(webhook_new(d.event, &wd, unix_fd, &unix_webhook));
         if (have_tls) {
-                tls_daemon = d;
-                tls_daemon.config = tls_config;
-                ASSERT_OK(webhook_new(&tls_daemon, tls_fd, &tls_webhook));
+                wd.userdata = &tls_view;
+                ASSERT_OK(webhook_new(d.event, &wd, tls_fd, &tls_webhook));
         }
         ASSERT_OK(sd_event_add_io(d.event, &cmd_source, cmd_pipe[0], EPOLLIN, on_command, &d));
         ack('r');
