@@ -55,6 +55,21 @@ static const char *current_reload_error(void *userdata) {
         return d->last_reload_error;
 }
 
+/* The control socket's requests that other listeners answer. */
+static int control_status_json(void *userdata, json_object **ret) {
+        Daemon *d = userdata;
+
+        return status_build_json(&d->status_deps, ret);
+}
+
+/* The webhook starts before the control socket and is freed after it. */
+static int control_explain(void *userdata, const char *source, const char *body, size_t len, char **ret_json,
+                           size_t *ret_len) {
+        Daemon *d = userdata;
+
+        return webhook_preview(d->webhook, source, body, len, ret_json, ret_len, /* ret_queued= */ NULL);
+}
+
 /* sinks: room for LIMIT_NOTIFY_SINKS, pointing into c (the store copies). */
 static void store_options_from_config(const Config *c, StoreOptions *o, StoreNotifySink *sinks) {
         for (size_t i = 0; i < c->n_notify && i < LIMIT_NOTIFY_SINKS; i++)
@@ -465,7 +480,19 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
                         r = fd;
                         goto fail;
                 }
-                r = control_new(d, fd, &d->control); /* takes fd always */
+                r = control_new(d->event,
+                                &(ControlDeps) {
+                                        .store = d->store,
+                                        .api = d->api,
+                                        .directory = d->directory,
+                                        .executor = d->executor,
+                                        .config = current_config,
+                                        .dry_run = current_dry_run,
+                                        .status_json = control_status_json,
+                                        .explain = control_explain,
+                                        .userdata = d,
+                                },
+                                fd, &d->control); /* takes fd always */
                 if (r < 0) {
                         log_error_errno(r, "cannot start the control listener: %m");
                         goto fail;
