@@ -1,5 +1,10 @@
+/* The daemon (daemon.h): the one module that includes every other. It owns
+ * the Config and swaps it whole on a good reload; the listeners read the
+ * current one through the callbacks below, never through Daemon. */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +38,32 @@
 #define SHUTDOWN_DRAIN_USEC (5 * USEC_PER_SEC)
 #define DRAIN_TICK_USEC (20 * USEC_PER_MSEC)
 
-bool daemon_dry_run(const Daemon *d) {
+struct Daemon {
+        sd_event *event;
+        DaemonOptions opts;
+        Config *config;          /* current; replaced whole on a good reload */
+        Store *store;
+        UsersApi *api;
+        Directory *directory;
+        Executor *executor;
+        Notify *notify;          /* the notification outbox's deliverer */
+        Metrics *metrics;
+        Webhook *webhook;        /* the webhook listener and its handler */
+        Status *status;          /* the read-only status listener */
+        Control *control;        /* the control socket */
+        StatusDeps status_deps;  /* what the status documents read (status listener, control) */
+        uint64_t started_usec;   /* CLOCK_REALTIME */
+        uint64_t started_mono_usec;
+        char *last_reload_error; /* NULL when the last reload succeeded */
+        bool stopping;
+        bool revoking;
+        uint64_t stop_deadline_usec; /* CLOCK_MONOTONIC: in-flight work may finish until then */
+        sd_event_source *watchdog_source;
+        sd_event_source *notify_source;
+};
+
+/* True if global dry-run applies (--dry-run or safety.dry_run). */
+static bool daemon_dry_run(const Daemon *d) {
         return d->opts.dry_run || (d->config && d->config->safety.dry_run);
 }
 
