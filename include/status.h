@@ -6,14 +6,37 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <json-c/json.h>
+#include <systemd/sd-event.h>
 
 #include "remedyd-forward.h"
 
-/* Serves on listen_fd on d's loop. On success the listener owns listen_fd;
- * on failure the caller still does. -ENOMEM, -EIO (MHD refused). */
-int status_new(Daemon *d, int listen_fd, Status **ret);
+/* What the documents read. The handles are borrowed and outlive every use
+ * (a NULL one gives null or zero for its part). What a reload changes is
+ * read through the callbacks at each call, never kept: config() returns
+ * the current Config (NULL: none loaded), dry_run() whether global dry-run
+ * applies, last_reload_error() the last reload's problems (NULL: it
+ * succeeded). All three are required. */
+typedef struct StatusDeps {
+        Store *store;
+        UsersApi *api;
+        Directory *directory;
+        Notify *notify;
+        Metrics *metrics;
+        uint64_t started_usec;      /* CLOCK_REALTIME */
+        uint64_t started_mono_usec; /* CLOCK_MONOTONIC: uptime */
+        const Config *(*config)(void *userdata);
+        bool (*dry_run)(void *userdata);
+        const char *(*last_reload_error)(void *userdata);
+        void *userdata;
+} StatusDeps;
+
+/* Serves on listen_fd on e; *deps is copied. On success the listener owns
+ * listen_fd; on failure the caller still does. -EINVAL, -ENOMEM, -EIO
+ * (MHD refused). */
+int status_new(sd_event *e, const StatusDeps *deps, int listen_fd, Status **ret);
 /* NULL-safe; returns NULL. */
 Status *status_free(Status *s);
 
@@ -24,15 +47,15 @@ Status *status_free(Status *s);
  * safety{dry_run, suspensions_in_window, max_suspensions}, counters{...}.
  * Values a module cannot give right now (store read failed, no client)
  * are null. Caller owns *ret. -ENOMEM. */
-int status_build_json(Daemon *d, json_object **ret);
+int status_build_json(const StatusDeps *d, json_object **ret);
 
 /* Readiness: true when the config is loaded, the store is writable and the
  * last token request succeeded; otherwise false and a one-sentence reason
  * in reason (may be NULL). */
-bool status_ready(Daemon *d, char *reason, size_t reason_size);
+bool status_ready(const StatusDeps *d, char *reason, size_t reason_size);
 
 /* Appends the Prometheus text: metrics_render() plus the gauges
  * remedyd_queue_depth{state}, remedyd_notifications_outbox{state},
  * remedyd_directory_users, remedyd_token_valid
  * and remedyd_up. -E2BIG past out's maximum, -ENOMEM. */
-int status_render_metrics(Daemon *d, StrBuf *out);
+int status_render_metrics(const StatusDeps *d, StrBuf *out);

@@ -9,24 +9,42 @@
  * 503 if the store failed. See docs/internals/webhook.md. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <json-c/json.h>
+#include <systemd/sd-event.h>
 
 #include "remedyd-forward.h"
 
-/* Serves the webhook on listen_fd with d's loop, config, store, directory,
- * executor and metrics (read through d at each request, so a reload takes
- * effect for the next request). On success the listener owns listen_fd;
- * on failure the caller still does. -ENOMEM, or http_server_new() errors
- * (TLS files from d->config->listen.tls_*). */
-int webhook_new(Daemon *d, int listen_fd, Webhook **ret);
+/* What the webhook reads. The handles are borrowed and must outlive the
+ * webhook; directory, executor and metrics may be NULL (emails are then
+ * resolved at execution, nothing is kicked, nothing counted). What a
+ * reload changes is read through the callbacks, never kept past one
+ * request: config() returns the current Config (NULL: the webhook answers
+ * 404), dry_run() whether global dry-run applies. Both are required. */
+typedef struct WebhookDeps {
+        Store *store;
+        Directory *directory;
+        Executor *executor;
+        Metrics *metrics;
+        const Config *(*config)(void *userdata);
+        bool (*dry_run)(void *userdata);
+        void *userdata;
+} WebhookDeps;
+
+/* Serves the webhook on listen_fd on e; *deps is copied. The config is
+ * read at each request, so a reload takes effect for the next request.
+ * On success the listener owns listen_fd; on failure the caller still
+ * does. -EINVAL (no config), -ENOMEM, or http_server_new() errors (TLS
+ * files from config()->listen.tls_*). */
+int webhook_new(sd_event *e, const WebhookDeps *deps, int listen_fd, Webhook **ret);
 /* Answers suspended requests with 503, closes the listener. Events
  * already handed to the store still complete there; their callbacks find
  * the webhook gone and only free their bookkeeping. NULL-safe. */
 Webhook *webhook_free(Webhook *w);
-/* After a reload: rebuilds the per-source rate limiters from d->config
+/* After a reload: rebuilds the per-source rate limiters from config()
  * (keeping the tokens of sources that stay) and applies max_body_bytes.
  * Returns 0 or -ENOMEM (the old limiters then stay). */
 int webhook_reconfigure(Webhook *w);

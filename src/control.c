@@ -24,7 +24,12 @@
  * "api_code", "api_message", "base_url"}.
  *
  * Manual actions go through the same resolution and guardrails as rule
- * actions (protected, cooldown, dry-run, the cap) and are audited. */
+ * actions (protected, cooldown, dry-run, the cap) and are audited.
+ *
+ * It reads the daemon only through ControlDeps: the store, the client, the
+ * directory and the executor, and callbacks for the current config, the
+ * dry-run flag, the status document and explain --live, which daemon.c
+ * answers with status_build_json() and webhook_preview(). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +43,6 @@
 #include "cleanup.h"
 #include "config.h"
 #include "control.h"
-#include "daemon.h"
 #include "directory.h"
 #include "executor.h"
 #include "http_server.h"
@@ -46,12 +50,10 @@
 #include "log.h"
 #include "remedyd-limits.h"
 #include "safety.h"
-#include "status.h"
 #include "store.h"
 #include "users_api.h"
 #include "utf8.h"
 #include "util.h"
-#include "webhook.h"
 
 #define CONTROL_BODY_MAX 65536u
 #define CONTROL_REASON_MAX 1024u
@@ -60,7 +62,7 @@
 typedef struct UsersJob UsersJob;
 
 struct Control {
-        Daemon *daemon;
+        ControlDeps deps;
         HttpServer *server;
         struct {
                 UsersJob *head, *tail;
@@ -76,6 +78,10 @@ typedef struct Pending {
         char id[64];
         bool release;
 } Pending;
+
+static const Config *config(const Control *c) {
+        return c->deps.config(c->deps.userdata);
+}
 
 static void pending_free(void *p) {
         Pending *x = p;
@@ -150,7 +156,7 @@ static int handle_status(Control *c, HttpServerRequest *req) {
         _cleanup_(json_object_putp) json_object *o = NULL;
         int r;
 
-        r = status_build_json(c->daemon, &o);
+        r = c->deps.status_json(c->deps.userdata, &o);
         if (r < 0)
                 return r;
         return http_server_respond_json(req, 200, o);
@@ -172,7 +178,7 @@ static int handle_list(Control *c, HttpServerRequest *req) {
         }
         if (limit)
                 lim = (unsigned) strtoul(limit, NULL, 10);
-        r = store_list_actions(c->daemon->store, status, lim, &a, &n);
+        r = store_list_actions(c->deps.store, status, lim, &a, &n);
         if (r < 0)
                 return http_server_respond_json_error(req, 503, "store_unavailable", "The state store cannot be read right now.");
         r = respond_items(req, "actions", a, n, action_item);
@@ -196,7 +202,7 @@ static int handle_history(Control *c, HttpServerRequest *req) {
                 if (s > 0 && s * USEC_PER_SEC < now)
                         since_usec = now - s * USEC_PER_SEC;
         }
-        r = store_history(c->daemon->store, user && *user ? user : NULL, since_usec,
+        r = store_history(c->deps.store, user && *user ? user : NULL, since_usec,
                           limit ? (unsigned) strtoul(limit, NULL, 10) : 0, &e, &n);
         if (r < 0)
                 return http_server_respond_json_error(req, 503, "store_unavailable", "The state store cannot be read right now.");
@@ -260,7 +266,7 @@ static int handle_notifications(Control *c, HttpServerRequest *req) {
         size_t n = 0;
         int r;
 
-        r = store_list_notifications(c->daemon->store, limit ? (unsigned) strtoul(limit, NULL, 10) : 0, &v, &n);
+        r = store_list_notifications(c->deps.store, limit ? (unsigned) strtoul(limit, NULL, 10) : 0, &v, &n);
         if (r < 0)
                 return http_server_respond_json_error(req, 503, "store_unavailable", "The state store cannot be read right now.");
         r = respond_items(req, "notifications", v, n, notification_item);
@@ -286,14 +292,14 @@ static void on_manual_done(Store *s, int r, const StoreAction *a, void *userdata
                 log_full(LOG_NOTICE, 0, &ctx, "manual %s of %s recorded as %s", config_action_kind_to_string(a->action),
                          a->user, store_action_status_to_string(a->status));
                 if (a->status == ACTION_STATUS_QUEUED)
-                        executor_kick(p->control->daemon->executor);
+                        executor_kick(p->control->deps.executor);
         }
         mem_free(p);
 }
 
 static int handle_manual(Control *c, HttpServerRequest *req) {
         _cleanup_(json_object_putp) json_object *body = NULL;
-        const Config *cfg = c->daemon->config;
+        const Config *cfg = config(c);
         const char *raw, *act, *user, *reason, *user_id = NULL;
         json_object *v;
         DirectoryResult lookup = DIRECTORY_FOUND;
@@ -322,7 +328,7 @@ static int handle_manual(Control *c, HttpServerRequest *req) {
         if (is_user_id(user))
                 user_id = user;
         else
-                lookup = directory_lookup(c->daemon->directory, user, &user_id);
+                lookup = directory_lookup(c->deps.directory, user, &user_id);
 
         a = mem_calloc(1, sizeof(StoreAction));
         if (!a)
@@ -333,7 +339,7 @@ static int handle_manual(Control *c, HttpServerRequest *req) {
         a->rule = mem_strdup("manual");
         a->user_id = user_id ? mem_strdup(user_id) : NULL;
         a->status = safety_pre_status(cfg, user, lookup, user_id);
-        a->dry_run = daemon_dry_run(c->daemon);
+        a->dry_run = c->deps.dry_run(c->deps.userdata);
         a->created_usec = now_usec(CLOCK_REALTIME);
         a->received_mono_usec = http_server_request_started_mono(req);
         if (!a->user || !a->reason || !a->rule || (user_id && !a->user_id)) {
@@ -354,7 +360,7 @@ static int handle_manual(Control *c, HttpServerRequest *req) {
                 return r;
         }
         http_server_request_set_context(req, p, pending_free);
-        r = store_submit_manual(c->daemon->store, a, on_manual_done, p);
+        r = store_submit_manual(c->deps.store, a, on_manual_done, p);
         if (r < 0) {
                 http_server_request_set_context(req, NULL, NULL);
                 mem_free(p);
@@ -370,7 +376,7 @@ static void on_transition_done(Store *s, int r, void *userdata) {
         StoreAction *a = NULL;
 
         if (r >= 0 && p->release)
-                executor_kick(p->control->daemon->executor);
+                executor_kick(p->control->deps.executor);
         if (req) {
                 http_server_request_set_context(req, NULL, NULL);
                 if (r == -ENOENT)
@@ -411,7 +417,7 @@ static int handle_transition(Control *c, HttpServerRequest *req, const char *id,
                 return r;
         }
         http_server_request_set_context(req, p, pending_free);
-        r = (release ? store_release_action : store_cancel_action)(c->daemon->store, p->id, "remedyctl",
+        r = (release ? store_release_action : store_cancel_action)(c->deps.store, p->id, "remedyctl",
                                                                     on_transition_done, p);
         if (r < 0) {
                 http_server_request_set_context(req, NULL, NULL);
@@ -466,7 +472,7 @@ static int add_int(json_object *o, const char *k, int64_t v) {
  * when it calls the API itself. */
 static void users_respond_api_error(UsersJob *j, const UsersApiResult *res) {
         _cleanup_(json_object_putp) json_object *o = json_object_new_object();
-        const Config *cfg = j->control->daemon->config;
+        const Config *cfg = config(j->control);
 
         if (!o || add_str(o, "error", "api_error") < 0 ||
             add_str(o, "message", "The 1Password API could not be used.") < 0 ||
@@ -573,7 +579,7 @@ static void on_users_get(UsersApi *api, const UsersApiResult *res, void *userdat
  * who: NULL for the list. */
 static int handle_users(Control *c, HttpServerRequest *req, const char *who) {
         const char *filter = http_server_request_query(req, "filter"), *user_id = NULL;
-        Daemon *d = c->daemon;
+        const ControlDeps *d = &c->deps;
         UsersJob *j;
         int r;
 
@@ -650,10 +656,10 @@ static int handle_explain(Control *c, HttpServerRequest *req) {
 
         if (!source || !*source)
                 return http_server_respond_json_error(req, 400, "bad_request", "Name the source: ?source=NAME.");
-        if (!c->daemon->webhook || !c->daemon->store)
+        if (!c->deps.explain || !c->deps.store)
                 return http_server_respond_json_error(req, 503, "unavailable", "The webhook is not running.");
         body = http_server_request_body(req, &len);
-        r = webhook_preview(c->daemon->webhook, source, body ? body : "", body ? len : 0, &json, &n, NULL);
+        r = c->deps.explain(c->deps.userdata, source, body ? body : "", body ? len : 0, &json, &n);
         switch (r) {
         case 0:
                 return http_server_respond_take(req, 200, "application/json", json, n);
@@ -721,7 +727,7 @@ static int on_request(HttpServerRequest *req, void *userdata) {
         return http_server_respond_json_error(req, 404, "not_found", "No such control endpoint.");
 }
 
-int control_new(Daemon *d, int listen_fd, Control **ret) {
+int control_new(sd_event *e, const ControlDeps *deps, int listen_fd, Control **ret) {
         HttpServerOptions o = {
                 .listen_fd = listen_fd,
                 .max_body_bytes = CONTROL_BODY_MAX,
@@ -729,21 +735,27 @@ int control_new(Daemon *d, int listen_fd, Control **ret) {
                 .on_request = on_request,
                 .name = "control",
         };
+        const Config *cfg;
         Control *c;
         int r;
 
+        if (!e || !deps || !deps->config || !deps->dry_run || !deps->status_json) {
+                close(listen_fd);
+                return -EINVAL;
+        }
         c = mem_calloc(1, sizeof(Control));
         if (!c) {
                 close(listen_fd);
                 return -ENOMEM;
         }
-        c->daemon = d;
+        c->deps = *deps;
         o.userdata = c;
         /* explain --live takes a delivery's body (read at start: a reload
          * that raises max_body_bytes applies after a restart here) */
-        if (d->config && d->config->listen.max_body_bytes > o.max_body_bytes)
-                o.max_body_bytes = d->config->listen.max_body_bytes;
-        r = http_server_new(d->event, &o, &c->server);
+        cfg = config(c);
+        if (cfg && cfg->listen.max_body_bytes > o.max_body_bytes)
+                o.max_body_bytes = cfg->listen.max_body_bytes;
+        r = http_server_new(e, &o, &c->server);
         if (r < 0) {
                 close(listen_fd);
                 mem_free(c);
@@ -762,8 +774,8 @@ Control *control_free(Control *c) {
         while (c->jobs.head) {
                 UsersJob *j = c->jobs.head;
 
-                if (c->daemon->api)
-                        (void) users_api_cancel(c->daemon->api, j);
+                if (c->deps.api)
+                        (void) users_api_cancel(c->deps.api, j);
                 users_job_free(j);
         }
         mem_free(c);

@@ -1,5 +1,10 @@
+/* The daemon (daemon.h): the one module that includes every other. It owns
+ * the Config and swaps it whole on a good reload; the listeners read the
+ * current one through the callbacks below, never through Daemon. */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +38,66 @@
 #define SHUTDOWN_DRAIN_USEC (5 * USEC_PER_SEC)
 #define DRAIN_TICK_USEC (20 * USEC_PER_MSEC)
 
-bool daemon_dry_run(const Daemon *d) {
+struct Daemon {
+        sd_event *event;
+        DaemonOptions opts;
+        Config *config;          /* current; replaced whole on a good reload */
+        Store *store;
+        UsersApi *api;
+        Directory *directory;
+        Executor *executor;
+        Notify *notify;          /* the notification outbox's deliverer */
+        Metrics *metrics;
+        Webhook *webhook;        /* the webhook listener and its handler */
+        Status *status;          /* the read-only status listener */
+        Control *control;        /* the control socket */
+        StatusDeps status_deps;  /* what the status documents read (status listener, control) */
+        uint64_t started_usec;   /* CLOCK_REALTIME */
+        uint64_t started_mono_usec;
+        char *last_reload_error; /* NULL when the last reload succeeded */
+        bool stopping;
+        bool revoking;
+        uint64_t stop_deadline_usec; /* CLOCK_MONOTONIC: in-flight work may finish until then */
+        sd_event_source *watchdog_source;
+        sd_event_source *notify_source;
+};
+
+/* True if global dry-run applies (--dry-run or safety.dry_run). */
+static bool daemon_dry_run(const Daemon *d) {
         return d->opts.dry_run || (d->config && d->config->safety.dry_run);
+}
+
+/* The listeners' view of what a reload changes: read at each use, so the
+ * swap in daemon_reload() is the only place that changes it. */
+static const Config *current_config(void *userdata) {
+        const Daemon *d = userdata;
+
+        return d->config;
+}
+
+static bool current_dry_run(void *userdata) {
+        return daemon_dry_run(userdata);
+}
+
+static const char *current_reload_error(void *userdata) {
+        const Daemon *d = userdata;
+
+        return d->last_reload_error;
+}
+
+/* The control socket's requests that other listeners answer. */
+static int control_status_json(void *userdata, json_object **ret) {
+        Daemon *d = userdata;
+
+        return status_build_json(&d->status_deps, ret);
+}
+
+/* The webhook starts before the control socket and is freed after it. */
+static int control_explain(void *userdata, const char *source, const char *body, size_t len, char **ret_json,
+                           size_t *ret_len) {
+        Daemon *d = userdata;
+
+        return webhook_preview(d->webhook, source, body, len, ret_json, ret_len, /* ret_queued= */ NULL);
 }
 
 /* sinks: room for LIMIT_NOTIFY_SINKS, pointing into c (the store copies). */
@@ -393,13 +456,36 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
         }
         notify_set_config(d->notify, d->config);
         store_set_wakeups(d->store, on_store_queue, on_store_outbox, d);
+        d->status_deps = (StatusDeps) {
+                .store = d->store,
+                .api = d->api,
+                .directory = d->directory,
+                .notify = d->notify,
+                .metrics = d->metrics,
+                .started_usec = d->started_usec,
+                .started_mono_usec = d->started_mono_usec,
+                .config = current_config,
+                .dry_run = current_dry_run,
+                .last_reload_error = current_reload_error,
+                .userdata = d,
+        };
 
         fd = open_listener("webhook", &d->config->listen.webhook_addr, 0666);
         if (fd < 0) {
                 r = fd;
                 goto fail;
         }
-        r = webhook_new(d, fd, &d->webhook);
+        r = webhook_new(d->event,
+                        &(WebhookDeps) {
+                                .store = d->store,
+                                .directory = d->directory,
+                                .executor = d->executor,
+                                .metrics = d->metrics,
+                                .config = current_config,
+                                .dry_run = current_dry_run,
+                                .userdata = d,
+                        },
+                        fd, &d->webhook);
         if (r < 0) {
                 close(fd);
                 log_error_errno(r, "cannot start the webhook listener: %m");
@@ -411,7 +497,7 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
                         r = fd;
                         goto fail;
                 }
-                r = status_new(d, fd, &d->status);
+                r = status_new(d->event, &d->status_deps, fd, &d->status);
                 if (r < 0) {
                         close(fd);
                         log_error_errno(r, "cannot start the status listener: %m");
@@ -424,7 +510,19 @@ int daemon_new(const DaemonOptions *opts, Daemon **ret) {
                         r = fd;
                         goto fail;
                 }
-                r = control_new(d, fd, &d->control); /* takes fd always */
+                r = control_new(d->event,
+                                &(ControlDeps) {
+                                        .store = d->store,
+                                        .api = d->api,
+                                        .directory = d->directory,
+                                        .executor = d->executor,
+                                        .config = current_config,
+                                        .dry_run = current_dry_run,
+                                        .status_json = control_status_json,
+                                        .explain = control_explain,
+                                        .userdata = d,
+                                },
+                                fd, &d->control); /* takes fd always */
                 if (r < 0) {
                         log_error_errno(r, "cannot start the control listener: %m");
                         goto fail;

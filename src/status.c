@@ -1,3 +1,6 @@
+/* The read-only status listener and the documents it serves (status.h).
+ * It reads the daemon's modules only through StatusDeps: handles given at
+ * creation and callbacks for what a reload changes. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -9,7 +12,6 @@
 #include "alloc.h"
 #include "cleanup.h"
 #include "config.h"
-#include "daemon.h"
 #include "directory.h"
 #include "http_server.h"
 #include "log.h"
@@ -26,9 +28,13 @@
 #define PROMETHEUS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
 struct Status {
-        Daemon *daemon;
+        StatusDeps deps;
         HttpServer *server;
 };
+
+static const Config *config(const StatusDeps *d) {
+        return d->config(d->userdata);
+}
 
 /* --- documents ---------------------------------------------------------- */
 
@@ -72,22 +78,22 @@ static json_object *new_object(json_object *parent, const char *key) {
         return o;
 }
 
-static int build_config(Daemon *d, json_object *root) {
+static int build_config(const StatusDeps *d, json_object *root) {
         json_object *o = new_object(root, "config");
-        const Config *c = d->config;
+        const Config *c = config(d);
 
         if (!o)
                 return -ENOMEM;
         if (add_time_or_null(o, "loaded_at", c ? c->loaded_usec : 0) < 0 ||
             add_u64(o, "sources", c ? c->n_sources : 0) < 0 ||
             add_u64(o, "rules", c ? c->n_rules : 0) < 0 ||
-            add_string_or_null(o, "last_reload_error", d->last_reload_error) < 0 ||
+            add_string_or_null(o, "last_reload_error", d->last_reload_error(d->userdata)) < 0 ||
             add_string_or_null(o, "path", c ? c->path : NULL) < 0)
                 return -ENOMEM;
         return 0;
 }
 
-static int build_token(Daemon *d, json_object *root) {
+static int build_token(const StatusDeps *d, json_object *root) {
         json_object *o = new_object(root, "token");
         UsersApiTokenState t = {};
 
@@ -103,7 +109,7 @@ static int build_token(Daemon *d, json_object *root) {
         return 0;
 }
 
-static int build_directory(Daemon *d, json_object *root) {
+static int build_directory(const StatusDeps *d, json_object *root) {
         json_object *o = new_object(root, "directory");
         DirectoryStats st = {};
 
@@ -119,7 +125,7 @@ static int build_directory(Daemon *d, json_object *root) {
         return 0;
 }
 
-static int build_queue(Daemon *d, json_object *root) {
+static int build_queue(const StatusDeps *d, json_object *root) {
         json_object *o = new_object(root, "queue");
         StoreQueueCounts q = {};
         bool ok;
@@ -135,9 +141,9 @@ static int build_queue(Daemon *d, json_object *root) {
         return 0;
 }
 
-static int build_notify(Daemon *d, json_object *root) {
+static int build_notify(const StatusDeps *d, json_object *root) {
         json_object *o = new_object(root, "notify");
-        const Config *c = d->config;
+        const Config *c = config(d);
         uint64_t pending = 0, failed = 0;
         bool ok;
 
@@ -152,16 +158,16 @@ static int build_notify(Daemon *d, json_object *root) {
         return 0;
 }
 
-static int build_safety(Daemon *d, json_object *root) {
+static int build_safety(const StatusDeps *d, json_object *root) {
         json_object *o = new_object(root, "safety");
-        const Config *c = d->config;
+        const Config *c = config(d);
         uint64_t n = 0;
         bool ok;
 
         if (!o)
                 return -ENOMEM;
         ok = d->store && store_suspensions_in_window(d->store, &n) >= 0;
-        if (add(o, "dry_run", json_object_new_boolean(daemon_dry_run(d))) < 0 ||
+        if (add(o, "dry_run", json_object_new_boolean(d->dry_run(d->userdata))) < 0 ||
             (ok ? add_u64(o, "suspensions_in_window", n) : add_null(o, "suspensions_in_window")) < 0 ||
             add_u64(o, "max_suspensions", c ? c->safety.max_suspensions : 0) < 0 ||
             add_u64(o, "window_seconds", c ? c->safety.window_usec / USEC_PER_SEC : 0) < 0)
@@ -170,7 +176,7 @@ static int build_safety(Daemon *d, json_object *root) {
 }
 
 /* state: where the state lives and who shares it (interface.md 8.6). */
-static int build_state(Daemon *d, json_object *root) {
+static int build_state(const StatusDeps *d, json_object *root) {
         json_object *o = new_object(root, "state"), *db, *list;
         StoreInfo info = {};
         char **names = NULL;
@@ -197,7 +203,7 @@ static int build_state(Daemon *d, json_object *root) {
         return 0;
 }
 
-static int build_counters(Daemon *d, json_object *root) {
+static int build_counters(const StatusDeps *d, json_object *root) {
         static const char *const outcomes[] = {
                 "queued", "held", "dry_run", "cooldown", "protected", "unknown_user",
                 "ambiguous_user", "unresolved", "done", "failed", "cancelled",
@@ -219,7 +225,7 @@ static int build_counters(Daemon *d, json_object *root) {
         return 0;
 }
 
-int status_build_json(Daemon *d, json_object **ret) {
+int status_build_json(const StatusDeps *d, json_object **ret) {
         _cleanup_(json_object_putp) json_object *o = NULL;
         uint64_t now = now_usec(CLOCK_MONOTONIC);
         int r;
@@ -244,11 +250,11 @@ int status_build_json(Daemon *d, json_object **ret) {
         return 0;
 }
 
-bool status_ready(Daemon *d, char *reason, size_t reason_size) {
+bool status_ready(const StatusDeps *d, char *reason, size_t reason_size) {
         UsersApiTokenState t = {};
         const char *why = NULL;
 
-        if (!d->config)
+        if (!config(d))
                 why = "The configuration is not loaded.";
         else if (!d->store || !store_writable(d->store)) {
                 StoreInfo info = {};
@@ -269,7 +275,7 @@ bool status_ready(Daemon *d, char *reason, size_t reason_size) {
         return !why;
 }
 
-int status_render_metrics(Daemon *d, StrBuf *out) {
+int status_render_metrics(const StatusDeps *d, StrBuf *out) {
         StoreQueueCounts q = {};
         DirectoryStats st = {};
         UsersApiTokenState t = {};
@@ -346,7 +352,7 @@ int status_render_metrics(Daemon *d, StrBuf *out) {
 
 /* --- the listener ------------------------------------------------------- */
 
-static int respond_status(HttpServerRequest *req, Daemon *d) {
+static int respond_status(HttpServerRequest *req, const StatusDeps *d) {
         _cleanup_(json_object_putp) json_object *o = NULL;
         int r;
 
@@ -356,7 +362,7 @@ static int respond_status(HttpServerRequest *req, Daemon *d) {
         return http_server_respond_json(req, MHD_HTTP_OK, o);
 }
 
-static int respond_metrics(HttpServerRequest *req, Daemon *d) {
+static int respond_metrics(HttpServerRequest *req, const StatusDeps *d) {
         StrBuf b;
         int r;
 
@@ -374,7 +380,7 @@ static int respond_metrics(HttpServerRequest *req, Daemon *d) {
 
 static int on_headers(HttpServerRequest *req, void *userdata) {
         Status *s = userdata;
-        Daemon *d = s->daemon;
+        const StatusDeps *d = &s->deps;
         const char *method = http_server_request_method(req);
         const char *path = http_server_request_path(req);
         char reason[128];
@@ -415,17 +421,17 @@ Status *status_free(Status *s) {
         return NULL;
 }
 
-int status_new(Daemon *d, int listen_fd, Status **ret) {
+int status_new(sd_event *e, const StatusDeps *deps, int listen_fd, Status **ret) {
         Status *s;
         HttpServerOptions o;
         int r;
 
-        if (!d || !d->event || listen_fd < 0)
+        if (!e || !deps || !deps->config || !deps->dry_run || !deps->last_reload_error || listen_fd < 0)
                 return -EINVAL;
         s = mem_calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        s->daemon = d;
+        s->deps = *deps;
         o = (HttpServerOptions) {
                 .listen_fd = listen_fd,
                 .max_body_bytes = 0,
@@ -435,7 +441,7 @@ int status_new(Daemon *d, int listen_fd, Status **ret) {
                 .userdata = s,
                 .name = "status",
         };
-        r = http_server_new(d->event, &o, &s->server);
+        r = http_server_new(e, &o, &s->server);
         if (r < 0) {
                 mem_free(s);
                 return r;

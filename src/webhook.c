@@ -1,3 +1,6 @@
+/* The webhook listener: POST /hooks/{source} to a committed event (see
+ * webhook.h and docs/internals/webhook.md). It reads the daemon only
+ * through WebhookDeps. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,7 +14,6 @@
 #include "auth.h"
 #include "cleanup.h"
 #include "config.h"
-#include "daemon.h"
 #include "directory.h"
 #include "executor.h"
 #include "http_server.h"
@@ -39,7 +41,7 @@ typedef struct Limiter {
 typedef struct Pending Pending;
 
 struct Webhook {
-        Daemon *daemon;
+        WebhookDeps deps;
         HttpServer *server;
         Limiter *limiters;
         size_t n_limiters;
@@ -64,6 +66,10 @@ typedef struct WebhookRequest {
         char *source;
         Pending *pending;
 } WebhookRequest;
+
+static const Config *config(const Webhook *w) {
+        return w->deps.config(w->deps.userdata);
+}
 
 static void pending_unlink(Pending *p) {
         Webhook *w = p->webhook;
@@ -107,9 +113,11 @@ static const char *path_source_name(const char *path) {
 static const Source *request_source(Webhook *w, HttpServerRequest *req) {
         const char *name = path_source_name(http_server_request_path(req));
 
-        if (!name || !w->daemon->config)
+        const Config *c = config(w);
+
+        if (!name || !c)
                 return NULL;
-        return config_find_source(w->daemon->config, name);
+        return config_find_source(c, name);
 }
 
 static bool content_type_is_json(const char *v) {
@@ -240,7 +248,7 @@ static int on_headers(HttpServerRequest *req, void *userdata) {
                 return respond_error(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
                                      "The body must be application/json.");
 
-        http_server_request_set_body_limit(req, w->daemon->config->listen.max_body_bytes);
+        http_server_request_set_body_limit(req, config(w)->listen.max_body_bytes);
 
         wr = mem_calloc(1, sizeof(*wr));
         if (!wr)
@@ -428,7 +436,7 @@ static char *strdup_or_null(const char *s, bool *oom) {
 /* Settles the pre-status of one action on the loop (store.h contract). */
 static int action_from_hit(Webhook *w, const RuleHit *h, uint64_t now, uint64_t now_mono, bool preview,
                            StoreAction *a) {
-        Daemon *d = w->daemon;
+        const WebhookDeps *d = &w->deps;
         DirectoryResult lookup = DIRECTORY_PENDING;
         const char *uid = NULL;
         bool oom = false;
@@ -463,7 +471,7 @@ static int action_from_hit(Webhook *w, const RuleHit *h, uint64_t now, uint64_t 
         }
         /* Without a directory, or while it cannot tell (pending), the
          * email is resolved when the action executes. */
-        a->status = safety_pre_status(d->config, h->user, lookup, uid);
+        a->status = safety_pre_status(config(w), h->user, lookup, uid);
         if (uid) {
                 a->user_id = strdup_or_null(uid, &oom);
                 if (oom)
@@ -471,7 +479,7 @@ static int action_from_hit(Webhook *w, const RuleHit *h, uint64_t now, uint64_t 
         }
         if (a->status != ACTION_STATUS_QUEUED)
                 return 0;
-        a->dry_run = daemon_dry_run(d) || h->rule->dry_run;
+        a->dry_run = d->dry_run(d->userdata) || h->rule->dry_run;
         return 0;
 }
 
@@ -622,7 +630,7 @@ static void on_committed(Store *s, int r, const StoreEvent *ev, bool duplicate, 
                         if (ev->actions[i].status == ACTION_STATUS_QUEUED)
                                 queued = true;
                         if (w)
-                                metrics_action(w->daemon->metrics,
+                                metrics_action(w->deps.metrics,
                                                config_action_kind_to_string(ev->actions[i].action),
                                                store_action_status_to_string(ev->actions[i].status));
                 }
@@ -653,8 +661,8 @@ static void on_committed(Store *s, int r, const StoreEvent *ev, bool duplicate, 
                 }
         }
 
-        if (queued && w && w->daemon->executor)
-                executor_kick(w->daemon->executor);
+        if (queued && w && w->deps.executor)
+                executor_kick(w->deps.executor);
 }
 
 static void count_rule_matches(Webhook *w, const RuleHits *hits) {
@@ -665,7 +673,7 @@ static void count_rule_matches(Webhook *w, const RuleHits *hits) {
                 if (hits->hits[i].rule == last)
                         continue;
                 last = hits->hits[i].rule;
-                metrics_rule_match(w->daemon->metrics, last->name);
+                metrics_rule_match(w->deps.metrics, last->name);
         }
 }
 
@@ -688,7 +696,7 @@ static int event_from_body(Webhook *w, const Source *src, const char *body, size
         if (r < 0)
                 return -EINVAL;
 
-        r = rules_evaluate(w->daemon->config, src->name, event, &hits);
+        r = rules_evaluate(config(w), src->name, event, &hits);
         if (r < 0) {
                 if (r != -ENOMEM && r != -ENOBUFS)
                         log_warning_errno(r, "rules failed on an event from %s: %m", src->name);
@@ -707,6 +715,7 @@ int webhook_preview(Webhook *w, const char *source, const char *body, size_t len
                     size_t *ret_len, unsigned *ret_queued) {
         _cleanup_(strbuf_free) StrBuf b = { .max = LIMIT_WEBHOOK_RESPONSE_BYTES * 2 };
         StoreEvent *ev = NULL;
+        const Config *c;
         const Source *src;
         bool duplicate = false;
         unsigned queued = 0;
@@ -714,15 +723,16 @@ int webhook_preview(Webhook *w, const char *source, const char *body, size_t len
 
         if (!w || !source || !body || !ret_json)
                 return -EINVAL;
-        src = config_find_source(w->daemon->config, source);
+        c = config(w);
+        src = c ? config_find_source(c, source) : NULL;
         if (!src)
                 return -ENOENT;
-        if (len > w->daemon->config->listen.max_body_bytes)
+        if (len > c->listen.max_body_bytes)
                 return -EMSGSIZE;
         r = event_from_body(w, src, body, len, now_usec(CLOCK_REALTIME), now_usec(CLOCK_MONOTONIC), true, &ev);
         if (r < 0)
                 return r;
-        r = store_preview_event(w->daemon->store, ev, &duplicate);
+        r = store_preview_event(w->deps.store, ev, &duplicate);
         if (r < 0) {
                 store_event_free(ev);
                 return r;
@@ -746,7 +756,7 @@ int webhook_preview(Webhook *w, const char *source, const char *body, size_t len
 static int on_request(HttpServerRequest *req, void *userdata) {
         Webhook *w = userdata;
         WebhookRequest *wr = http_server_request_get_context(req);
-        Daemon *d = w->daemon;
+        const Config *c = config(w);
         StoreEvent *ev = NULL;
         const Source *src;
         const char *body;
@@ -763,7 +773,7 @@ static int on_request(HttpServerRequest *req, void *userdata) {
                                      "The server is shutting down.");
 
         /* Looked up again: a reload may have happened while reading. */
-        src = config_find_source(d->config, wr->source);
+        src = c ? config_find_source(c, wr->source) : NULL;
         if (!src)
                 return respond_error(req, MHD_HTTP_NOT_FOUND, "not_found", "No such webhook source.");
 
@@ -815,7 +825,7 @@ static int on_request(HttpServerRequest *req, void *userdata) {
          * so the connection is suspended after a successful hand-off. */
         p->webhook = w;
         p->req = req;
-        r = store_submit_event(d->store, ev, on_committed, p);
+        r = store_submit_event(w->deps.store, ev, on_committed, p);
         if (r < 0) {
                 /* The store took ev and freed it. */
                 bool shutdown = r == -ESHUTDOWN;
@@ -843,14 +853,14 @@ static void on_complete(HttpServerRequest *req, void *userdata) {
         const Source *src;
         unsigned status = http_server_request_status(req);
 
-        if (status == 0 || !w->daemon->metrics)
+        if (status == 0 || !w->deps.metrics)
                 return;
         src = request_source(w, req);
-        metrics_webhook(w->daemon->metrics, src ? src->name : "unknown", (int) status);
+        metrics_webhook(w->deps.metrics, src ? src->name : "unknown", (int) status);
 }
 
 static int limiters_build(Webhook *w, Limiter **ret, size_t *ret_n) {
-        const Config *c = w->daemon->config;
+        const Config *c = config(w);
         Limiter *l;
         uint64_t now = now_usec(CLOCK_MONOTONIC);
         size_t n = 0;
@@ -893,7 +903,7 @@ int webhook_reconfigure(Webhook *w) {
         limiters_free(w->limiters, w->n_limiters);
         w->limiters = l;
         w->n_limiters = n;
-        http_server_set_max_body(w->server, w->daemon->config->listen.max_body_bytes);
+        http_server_set_max_body(w->server, config(w)->listen.max_body_bytes);
         return 0;
 }
 
@@ -914,20 +924,22 @@ Webhook *webhook_free(Webhook *w) {
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(Webhook *, webhook_free, webhook_freep)
 
-int webhook_new(Daemon *d, int listen_fd, Webhook **ret) {
+int webhook_new(sd_event *e, const WebhookDeps *deps, int listen_fd, Webhook **ret) {
         _cleanup_(webhook_freep) Webhook *w = NULL;
         const Config *c;
         HttpServerOptions o;
         int r;
 
-        if (!d || !d->config || !d->event || listen_fd < 0)
+        if (!e || !deps || !deps->config || !deps->dry_run || listen_fd < 0)
                 return -EINVAL;
-        c = d->config;
+        c = deps->config(deps->userdata);
+        if (!c)
+                return -EINVAL;
 
         w = mem_calloc(1, sizeof(*w));
         if (!w)
                 return -ENOMEM;
-        w->daemon = d;
+        w->deps = *deps;
 
         r = limiters_build(w, &w->limiters, &w->n_limiters);
         if (r < 0)
@@ -948,7 +960,7 @@ int webhook_new(Daemon *d, int listen_fd, Webhook **ret) {
                 .raw_path = true,
                 .name = "webhook",
         };
-        r = http_server_new(d->event, &o, &w->server);
+        r = http_server_new(e, &o, &w->server);
         if (r < 0)
                 return r;
 

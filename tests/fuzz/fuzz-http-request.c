@@ -29,7 +29,6 @@
 #include "alloc.h"
 #include "auth.h"
 #include "config.h"
-#include "daemon.h"
 #include "directory.h"
 #include "executor.h"
 #include "fuzz.h"
@@ -55,9 +54,6 @@ DirectoryResult directory_peek(Directory *d, const char *email, const char **ret
 void executor_kick(Executor *x) {
 }
 
-bool daemon_dry_run(const Daemon *d) {
-        return d->opts.dry_run || (d->config && d->config->safety.dry_run);
-}
 
 static const char config_text[] =
         "listen:\n"
@@ -116,27 +112,59 @@ static const char config_text[] =
         "    user: \"${user}\"\n"
         "    dry_run: true\n";
 
-static Daemon daemon_;
+static sd_event *event;
+static Config *config;
+static Metrics *metrics;
+static Store *store;
+static Webhook *webhook;
 static char socket_path[4200], store_path[4200];
 static unsigned n_inputs;
 
-static void open_store(void) {
+static const Config *current_config(void *userdata) {
+        return config;
+}
+
+static bool config_dry_run(void *userdata) {
+        return config->safety.dry_run;
+}
+
+/* A fresh database, and a webhook on it (the webhook keeps its store). */
+static void open_store_and_webhook(void) {
         StoreOptions o = {
-                .max_suspensions = daemon_.config->safety.max_suspensions,
-                .window_usec = daemon_.config->safety.window_usec,
+                .max_suspensions = config->safety.max_suspensions,
+                .window_usec = config->safety.window_usec,
                 .dedup_window_usec = 24 * 3600 * USEC_PER_SEC,
         };
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd;
 
+        webhook = webhook_free(webhook);
+        store = store_close(store);
         (void) unlink(store_path);
-        if (store_open(store_path, daemon_.event, &o, &daemon_.store) < 0)
+        if (store_open(store_path, event, &o, &store) < 0)
+                abort();
+
+        if (strlen(socket_path) >= sizeof(sa.sun_path))
+                abort();
+        strcpy(sa.sun_path, socket_path);
+        (void) unlink(socket_path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 16) < 0)
+                abort();
+        if (webhook_new(event,
+                        &(WebhookDeps) {
+                                .store = store,
+                                .metrics = metrics,
+                                .config = current_config,
+                                .dry_run = config_dry_run,
+                        },
+                        fd, &webhook) < 0)
                 abort();
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
         ConfigProblems problems = {};
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
         char path[4200];
-        int fd;
 
         fuzz_quiet_logs();
         fuzz_path(path, sizeof(path), "hmac");
@@ -149,29 +177,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         fuzz_write_file(path, "secret\n", 7);
         fuzz_path(path, sizeof(path), "remedyd.yaml");
         fuzz_write_file(path, config_text, strlen(config_text));
-        if (config_load(path, 0, &daemon_.config, &problems) < 0) {
+        if (config_load(path, 0, &config, &problems) < 0) {
                 for (size_t i = 0; i < problems.n; i++)
                         fprintf(stderr, "%s\n", problems.lines[i]);
                 abort();
         }
         fuzz_path(store_path, sizeof(store_path), "state.db");
 
-        if (sd_event_new(&daemon_.event) < 0)
+        if (sd_event_new(&event) < 0)
                 abort();
-        daemon_.metrics = metrics_new();
-        if (!daemon_.metrics)
+        metrics = metrics_new();
+        if (!metrics)
                 abort();
-        open_store();
-
         fuzz_path(socket_path, sizeof(socket_path), "webhook.sock");
-        if (strlen(socket_path) >= sizeof(sa.sun_path))
-                abort();
-        strcpy(sa.sun_path, socket_path);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 16) < 0)
-                abort();
-        if (webhook_new(&daemon_, fd, &daemon_.webhook) < 0)
-                abort();
+        open_store_and_webhook();
         return 0;
 }
 
@@ -232,12 +251,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         char *buf;
         int fd;
 
-        if (!daemon_.webhook)
+        if (!webhook)
                 LLVMFuzzerInitialize(NULL, NULL);
-        if (++n_inputs % STORE_RECYCLE_EVERY == 0) {
-                daemon_.store = store_close(daemon_.store);
-                open_store();
-        }
+        if (++n_inputs % STORE_RECYCLE_EVERY == 0)
+                open_store_and_webhook();
 
         /* FUZZ_HTTP_EARLY_SHUTDOWN=1 half-closes right after sending:
          * the reproducer of the edge-triggered stall described above. */
@@ -260,7 +277,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         else if (k < 0 && errno != EAGAIN && errno != EINTR)
                                 sent = n;       /* the server closed early: fine */
                 }
-                k = sd_event_run(daemon_.event, 1000);
+                k = sd_event_run(event, 1000);
                 if (k < 0)
                         abort();
                 /* Half-close only once the server has taken in what was
@@ -292,7 +309,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         close(fd);
         /* Let MHD see the close and free the connection before the next input. */
-        for (unsigned i = 0; i < 4 && sd_event_run(daemon_.event, 0) > 0; i++)
+        for (unsigned i = 0; i < 4 && sd_event_run(event, 0) > 0; i++)
                 ;
         mem_free(buf);
         return 0;
