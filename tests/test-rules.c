@@ -282,37 +282,35 @@ TEST(composition) {
 }
 
 TEST(compile_problems) {
-        ASSERT_NULL(compile("{field: a, equals: 1, in: [1]}"));
-        ASSERT_STREQ(problem_text, "1:23: a condition takes exactly one operator, got 'equals' and 'in'");
-        ASSERT_NULL(compile("{field: a, sw: x}"));
-        ASSERT_STREQ(problem_text, "1:12: unknown condition operator 'sw' (one of equals, not_equals, in, not_in, "
-                                   "contains, starts_with, ends_with, matches, exists, gt, gte, lt, lte)");
-        ASSERT_NULL(compile("{field: a, lt: x}"));
-        ASSERT_STREQ(problem_text, "1:16: 'lt' takes a number, not 'x'");
-        ASSERT_NULL(compile("{field: a, in: x}"));
-        ASSERT_STREQ(problem_text, "1:16: 'in' takes a list of values");
-        ASSERT_NULL(compile("{field: a, equals: [x]}"));
-        ASSERT_STREQ(problem_text, "1:20: equals must be a scalar");
-        ASSERT_NULL(compile("{field: a, exists: maybe}"));
-        ASSERT_STREQ(problem_text, "1:20: 'exists' takes true or false, not 'maybe'");
-        ASSERT_NULL(compile("{field: \"a..b\", exists: true}"));
-        ASSERT_STREQ(problem_text, "1:9: invalid field path 'a..b'");
-        ASSERT_NULL(compile("{equals: 1}"));
-        ASSERT_STREQ(problem_text, "1:1: condition has no 'field'");
-        ASSERT_NULL(compile("{all: []}"));
-        ASSERT_STREQ(problem_text, "1:7: 'all' needs at least one condition");
-        ASSERT_NULL(compile("{any: {field: a, exists: true}}"));
-        ASSERT_STREQ(problem_text, "1:7: 'any' takes a list of conditions");
-        ASSERT_NULL(compile("{field: a, matches: \"[z-a]\"}"));
-        ASSERT_STREQ(problem_text, "1:21: invalid regular expression '[z-a]': Invalid range end");
-        /* fuzz-rules-yaml/oom-stacked-plus-regex: regcomp() doubles a
-         * subexpression for every stacked '+'; 97 of them took all memory */
-        ASSERT_NULL(compile("{field: a, matches: \"a++++++++++++++++\"}"));
-        ASSERT_STREQ(problem_text, "1:21: regular expression 'a++++++++++++++++' stacks repetition operators (such "
-                                   "as 'a*+' or 'a{2}{3}'), which POSIX leaves undefined; group instead: '(a*)+'");
-        ASSERT_NULL(compile("{field: a, matches: \"x{,3000}\"}"));
-        ASSERT_STREQ(problem_text, "1:21: regular expression 'x{,3000}' is too complex: compiling it would take about "
-                                   "86 MiB, more than 16 MiB (nested, stacked or optional repetitions multiply)");
+        static const struct {
+                const char *yaml, *problem;
+        } cases[] = {
+                { "{field: a, equals: 1, in: [1]}", "1:23: a condition takes exactly one operator, got 'equals' and 'in'" },
+                { "{field: a, sw: x}", "1:12: unknown condition operator 'sw' (one of equals, not_equals, in, not_in, "
+                                       "contains, starts_with, ends_with, matches, exists, gt, gte, lt, lte)" },
+                { "{field: a, lt: x}", "1:16: 'lt' takes a number, not 'x'" },
+                { "{field: a, in: x}", "1:16: 'in' takes a list of values" },
+                { "{field: a, equals: [x]}", "1:20: equals must be a scalar" },
+                { "{field: a, exists: maybe}", "1:20: 'exists' takes true or false, not 'maybe'" },
+                { "{field: \"a..b\", exists: true}", "1:9: invalid field path 'a..b'" },
+                { "{equals: 1}", "1:1: condition has no 'field'" },
+                { "{all: []}", "1:7: 'all' needs at least one condition" },
+                { "{any: {field: a, exists: true}}", "1:7: 'any' takes a list of conditions" },
+                { "{field: a, matches: \"[z-a]\"}", "1:21: invalid regular expression '[z-a]': Invalid range end" },
+                /* fuzz-rules-yaml/oom-stacked-plus-regex: regcomp() doubles a
+                 * subexpression for every stacked '+'; 97 of them took all memory */
+                { "{field: a, matches: \"a++++++++++++++++\"}",
+                  "1:21: regular expression 'a++++++++++++++++' stacks repetition operators (such "
+                  "as 'a*+' or 'a{2}{3}'), which POSIX leaves undefined; group instead: '(a*)+'" },
+                { "{field: a, matches: \"x{,3000}\"}",
+                  "1:21: regular expression 'x{,3000}' is too complex: compiling it would take about "
+                  "86 MiB, more than 16 MiB (nested, stacked or optional repetitions multiply)" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                ASSERT_NULL(compile(cases[i].yaml));
+                ASSERT_STREQ(problem_text, cases[i].problem);
+        }
         ASSERT_NULL(compile("{field: a, matches: \"((a{100}){100}){8}\"}"));
         ASSERT_CONTAINS(problem_text, "is too complex");
 }
@@ -796,8 +794,6 @@ static void write_tmp(const char *name, const char *text, char **ret_path) {
 
 TEST(ctl_explain) {
         _cleanup_free_ char *conf = NULL, *hit = NULL, *miss = NULL, *bad = NULL, *broken = NULL;
-        char *out = NULL, *err = NULL;
-        char *argv[6];
 
         /* secret files do not exist: explain must not need them */
         write_tmp("explain.yaml",
@@ -812,49 +808,41 @@ TEST(ctl_explain) {
         write_tmp("bad.json", "[1, 2]", &bad);
         write_tmp("broken.yaml", "onepassword: {\n", &broken);
 
-        argv[0] = (char *) "explain";
-        argv[1] = (char *) "--source";
-        argv[2] = (char *) "splunk";
-        argv[3] = hit;
-        ASSERT_EQ(run_explain(conf, argv, 4, &out, &err), 0);
-        ASSERT_STREQ(out, "rule r: match: suspend: would act on user alice@example.com\n" NOT_KNOWN_OFFLINE
-                          "1 action would be taken\n");
-        ASSERT_STREQ(err, "");
-        mem_free(out);
-        mem_free(err);
+        struct {
+                const char *config;
+                int argc;
+                char *argv[4];
+                int status;
+                const char *out, *err;  /* the whole text; NULL: not checked */
+                const char *err_has[2]; /* parts of the error text */
+        } cases[] = {
+                { conf, 4, { "explain", "--source", "splunk", hit }, 0,
+                  .out = "rule r: match: suspend: would act on user alice@example.com\n" NOT_KNOWN_OFFLINE
+                         "1 action would be taken\n",
+                  .err = "" },
+                { conf, 4, { "explain", "--source", "splunk", miss }, 1,
+                  .out = "rule r: no match: level gte 5 failed: value \"2\"\nno action would be taken\n" },
+                { conf, 4, { "explain", "--source", "splunk", bad }, 2, .err_has = { "bad.json is not a JSON object" } },
+                { conf, 4, { "explain", "--source", "okta", hit }, 2,
+                  .err_has = { "no source 'okta' in ", "(sources: splunk)" } },
+                { conf, 2, { "explain", hit }, 2, .err_has = { "Usage: remedyctl explain --source NAME FILE.json" } },
+                { broken, 3, { "explain", "--source=splunk", hit }, 2,
+                  .err_has = { "broken.yaml:2:1: YAML syntax error: " } },
+        };
 
-        argv[3] = miss;
-        ASSERT_EQ(run_explain(conf, argv, 4, &out, &err), 1);
-        ASSERT_STREQ(out, "rule r: no match: level gte 5 failed: value \"2\"\nno action would be taken\n");
-        mem_free(out);
-        mem_free(err);
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *out = NULL, *err = NULL;
 
-        argv[3] = bad;
-        ASSERT_EQ(run_explain(conf, argv, 4, &out, &err), 2);
-        ASSERT_CONTAINS(err, "bad.json is not a JSON object");
-        mem_free(out);
-        mem_free(err);
-
-        argv[2] = (char *) "okta";
-        argv[3] = hit;
-        ASSERT_EQ(run_explain(conf, argv, 4, &out, &err), 2);
-        ASSERT_CONTAINS(err, "no source 'okta' in ");
-        ASSERT_CONTAINS(err, "(sources: splunk)");
-        mem_free(out);
-        mem_free(err);
-
-        argv[1] = hit;
-        ASSERT_EQ(run_explain(conf, argv, 2, &out, &err), 2);
-        ASSERT_CONTAINS(err, "Usage: remedyctl explain --source NAME FILE.json");
-        mem_free(out);
-        mem_free(err);
-
-        argv[1] = (char *) "--source=splunk";
-        argv[2] = hit;
-        ASSERT_EQ(run_explain(broken, argv, 3, &out, &err), 2);
-        ASSERT_CONTAINS(err, "broken.yaml:2:1: YAML syntax error: ");
-        mem_free(out);
-        mem_free(err);
+                ASSERT_EQ(run_explain(cases[i].config, cases[i].argv, cases[i].argc, &out, &err), cases[i].status);
+                if (cases[i].out)
+                        ASSERT_STREQ(out, cases[i].out);
+                if (cases[i].err)
+                        ASSERT_STREQ(err, cases[i].err);
+                for (size_t k = 0; k < ELEMENTSOF(cases[i].err_has) && cases[i].err_has[k]; k++)
+                        ASSERT_CONTAINS(err, cases[i].err_has[k]);
+                mem_free(out);
+                mem_free(err);
+        }
 
         unlink(conf);
         unlink(hit);
