@@ -172,6 +172,19 @@ static Store *open_store(sd_event *e, unsigned cap, uint64_t window) {
         return open_store_as(e, cap, window, NULL, 0, NULL, 0);
 }
 
+/* The start of most tests: a fresh database (new_db_path()), a new loop in
+ * *ret_e, and a store on both with a window of an hour. */
+static Store *fresh_store_as(sd_event **ret_e, unsigned cap, const char *instance, uint64_t lease,
+                             const StoreNotifySink *sinks, size_t n_sinks) {
+        new_db_path();
+        ASSERT_OK(sd_event_new(ret_e));
+        return open_store_as(*ret_e, cap, HOUR, instance, lease, sinks, n_sinks);
+}
+
+static Store *fresh_store(sd_event **ret_e, unsigned cap) {
+        return fresh_store_as(ret_e, cap, NULL, 0, NULL, 0);
+}
+
 /* Submits one event with one action and waits for its commit. */
 static void submit1(sd_event *e, Store *s, const char *dedup, ActSpec spec, Result *res) {
         StoreEvent *ev = ev_new("splunk", dedup);
@@ -183,9 +196,17 @@ static void submit1(sd_event *e, Store *s, const char *dedup, ActSpec spec, Resu
         ASSERT_OK(res->r);
 }
 
-static void wait_done(sd_event *e, int r, Result *res) {
+/* Waits for the on_done callback of a call that returned r (asserted
+ * to be >= 0); returns what the callback got, and clears *res for the
+ * next call. */
+static int wait_done(sd_event *e, int r, Result *res) {
+        int got;
+
         ASSERT_OK(r);
         wait_for(e, &res->calls, 1);
+        got = res->r;
+        *res = (Result) {};
+        return got;
 }
 
 static ActionStatus status_of(Store *s, const char *id) {
@@ -208,9 +229,7 @@ TEST(commit_and_read) {
         Store *s;
         StoreEvent *ev;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 0, HOUR);
+        s = fresh_store(&e, 0);
 
         ev = ev_new("splunk", "id:1");
         ev_add(ev, (ActSpec) { "r1", ACTION_SUSPEND, "Alice@Example.com", NULL, ACTION_STATUS_QUEUED });
@@ -276,9 +295,7 @@ TEST(dedup) {
         StoreEvent *ev;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 0, HOUR);
+        s = fresh_store(&e, 0);
 
         submit1(e, s, "id:abc", (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &r1);
         ASSERT_FALSE(r1.duplicate);
@@ -335,9 +352,7 @@ TEST(cooldown_and_dry_run) {
         Result r = {};
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 0, HOUR);
+        s = fresh_store(&e, 0);
 
         submit1(e, s, NULL, (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED, HOUR }, &r);
         ASSERT_EQ(r.status[0], ACTION_STATUS_QUEUED);
@@ -385,9 +400,7 @@ TEST(cap) {
         StoreEvent *ev;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 3, HOUR);
+        s = fresh_store(&e, 3);
 
         /* one earlier commit, then five in one batch across rules */
         submit1(e, s, NULL, (ActSpec) { "r0", ACTION_SUSPEND, "u0@example.com", NULL, ACTION_STATUS_QUEUED }, &r);
@@ -480,9 +493,7 @@ TEST(preview) {
         uint64_t n = 0;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 2, HOUR);
+        s = fresh_store(&e, 2);
         submit1(e, s, "id:1", (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED, HOUR },
                 &first);
         ASSERT_OK(store_queue_counts(s, &before));
@@ -536,9 +547,7 @@ TEST(release_and_cancel) {
         size_t n = 0;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 1, HOUR);
+        s = fresh_store(&e, 1);
         submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &a);
         submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "b@example.com", NULL, ACTION_STATUS_QUEUED }, &b);
         submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "c@example.com", NULL, ACTION_STATUS_QUEUED }, &c);
@@ -546,29 +555,19 @@ TEST(release_and_cancel) {
         ASSERT_EQ(b.status[0], ACTION_STATUS_HELD);
         ASSERT_EQ(c.status[0], ACTION_STATUS_HELD);
 
-        wait_done(e, store_release_action(s, b.ids[0], "operator alice", on_done, &r), &r);
-        ASSERT_OK(r.r);
+        ASSERT_OK(wait_done(e, store_release_action(s, b.ids[0], "operator alice", on_done, &r), &r));
         ASSERT_EQ(status_of(s, b.ids[0]), ACTION_STATUS_QUEUED);
-        r = (Result) {};
-        wait_done(e, store_cancel_action(s, c.ids[0], "false positive", on_done, &r), &r);
-        ASSERT_OK(r.r);
+        ASSERT_OK(wait_done(e, store_cancel_action(s, c.ids[0], "false positive", on_done, &r), &r));
         ASSERT_EQ(status_of(s, c.ids[0]), ACTION_STATUS_CANCELLED);
 
         /* wrong state and unknown id */
-        r = (Result) {};
-        wait_done(e, store_release_action(s, a.ids[0], NULL, on_done, &r), &r);
-        ASSERT_EQ(r.r, -EBUSY);
-        r = (Result) {};
-        wait_done(e, store_release_action(s, c.ids[0], NULL, on_done, &r), &r);
-        ASSERT_EQ(r.r, -EBUSY);
-        r = (Result) {};
-        wait_done(e, store_cancel_action(s, "00000000000000000000000000000000", NULL, on_done, &r), &r);
-        ASSERT_EQ(r.r, -ENOENT);
+        ASSERT_EQ(wait_done(e, store_release_action(s, a.ids[0], NULL, on_done, &r), &r), -EBUSY);
+        ASSERT_EQ(wait_done(e, store_release_action(s, c.ids[0], NULL, on_done, &r), &r), -EBUSY);
+        ASSERT_EQ(wait_done(e, store_cancel_action(s, "00000000000000000000000000000000", NULL, on_done, &r), &r),
+                  -ENOENT);
         ASSERT_ERR(store_cancel_action(s, "", NULL, on_done, &r), EINVAL);
         /* a queued one can be cancelled too */
-        r = (Result) {};
-        wait_done(e, store_cancel_action(s, a.ids[0], NULL, on_done, &r), &r);
-        ASSERT_OK(r.r);
+        ASSERT_OK(wait_done(e, store_cancel_action(s, a.ids[0], NULL, on_done, &r), &r));
 
         ASSERT_OK(store_queue_counts(s, &q));
         ASSERT_EQ(q.queued, 1u);
@@ -596,9 +595,7 @@ TEST(lifecycle) {
         uint64_t now;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 0, HOUR);
+        s = fresh_store(&e, 0);
         submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &a);
         submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "b@example.com", NULL, ACTION_STATUS_QUEUED }, &b);
 
@@ -612,19 +609,14 @@ TEST(lifecycle) {
         ASSERT_EQ(status_of(s, a.ids[0]), ACTION_STATUS_RUNNING);
 
         /* late resolution, then done */
-        wait_done(e, store_set_user_id(s, a.ids[0], uid, on_done, &r), &r);
-        ASSERT_OK(r.r);
-        r = (Result) {};
-        wait_done(e, store_finish_action(s, a.ids[0], true, NULL, NULL, NULL, on_done, &r), &r);
-        ASSERT_OK(r.r);
+        ASSERT_OK(wait_done(e, store_set_user_id(s, a.ids[0], uid, on_done, &r), &r));
+        ASSERT_OK(wait_done(e, store_finish_action(s, a.ids[0], true, NULL, NULL, NULL, on_done, &r), &r));
         ASSERT_OK(store_get_action(s, a.ids[0], &x));
         ASSERT_EQ(x->status, ACTION_STATUS_DONE);
         ASSERT_STREQ(x->user_id, uid);
         store_actions_free(x, 1);
         /* done is final */
-        r = (Result) {};
-        wait_done(e, store_finish_action(s, a.ids[0], true, NULL, NULL, NULL, on_done, &r), &r);
-        ASSERT_EQ(r.r, -EBUSY);
+        ASSERT_EQ(wait_done(e, store_finish_action(s, a.ids[0], true, NULL, NULL, NULL, on_done, &r), &r), -EBUSY);
 
         /* b: claim, transient failure -> retry later, then permanent failure */
         c = (Claimed) {};
@@ -633,9 +625,7 @@ TEST(lifecycle) {
         ASSERT_EQ(c.n, 1u);
         ASSERT_EQ(c.next_due, USEC_INFINITY);
         now = now_usec(CLOCK_REALTIME);
-        r = (Result) {};
-        wait_done(e, store_retry_action(s, b.ids[0], now + HOUR, "HTTP 503", on_done, &r), &r);
-        ASSERT_OK(r.r);
+        ASSERT_OK(wait_done(e, store_retry_action(s, b.ids[0], now + HOUR, "HTTP 503", on_done, &r), &r));
         ASSERT_OK(store_get_action(s, b.ids[0], &x));
         ASSERT_EQ(x->status, ACTION_STATUS_QUEUED);
         ASSERT_EQ(x->attempts, 1u);
@@ -650,9 +640,8 @@ TEST(lifecycle) {
         ASSERT_OK(store_claim_due(s, now + 2 * HOUR, 8, on_claim, &c));
         wait_for(e, &c.calls, 1);
         ASSERT_EQ(c.n, 1u);
-        r = (Result) {};
-        wait_done(e, store_finish_action(s, b.ids[0], false, "7", "no_owner_remain", "HTTP 403", on_done, &r), &r);
-        ASSERT_OK(r.r);
+        ASSERT_OK(wait_done(e, store_finish_action(s, b.ids[0], false, "7", "no_owner_remain", "HTTP 403", on_done, &r),
+                            &r));
         ASSERT_OK(store_get_action(s, b.ids[0], &x));
         ASSERT_EQ(x->status, ACTION_STATUS_FAILED);
         ASSERT_STREQ(x->api_code, "7");
@@ -677,10 +666,9 @@ TEST(lifecycle) {
 
         /* execution-time resolution */
         submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "zz@example.com", NULL, ACTION_STATUS_QUEUED }, &a);
-        r = (Result) {};
         ASSERT_ERR(store_resolve_action(s, a.ids[0], ACTION_STATUS_DONE, NULL, on_done, &r), EINVAL);
-        wait_done(e, store_resolve_action(s, a.ids[0], ACTION_STATUS_UNKNOWN_USER, "no such user", on_done, &r), &r);
-        ASSERT_OK(r.r);
+        ASSERT_OK(wait_done(e, store_resolve_action(s, a.ids[0], ACTION_STATUS_UNKNOWN_USER, "no such user", on_done,
+                                                    &r), &r));
         ASSERT_EQ(status_of(s, a.ids[0]), ACTION_STATUS_UNKNOWN_USER);
         store_close(s);
 }
@@ -694,9 +682,7 @@ TEST(crash_recovery) {
         size_t n = 0;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 0, HOUR);
+        s = fresh_store(&e, 0);
         submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &a);
         ASSERT_OK(store_claim_due(s, 0, 8, on_claim, &c));
         wait_for(e, &c.calls, 1);
@@ -758,9 +744,7 @@ TEST(schema_v1_migration) {
         size_t n = 0;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 0, HOUR);
+        s = fresh_store(&e, 0);
         submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &a);
         store_close(s);
         /* What version 1 left behind. */
@@ -803,9 +787,7 @@ TEST(dedup_after_restart) {
         StoreEvent *ev;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 0, HOUR);
+        s = fresh_store(&e, 0);
         submit1(e, s, "id:k1", (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &r1);
         ev = ev_new("splunk", "id:old");
         ev->received_usec -= 25 * HOUR;
@@ -857,17 +839,14 @@ TEST(timed_reactivation) {
         Store *s;
         char re1[33];
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 0, HOUR);
+        s = fresh_store(&e, 0);
 
         t0 = now_usec(CLOCK_REALTIME);
         submit1(e, s, NULL,
                 (ActSpec) { "travel", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED, 0, 4 * HOUR }, &a);
         claim_all(e, s, 0, &c);
         ASSERT_EQ(c.n, 1u);
-        wait_done(e, store_finish_action(s, a.ids[0], true, NULL, NULL, NULL, on_done, &r), &r);
-        ASSERT_OK(r.r);
+        ASSERT_OK(wait_done(e, store_finish_action(s, a.ids[0], true, NULL, NULL, NULL, on_done, &r), &r));
 
         /* a queued reactivation with parent_id, due in 4h */
         ASSERT_OK(store_list_actions(s, ACTION_STATUS_QUEUED, 0, &list, &n));
@@ -897,9 +876,7 @@ TEST(timed_reactivation) {
         claim_all(e, s, 0, &c);
         ASSERT_EQ(c.n, 2u);
         for (size_t i = 0; i < c.n; i++) {
-                r = (Result) {};
-                wait_done(e, store_finish_action(s, c.ids[i], true, NULL, NULL, NULL, on_done, &r), &r);
-                ASSERT_OK(r.r);
+                ASSERT_OK(wait_done(e, store_finish_action(s, c.ids[i], true, NULL, NULL, NULL, on_done, &r), &r));
         }
         ASSERT_OK(store_list_actions(s, ACTION_STATUS_QUEUED, 0, &list, &n));
         ASSERT_EQ(n, 0u);
@@ -910,7 +887,6 @@ TEST(timed_reactivation) {
                 (ActSpec) { "t", ACTION_SUSPEND, "z@example.com", NULL, ACTION_STATUS_QUEUED, 0, 4 * HOUR }, &a);
         claim_all(e, s, 0, &c);
         ASSERT_EQ(c.n, 1u);
-        r = (Result) {};
         wait_done(e, store_finish_action(s, a.ids[0], true, NULL, NULL, NULL, on_done, &r), &r);
         claim_all(e, s, now_usec(CLOCK_REALTIME) + 5 * HOUR, &c);
         ASSERT_EQ(c.n, 1u);
@@ -925,14 +901,11 @@ TEST(failing_commit) {
         StoreQueueCounts q;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 0, HOUR);
+        s = fresh_store(&e, 0);
         submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &ok);
 
         /* the database may not grow any more: a full disk */
-        wait_done(e, store_debug_set_max_pages(s, 1, on_done, &r), &r);
-        ASSERT_OK(r.r);
+        ASSERT_OK(wait_done(e, store_debug_set_max_pages(s, 1, on_done, &r), &r));
         for (unsigned i = 0; i < 20; i++) {
                 StoreEvent *ev = ev_new("splunk", NULL);
                 mem_free(ev->body);
@@ -953,7 +926,6 @@ TEST(failing_commit) {
         ASSERT_EQ(st.last_error, ENOSPC);
 
         /* space returns: service resumes, nothing accepted earlier is lost */
-        r = (Result) {};
         wait_done(e, store_debug_set_max_pages(s, 0, on_done, &r), &r);
         submit1(e, s, NULL, (ActSpec) { "r", ACTION_SUSPEND, "c@example.com", NULL, ACTION_STATUS_QUEUED }, &r);
         ASSERT_TRUE(store_writable(s));
@@ -1023,9 +995,7 @@ static void run_bench(unsigned total, unsigned concurrency, bool print) {
         StoreStats st;
         uint64_t t0, t1;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        b.s = open_store(e, 0, HOUR);
+        b.s = fresh_store(&e, 0);
         t0 = now_usec(CLOCK_MONOTONIC);
         for (unsigned i = 0; i < concurrency && i < total; i++)
                 bench_submit_one(&b);
@@ -1051,9 +1021,7 @@ TEST(group_commit) {
         StoreStats st;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 0, HOUR);
+        s = fresh_store(&e, 0);
         for (unsigned i = 0; i < 10000; i++) {
                 StoreEvent *ev = ev_new("splunk", NULL);
                 ev_add(ev, (ActSpec) { "r", ACTION_NOTIFY, "a@example.com", NULL, ACTION_STATUS_QUEUED });
@@ -1118,9 +1086,7 @@ TEST(early_commit) {
         StoreStats st;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 0, HOUR);
+        s = fresh_store(&e, 0);
         /* one commit through the loop, then wait for the writer to idle */
         submit1(e, s, NULL, (ActSpec) { "r", ACTION_NOTIFY, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &first);
         for (store_stats(s, &st); !st.writer_idle; store_stats(s, &st)) {
@@ -1158,9 +1124,7 @@ TEST(close_commits_pending) {
         StoreEvent *ev;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 0, HOUR);
+        s = fresh_store(&e, 0);
         ev = ev_new("splunk", NULL);
         ev_add(ev, (ActSpec) { "r", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED });
         ASSERT_OK(store_submit_event(s, ev, on_event, &r));
@@ -1229,9 +1193,7 @@ TEST(outbox) {
         size_t n = 0;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store_as(e, 1, HOUR, NULL, 0, sinks, ELEMENTSOF(sinks));
+        s = fresh_store_as(&e, 1, NULL, 0, sinks, ELEMENTSOF(sinks));
         submit1(e, s, NULL, (ActSpec) { "r1", ACTION_SUSPEND, "a@example.com", NULL, ACTION_STATUS_QUEUED }, &a);
         submit1(e, s, NULL, (ActSpec) { "r2x", ACTION_SUSPEND, "b@example.com", NULL, ACTION_STATUS_QUEUED }, &h);
         ASSERT_EQ(h.status[0], ACTION_STATUS_HELD); /* over the cap of 1: chat hears of it */
@@ -1242,23 +1204,18 @@ TEST(outbox) {
         ASSERT_STREQ(x.action_id[0], h.ids[0]);
         ASSERT_EQ(x.attempts[0], 1u);
         ASSERT_TRUE(x.next_due != USEC_INFINITY); /* claimed: due again after its lease */
-        wait_done(e, store_notification_delivered(s, x.ids[0], on_done, &d), &d);
-        ASSERT_OK(d.r);
-        d = (Result) {};
-        wait_done(e, store_notification_delivered(s, x.ids[0], on_done, &d), &d);
-        ASSERT_ERR(d.r, ENOENT); /* delivered once is delivered */
+        ASSERT_OK(wait_done(e, store_notification_delivered(s, x.ids[0], on_done, &d), &d));
+        /* delivered once is delivered */
+        ASSERT_ERR(wait_done(e, store_notification_delivered(s, x.ids[0], on_done, &d), &d), ENOENT);
 
         /* r1 done: chat only; r2x released then done: chat and siem */
         ASSERT_OK(store_claim_due(s, 0, 8, on_claim, &c));
         wait_for(e, &c.calls, 1);
         ASSERT_EQ(c.n, 1u);
-        b = (Result) {};
         wait_done(e, store_finish_action(s, a.ids[0], true, NULL, NULL, NULL, on_done, &b), &b);
-        b = (Result) {};
         wait_done(e, store_release_action(s, h.ids[0], "test", on_done, &b), &b);
         claim_all(e, s, 0, &c);
         ASSERT_EQ(c.n, 1u);
-        b = (Result) {};
         wait_done(e, store_finish_action(s, h.ids[0], false, "no_owner_remain", "last owner", NULL, on_done, &b), &b);
         claim_notes(e, s, 0, 60 * USEC_PER_SEC, &x);
         ASSERT_EQ(x.n, 2u); /* r1 done to chat, r2x failed to chat (siem wants done only) */
@@ -1274,12 +1231,8 @@ TEST(outbox) {
         }
         /* a retry comes back when due, a give-up is failed */
         now = now_usec(CLOCK_REALTIME);
-        b = (Result) {};
-        wait_done(e, store_notification_retry(s, x.ids[0], now - 1, false, "HTTP 503", on_done, &b), &b);
-        ASSERT_OK(b.r);
-        b = (Result) {};
-        wait_done(e, store_notification_retry(s, x.ids[1], now, true, "HTTP 410", on_done, &b), &b);
-        ASSERT_OK(b.r);
+        ASSERT_OK(wait_done(e, store_notification_retry(s, x.ids[0], now - 1, false, "HTTP 503", on_done, &b), &b));
+        ASSERT_OK(wait_done(e, store_notification_retry(s, x.ids[1], now, true, "HTTP 410", on_done, &b), &b));
         {
                 Notes y;
                 claim_notes(e, s, 0, 60 * USEC_PER_SEC, &y);
@@ -1315,9 +1268,7 @@ TEST(instances_and_leases) {
         StoreInfo info;
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store_as(e, 0, HOUR, "web-1", 10 * USEC_PER_SEC, NULL, 0);
+        s = fresh_store_as(&e, 0, "web-1", 10 * USEC_PER_SEC, NULL, 0);
         store_info(s, &info);
         ASSERT_STREQ(info.backend, pg_conninfo ? "postgresql" : "sqlite");
         ASSERT_STREQ(info.instance, "web-1");
@@ -1430,8 +1381,8 @@ TEST(two_instances_cap) {
         ASSERT_EQ(queued, 5u);
         ASSERT_EQ(held, 35u);
         /* held through b, released through a */
-        wait_done(p.e, store_release_action(first_held % 2 ? p.b : p.a, r[first_held].ids[0], "op", on_done, &rel), &rel);
-        ASSERT_OK(rel.r);
+        ASSERT_OK(wait_done(p.e, store_release_action(first_held % 2 ? p.b : p.a, r[first_held].ids[0], "op", on_done,
+                                                      &rel), &rel));
         ASSERT_OK(store_queue_counts(p.b, &q));
         ASSERT_EQ(q.queued, 6u);
         ASSERT_EQ(q.held, 34u);
@@ -1446,9 +1397,7 @@ TEST(dedup_large_batch) {
         static Result first[3000], again[3000];
         Store *s;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        s = open_store(e, 0, HOUR);
+        s = fresh_store(&e, 0);
         for (unsigned i = 0; i < 3000; i++) {
                 char key[32];
 
