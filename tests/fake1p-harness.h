@@ -236,6 +236,29 @@ static inline size_t fake_count(Fake *f, const char *op) {
         return n;
 }
 
+/* The id of the fake's user with this email into out (NUL-terminated);
+ * fails the test if there is none. */
+static inline void fake_user_id(Fake *f, const char *email, char out[64]) {
+        char *body = NULL;
+        json_object *j, *arr;
+
+        ASSERT_EQ(fake_http(f, "GET", "/_fake/users", NULL, &body), 200);
+        j = json_tokener_parse(body);
+        mem_free(body);
+        ASSERT_NOT_NULL(j);
+        arr = j;
+        if (json_object_is_type(j, json_type_object))
+                ASSERT_TRUE(json_object_object_get_ex(j, "users", &arr) || json_object_object_get_ex(j, "results", &arr));
+        out[0] = 0;
+        for (size_t i = 0; i < json_object_array_length(arr); i++) {
+                json_object *u = json_object_array_get_idx(arr, i);
+                if (strcmp(req_str(u, "email"), email) == 0)
+                        snprintf(out, 64, "%s", req_str(u, "id"));
+        }
+        json_object_put(j);
+        ASSERT_TRUE(out[0] != 0);
+}
+
 /* Runs the loop until *flag, failing after timeout_sec. */
 static inline void loop_until(sd_event *e, const bool *flag, unsigned timeout_sec) {
         uint64_t deadline = now_usec(CLOCK_MONOTONIC) + timeout_sec * USEC_PER_SEC;

@@ -34,6 +34,22 @@ static UsersApi *api_new(const Fake *f) {
         return api;
 }
 
+/* What each test drives: a users API client on f (in *ret_api) and a
+ * directory over it, refreshed every 10 minutes, not started. Neither
+ * talks to the fake before the loop runs. */
+static Directory *subject_new(const Fake *f, UsersApi **ret_api) {
+        Directory *d = NULL;
+
+        *ret_api = api_new(f);
+        ASSERT_OK(directory_new(event, *ret_api, 600 * USEC_PER_SEC, &d));
+        return d;
+}
+
+static void subject_free(Directory *d, UsersApi *api) {
+        directory_free(d);
+        users_api_free(api);
+}
+
 static void wait_synced(Directory *d, uint64_t after_usec) {
         uint64_t deadline = now_usec(CLOCK_MONOTONIC) + 120 * USEC_PER_SEC;
         DirectoryStats st;
@@ -71,34 +87,25 @@ static Resolved resolve(Directory *d, const char *email) {
         return r;
 }
 
-static void id_of(const char *email, char out[64]) {
-        char *body = NULL;
-        json_object *arr;
+/* resolve() finds email, as the user id the fake gave it. */
+static void resolves_to_fake_id(Directory *d, const char *email) {
+        Resolved r = resolve(d, email);
+        char want[64];
 
-        ASSERT_EQ(fake_http(&fake, "GET", "/_fake/users", NULL, &body), 200);
-        arr = json_tokener_parse(body);
-        mem_free(body);
-        ASSERT_NOT_NULL(arr);
-        out[0] = 0;
-        for (size_t i = 0; i < json_object_array_length(arr); i++) {
-                json_object *u = json_object_array_get_idx(arr, i);
-                if (strcmp(req_str(u, "email"), email) == 0)
-                        snprintf(out, 64, "%s", req_str(u, "id"));
-        }
-        json_object_put(arr);
-        ASSERT_TRUE(out[0] != 0);
+        ASSERT_EQ(r.result, DIRECTORY_FOUND);
+        fake_user_id(&fake, email, want);
+        ASSERT_STREQ(r.id, want);
 }
 
 TEST(sync_lookup_ambiguous) {
-        UsersApi *api = api_new(&fake);
-        Directory *d = NULL;
+        UsersApi *api;
+        Directory *d = subject_new(&fake, &api);
         DirectoryStats st;
         const char *id = NULL;
         char want[64];
         json_object *reqs;
 
         fake_clear(&fake);
-        ASSERT_OK(directory_new(event, api, 600 * USEC_PER_SEC, &d));
         ASSERT_EQ(directory_lookup(d, "user1@example.com", &id), DIRECTORY_PENDING); /* never synced */
         ASSERT_OK(directory_start(d));
         wait_synced(d, 0);
@@ -118,7 +125,7 @@ TEST(sync_lookup_ambiguous) {
         json_object_put(reqs);
         ASSERT_EQ(fake_count(&fake, "list"), 3);
 
-        id_of("user42@example.com", want);
+        fake_user_id(&fake, "user42@example.com", want);
         ASSERT_EQ(directory_lookup(d, "  USER42@Example.COM\t", &id), DIRECTORY_FOUND);
         ASSERT_STREQ(id, want);
         ASSERT_EQ(directory_lookup(d, "dup@example.com", &id), DIRECTORY_AMBIGUOUS);
@@ -127,48 +134,32 @@ TEST(sync_lookup_ambiguous) {
         ASSERT_EQ(directory_lookup(d, "nobody@example.com", &id), DIRECTORY_UNKNOWN);
         ASSERT_EQ(directory_lookup(d, "", &id), DIRECTORY_UNKNOWN);
 
-        {
-                Resolved r = resolve(d, "user7@example.com");
-                ASSERT_EQ(r.result, DIRECTORY_FOUND);
-                id_of("user7@example.com", want);
-                ASSERT_STREQ(r.id, want);
-                r = resolve(d, "DUP@example.com");
-                ASSERT_EQ(r.result, DIRECTORY_AMBIGUOUS);
-                r = resolve(d, "nobody@example.com");
-                ASSERT_EQ(r.result, DIRECTORY_UNKNOWN);
-        }
+        resolves_to_fake_id(d, "user7@example.com");
+        ASSERT_EQ(resolve(d, "DUP@example.com").result, DIRECTORY_AMBIGUOUS);
+        ASSERT_EQ(resolve(d, "nobody@example.com").result, DIRECTORY_UNKNOWN);
         ASSERT_EQ(fake_count(&fake, "list"), 3);
-        directory_free(d);
-        users_api_free(api);
+        subject_free(d, api);
 }
 
 TEST(resolve_waits_for_first_sync) {
-        UsersApi *api = api_new(&fake);
-        Directory *d = NULL;
-        Resolved r;
-        char want[64];
+        UsersApi *api;
+        Directory *d = subject_new(&fake, &api);
 
         fake_clear(&fake);
-        ASSERT_OK(directory_new(event, api, 600 * USEC_PER_SEC, &d));
         /* Not started: the miss starts the one sync, the resolution waits. */
-        r = resolve(d, "user2000@example.com");
-        ASSERT_EQ(r.result, DIRECTORY_FOUND);
-        id_of("user2000@example.com", want);
-        ASSERT_STREQ(r.id, want);
+        resolves_to_fake_id(d, "user2000@example.com");
         ASSERT_EQ(fake_count(&fake, "list"), 3);
-        directory_free(d);
-        users_api_free(api);
+        subject_free(d, api);
 }
 
 TEST(failed_refresh_keeps_index) {
-        UsersApi *api = api_new(&fake);
-        Directory *d = NULL;
+        UsersApi *api;
+        Directory *d = subject_new(&fake, &api);
         DirectoryStats st;
         const char *id = NULL;
         uint64_t first;
         Resolved r;
 
-        ASSERT_OK(directory_new(event, api, 600 * USEC_PER_SEC, &d));
         ASSERT_OK(directory_start(d));
         wait_synced(d, 0);
         directory_stats(d, &st);
@@ -193,18 +184,16 @@ TEST(failed_refresh_keeps_index) {
         r = resolve(d, "user6@example.com");
         ASSERT_EQ(r.result, DIRECTORY_FOUND);
         fake_clear(&fake);
-        directory_free(d);
-        users_api_free(api);
+        subject_free(d, api);
 }
 
 TEST(api_down_means_pending) {
-        UsersApi *api = api_new(&fake);
-        Directory *d = NULL;
+        UsersApi *api;
+        Directory *d = subject_new(&fake, &api);
         Resolved r;
 
         fake_clear(&fake);
         fake_post(&fake, "/_fake/faults", "[{\"op\":\"list\",\"status\":403,\"times\":-1}]");
-        ASSERT_OK(directory_new(event, api, 600 * USEC_PER_SEC, &d));
         r = resolve(d, "user1@example.com");
         ASSERT_EQ(r.result, DIRECTORY_PENDING);
         /* The failed attempt counts against the once-a-minute budget. */
@@ -212,16 +201,14 @@ TEST(api_down_means_pending) {
         ASSERT_EQ(r.result, DIRECTORY_PENDING);
         ASSERT_EQ(fake_count(&fake, "list"), 1);
         fake_clear(&fake);
-        directory_free(d);
-        users_api_free(api);
+        subject_free(d, api);
 }
 
 TEST(free_while_syncing) {
-        UsersApi *api = api_new(&fake);
-        Directory *d = NULL;
+        UsersApi *api;
+        Directory *d = subject_new(&fake, &api);
         Resolved r = {};
 
-        ASSERT_OK(directory_new(event, api, 600 * USEC_PER_SEC, &d));
         ASSERT_OK(directory_start(d));
         ASSERT_OK(directory_resolve(d, "user1@example.com", on_resolved, &r));
         ASSERT_OK(sd_event_run(event, 10 * USEC_PER_MSEC));
@@ -258,8 +245,7 @@ TEST(memory_100k) {
         uint64_t t0;
 
         fake_start(&big, args);
-        api = api_new(&big);
-        ASSERT_OK(directory_new(event, api, 600 * USEC_PER_SEC, &d));
+        d = subject_new(&big, &api);
         before = vm_rss_kib();
         t0 = now_usec(CLOCK_MONOTONIC);
         ASSERT_OK(directory_start(d));
@@ -275,8 +261,7 @@ TEST(memory_100k) {
 #if !defined(__SANITIZE_ADDRESS__)
         ASSERT_TRUE(after - before < 32 * 1024);
 #endif
-        directory_free(d);
-        users_api_free(api);
+        subject_free(d, api);
         fake_stop(&big);
 }
 

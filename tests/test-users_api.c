@@ -103,28 +103,6 @@ static Capture do_list(UsersApi *api, const char *filter, unsigned size, const c
         return c;
 }
 
-/* The id of generated user i, read from the fake. */
-static void user_id_of(const char *email, char out[64]) {
-        char *body = NULL;
-        json_object *j, *arr;
-
-        ASSERT_EQ(fake_http(&fake, "GET", "/_fake/users", NULL, &body), 200);
-        j = json_tokener_parse(body);
-        mem_free(body);
-        ASSERT_NOT_NULL(j);
-        arr = j;
-        if (json_object_is_type(j, json_type_object))
-                ASSERT_TRUE(json_object_object_get_ex(j, "users", &arr) || json_object_object_get_ex(j, "results", &arr));
-        out[0] = 0;
-        for (size_t i = 0; i < json_object_array_length(arr); i++) {
-                json_object *u = json_object_array_get_idx(arr, i);
-                if (strcmp(req_str(u, "email"), email) == 0)
-                        snprintf(out, 64, "%s", req_str(u, "id"));
-        }
-        json_object_put(j);
-        ASSERT_TRUE(out[0] != 0);
-}
-
 TEST(retry_after_parse) {
         uint64_t u;
         uint64_t now = 1700000000ULL * USEC_PER_SEC;
@@ -257,7 +235,7 @@ TEST(token_fetched_and_reused) {
         int tokens = 0, gets = 0;
 
         fake_clear(&fake);
-        user_id_of("user1@example.com", id);
+        fake_user_id(&fake, "user1@example.com", id);
         for (int i = 0; i < 3; i++) {
                 c = do_get(api, id, 0);
                 ASSERT_EQ(c.error, 0);
@@ -357,7 +335,7 @@ TEST(expired_token_401_refresh_retry_once) {
         char id[64];
         Capture c;
 
-        user_id_of("user2@example.com", id);
+        fake_user_id(&fake, "user2@example.com", id);
         c = do_get(api, id, 0);
         ASSERT_EQ(c.error, 0);
         fake_clear(&fake);
@@ -389,7 +367,7 @@ TEST(refresh_before_expiry) {
 
         fake_post(&fake, "/_fake/config", "{\"token_lifetime\": 3}");
         api = api_new(API_VERSION_V1BETA1, "test-client-secret");
-        user_id_of("user3@example.com", id);
+        fake_user_id(&fake, "user3@example.com", id);
         fake_clear(&fake);
         t0 = now_usec(CLOCK_MONOTONIC);
         /* Calls keep coming for 7 s (two token lifetimes and more): the
@@ -419,7 +397,7 @@ TEST(retry_after_429) {
         Capture c;
         uint64_t t0;
 
-        user_id_of("user4@example.com", id);
+        fake_user_id(&fake, "user4@example.com", id);
         fake_clear(&fake);
         fake_post(&fake, "/_fake/faults",
                   "[{\"op\":\"get\",\"status\":429,\"headers\":{\"Retry-After\":\"1\"},\"times\":1}]");
@@ -500,7 +478,7 @@ TEST(permanent_403_and_404) {
         char owner[64];
         Capture c = {};
 
-        user_id_of("user0@example.com", owner);
+        fake_user_id(&fake, "user0@example.com", owner);
         fake_clear(&fake);
         ASSERT_OK(users_api_suspend(api, owner, &o, on_result, &c));
         loop_until(event, &c.done, 30);
@@ -527,7 +505,7 @@ TEST(suspend_and_reactivate) {
         Capture c = {};
         size_t posts = 0;
 
-        user_id_of("user5@example.com", id);
+        fake_user_id(&fake, "user5@example.com", id);
         fake_clear(&fake);
         ASSERT_OK(users_api_suspend(api, id, &o, on_result, &c));
         loop_until(event, &c.done, 30);
@@ -565,7 +543,7 @@ TEST(garbage_body) {
         char id[64];
         Capture c;
 
-        user_id_of("user6@example.com", id);
+        fake_user_id(&fake, "user6@example.com", id);
         fake_clear(&fake);
         fake_post(&fake, "/_fake/faults", "[{\"op\":\"get\",\"body\":\"<html>proxy error</html>\",\"times\":1}]");
         c = do_get(api, id, 0);
@@ -636,7 +614,7 @@ TEST(revoke_and_no_secret_in_logs) {
         bool revoked = false;
         Capture c;
 
-        user_id_of("user7@example.com", id);
+        fake_user_id(&fake, "user7@example.com", id);
         fd = mkstemp(logpath);
         ASSERT_TRUE(fd >= 0);
         fflush(stderr);
