@@ -36,11 +36,22 @@ TEST(siphash_vectors) {
                         }
 }
 
+/* Walks h's candidates from the start (time since): exactly the rowids
+ * in want, in that order, then no more. */
+static void assert_candidates(DedupIndex *d, uint64_t h, uint64_t since, const int64_t *want, size_t n) {
+        size_t cursor = 0;
+        int64_t rowid;
+
+        for (size_t i = 0; i < n; i++) {
+                ASSERT_TRUE(dedup_index_next(d, h, since, &cursor, &rowid));
+                ASSERT_EQ(rowid, want[i]);
+        }
+        ASSERT_FALSE(dedup_index_next(d, h, since, &cursor, &rowid));
+}
+
 TEST(lookup) {
         DedupIndex *d;
         uint64_t h1, h2;
-        size_t cursor = 0;
-        int64_t rowid;
 
         ASSERT_OK(dedup_index_new(1000, &d));
         h1 = dedup_index_hash(d, "splunk", "id:1");
@@ -50,49 +61,51 @@ TEST(lookup) {
         ASSERT_TRUE(h1 != dedup_index_hash(d, "sentinel", "id:1"));
         ASSERT_TRUE(dedup_index_hash(d, "a", "bc") != dedup_index_hash(d, "ab", "c"));
 
-        ASSERT_FALSE(dedup_index_next(d, h1, 0, &cursor, &rowid));
+        assert_candidates(d, h1, 0, NULL, 0);
         ASSERT_OK(dedup_index_add(d, h1, 7, 1000, 0));
-        cursor = 0;
-        ASSERT_TRUE(dedup_index_next(d, h1, 0, &cursor, &rowid));
-        ASSERT_EQ(rowid, 7);
-        ASSERT_FALSE(dedup_index_next(d, h1, 0, &cursor, &rowid));
+        assert_candidates(d, h1, 0, (const int64_t[]) { 7 }, 1);
         /* outside the window */
-        cursor = 0;
-        ASSERT_FALSE(dedup_index_next(d, h1, 1001, &cursor, &rowid));
-        cursor = 0;
-        ASSERT_FALSE(dedup_index_next(d, h2, 0, &cursor, &rowid));
+        assert_candidates(d, h1, 1001, NULL, 0);
+        assert_candidates(d, h2, 0, NULL, 0);
 
         /* the same hash twice (a rolled-back row and its redelivery):
          * both are candidates, the caller checks each row */
         ASSERT_OK(dedup_index_add(d, h1, 9, 1002, 0));
-        cursor = 0;
-        ASSERT_TRUE(dedup_index_next(d, h1, 0, &cursor, &rowid));
-        ASSERT_EQ(rowid, 7);
-        ASSERT_TRUE(dedup_index_next(d, h1, 0, &cursor, &rowid));
-        ASSERT_EQ(rowid, 9);
-        ASSERT_FALSE(dedup_index_next(d, h1, 0, &cursor, &rowid));
+        assert_candidates(d, h1, 0, (const int64_t[]) { 7, 9 }, 2);
         dedup_index_free(d);
+}
+
+/* Adds key "id:i" of source "s" as rowid i, received at received_usec;
+ * rebuilds drop what was received before since_usec. */
+static void add_key(DedupIndex *d, unsigned i, uint64_t received_usec, uint64_t since_usec) {
+        char key[32];
+
+        snprintf(key, sizeof(key), "id:%u", i);
+        ASSERT_OK(dedup_index_add(d, dedup_index_hash(d, "s", key), i, received_usec, since_usec));
+}
+
+/* The first candidate for key "id:i" of source "s" since since_usec:
+ * true with its rowid, or false. */
+static bool find_key(DedupIndex *d, unsigned i, uint64_t since_usec, int64_t *ret_rowid) {
+        size_t cursor = 0;
+        char key[32];
+
+        snprintf(key, sizeof(key), "id:%u", i);
+        return dedup_index_next(d, dedup_index_hash(d, "s", key), since_usec, &cursor, ret_rowid);
 }
 
 /* Growth by rebuilds keeps every live entry findable and drops those that
  * left the window. */
 TEST(growth_and_expiry) {
         DedupIndex *d;
-        char key[32];
 
         ASSERT_OK(dedup_index_new(1000000, &d));
+        for (unsigned i = 0; i < 100000; i++)
+                add_key(d, i, i, i >= 60000 ? i - 60000 : 0); /* time i; the window is the last 60,000 */
         for (unsigned i = 0; i < 100000; i++) {
-                snprintf(key, sizeof(key), "id:%u", i);
-                /* time i; the window is the last 60,000 */
-                ASSERT_OK(dedup_index_add(d, dedup_index_hash(d, "s", key), i, i, i >= 60000 ? i - 60000 : 0));
-        }
-        for (unsigned i = 0; i < 100000; i++) {
-                size_t cursor = 0;
                 int64_t rowid = -1;
-                bool found;
+                bool found = find_key(d, i, 40000, &rowid);
 
-                snprintf(key, sizeof(key), "id:%u", i);
-                found = dedup_index_next(d, dedup_index_hash(d, "s", key), 40000, &cursor, &rowid);
                 ASSERT_EQ(found, i >= 40000);
                 if (found)
                         ASSERT_EQ(rowid, (int64_t) i);
@@ -107,22 +120,18 @@ TEST(growth_and_expiry) {
 /* Past max_keys the oldest go, and no more than max_keys are kept. */
 TEST(max_keys) {
         DedupIndex *d;
-        char key[32];
 
         ASSERT_OK(dedup_index_new(1000, &d));
         for (unsigned i = 0; i < 5000; i++) {
-                snprintf(key, sizeof(key), "id:%u", i);
-                ASSERT_OK(dedup_index_add(d, dedup_index_hash(d, "s", key), i, 1000000 + i, 0));
+                add_key(d, i, 1000000 + i, 0);
                 ASSERT_TRUE(dedup_index_size(d) <= 1000);
         }
         ASSERT_TRUE(dedup_index_evicted(d) >= 4000);
         /* the newest 875 are always there */
         for (unsigned i = 5000 - 875; i < 5000; i++) {
-                size_t cursor = 0;
                 int64_t rowid;
 
-                snprintf(key, sizeof(key), "id:%u", i);
-                ASSERT_TRUE(dedup_index_next(d, dedup_index_hash(d, "s", key), 0, &cursor, &rowid));
+                ASSERT_TRUE(find_key(d, i, 0, &rowid));
                 ASSERT_EQ(rowid, (int64_t) i);
         }
         dedup_index_free(d);
