@@ -25,10 +25,9 @@ def run(d, *args):
                           text=True, timeout=120, env=env, cwd=d.dir)
 
 
-@pytest.mark.fake1p(users=2500)
-def test_list_follows_pages(tmp_path, fake1p):
-    d = ctl_for(tmp_path, fake1p)
-    r = run(d, "users", "list", "--json")
+def assert_listed_all_2500(r, fake1p):
+    """r: `users list --json` against a fake of 2,500 users. All of them, in
+    three pages of 1,000."""
     assert r.returncode == 0, r.stderr
     users = json.loads(r.stdout)
     assert len(users) == 2500
@@ -36,6 +35,19 @@ def test_list_follows_pages(tmp_path, fake1p):
     lists = fake1p.requests(op="list")
     assert len(lists) == 3
     assert all(q["query"].get("max_page_size") == "1000" for q in lists)
+
+
+# `users get` of someone who is not there: exit 1 and this message.
+NOT_FOUND = [
+    (("users", "get", "nobody@example.com"), "remedyctl: no user with email nobody@example.com"),
+    (("users", "get", "ZZZZZZZZZZZZZZZZZZZZZZZZZZ"), "remedyctl: no such user"),
+]
+
+
+@pytest.mark.fake1p(users=2500)
+def test_list_follows_pages(tmp_path, fake1p):
+    d = ctl_for(tmp_path, fake1p)
+    assert_listed_all_2500(run(d, "users", "list", "--json"), fake1p)
     # the token is revoked when the command is done
     assert len(fake1p.requests(op="revoke")) == 1
 
@@ -77,12 +89,10 @@ def test_get_by_id_and_email(tmp_path, fake1p):
 @pytest.mark.fake1p(users=5)
 def test_unknown_and_ambiguous(tmp_path, fake1p):
     d = ctl_for(tmp_path, fake1p)
-    r = run(d, "users", "get", "nobody@example.com")
-    assert r.returncode == 1
-    assert r.stderr.strip() == "remedyctl: no user with email nobody@example.com"
-    r = run(d, "users", "get", "ZZZZZZZZZZZZZZZZZZZZZZZZZZ")
-    assert r.returncode == 1
-    assert r.stderr.strip() == "remedyctl: no such user"
+    for args, message in NOT_FOUND:
+        r = run(d, *args)
+        assert r.returncode == 1
+        assert r.stderr.strip() == message
     fake1p.add_users([{"email": "twin@example.com"}, {"email": "Twin@example.com"}])
     r = run(d, "users", "get", "twin@example.com")
     assert r.returncode == 1
@@ -156,14 +166,7 @@ def test_through_daemon_without_secrets(tmp_path, fake1p, remedyd_factory):
                message="the daemon's first directory sync")
     fake1p.clear_requests()
     tokens_before = len(fake1p.requests(op="token"))
-    r = run_cfg(cfg, "users", "list", "--json")
-    assert r.returncode == 0, r.stderr
-    users = json.loads(r.stdout)
-    assert len(users) == 2500
-    assert {u["email"] for u in users} == {"user%d@example.com" % i for i in range(2500)}
-    lists = fake1p.requests(op="list")
-    assert len(lists) == 3
-    assert all(q["query"].get("max_page_size") == "1000" for q in lists)
+    assert_listed_all_2500(run_cfg(cfg, "users", "list", "--json"), fake1p)
     # the daemon's token: remedyctl neither fetched nor revoked one
     assert len(fake1p.requests(op="token")) == tokens_before
     assert fake1p.requests(op="revoke") == []
@@ -193,12 +196,10 @@ def test_through_daemon_without_secrets(tmp_path, fake1p, remedyd_factory):
     assert json.loads(r.stdout)["email"] == "user4@example.com"
 
     # not found, ambiguous: same messages and exit codes as alone
-    r = run_cfg(cfg, "users", "get", "nobody@example.com")
-    assert r.returncode == 1
-    assert r.stderr.strip() == "remedyctl: no user with email nobody@example.com"
-    r = run_cfg(cfg, "users", "get", "ZZZZZZZZZZZZZZZZZZZZZZZZZZ")
-    assert r.returncode == 1
-    assert r.stderr.strip() == "remedyctl: no such user"
+    for args, message in NOT_FOUND:
+        r = run_cfg(cfg, *args)
+        assert r.returncode == 1
+        assert r.stderr.strip() == message
     twins = fake1p.add_users([{"email": "twin@example.com"}, {"email": "Twin@example.com"}])
     r = run_cfg(cfg, "users", "get", "twin@example.com")
     assert r.returncode == 1
