@@ -18,6 +18,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "fake1p.py")
 sys.path.insert(0, HERE)
 import fake1p  # noqa: E402  (for user_id_for_index)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
+import harness  # noqa: E402  (http_exchange, server_factory)
 
 ACCT = "XLQMR47VZPBKJHSGWNCYFDE3T9"
 CID = "test-client-id"
@@ -54,13 +56,7 @@ class Fake:
     def request(self, method, path, body=None, headers=None, timeout=10):
         """Returns (status, headers dict lower-cased, body bytes)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            r = conn.getresponse()
-            data = r.read()
-            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
-        finally:
-            conn.close()
+        return harness.http_exchange(conn, method, path, body, headers)
 
     def jreq(self, method, path, obj=None, headers=None):
         h = dict(headers or {})
@@ -108,15 +104,8 @@ class Fake:
 
 @pytest.fixture
 def start(tmp_path):
-    fakes = []
-
-    def _start(*args):
-        f = Fake(tmp_path, *args)
-        fakes.append(f)
-        return f
-    yield _start
-    for f in fakes:
-        f.stop()
+    with harness.server_factory(lambda n, *args: Fake(tmp_path, *args)) as new_fake:
+        yield new_fake
 
 
 @pytest.fixture
@@ -485,44 +474,42 @@ def test_unknown_account(fake):
         assert s == 404 and json.loads(b)["code"] == 5
 
 
-def test_list_100k_fast(start):
-    f = start("--users", "100000")
-    tok = f.token()
-    conn = http.client.HTTPConnection("127.0.0.1", f.port, timeout=10)
-    q = {"max_page_size": "1000"}
-    n = 0
-    worst = 0.0
+def pages(conn, tok, query):
+    """Lists users on conn (kept alive) from query, following next_page_token:
+    yields (status, body, seconds the page took) for each page."""
+    q = dict(query)
     while True:
         t0 = time.monotonic()
         conn.request("GET", "/v1beta1/accounts/%s/users?%s" % (ACCT, urllib.parse.urlencode(q)),
                      headers={"Authorization": "Bearer " + tok})
         r = conn.getresponse()
         b = json.loads(r.read())
-        worst = max(worst, time.monotonic() - t0)
-        assert r.status == 200
-        n += len(b["results"])
+        yield r.status, b, time.monotonic() - t0
         if "next_page_token" not in b:
-            break
+            return
         q["page_token"] = b["next_page_token"]
+
+
+def test_list_100k_fast(start):
+    f = start("--users", "100000")
+    tok = f.token()
+    conn = http.client.HTTPConnection("127.0.0.1", f.port, timeout=10)
+    n = 0
+    worst = 0.0
+    for status, b, took in pages(conn, tok, {"max_page_size": "1000"}):
+        worst = max(worst, took)
+        assert status == 200
+        n += len(b["results"])
     assert n == 100000
     assert worst < 0.25, "slowest page took %.3f s" % worst
     # a filter matching two users far apart still pages quickly
     for i in (5, 99990):
         assert f.jreq("POST", "/_fake/users/" + fake1p.user_id_for_index(i),
                       {"state": "SUSPENDED"})[0] == 200
-    q = {"filter": "user.isSuspended()", "max_page_size": "1"}
     got = []
-    while True:
-        t0 = time.monotonic()
-        conn.request("GET", "/v1beta1/accounts/%s/users?%s" % (ACCT, urllib.parse.urlencode(q)),
-                     headers={"Authorization": "Bearer " + tok})
-        r = conn.getresponse()
-        b = json.loads(r.read())
-        assert time.monotonic() - t0 < 0.25
+    for _, b, took in pages(conn, tok, {"filter": "user.isSuspended()", "max_page_size": "1"}):
+        assert took < 0.25
         got += [u["email"] for u in b["results"]]
-        if "next_page_token" not in b:
-            break
-        q["page_token"] = b["next_page_token"]
     conn.close()
     assert got == ["user5@example.com", "user99990@example.com"]
 

@@ -54,15 +54,10 @@ def pytest_configure(config):
 
 @pytest.fixture
 def fake1p_factory(tmp_path):
-    fakes = []
-
-    def make(**kw):
-        f = FakeOnePassword(tmp_path / ("fake1p-%d" % len(fakes)), **kw)
-        fakes.append(f)
-        return f
-    yield make
-    for f in fakes:
-        f.stop()
+    def new_fake(n, **kw):
+        return FakeOnePassword(tmp_path / ("fake1p-%d" % n), **kw)
+    with harness.server_factory(new_fake) as make:
+        yield make
 
 
 @pytest.fixture

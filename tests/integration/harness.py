@@ -13,6 +13,7 @@ use); see Remedyd and PgDatabase.
 """
 
 import atexit
+import contextlib
 import copy
 import itertools
 import hashlib
@@ -93,6 +94,25 @@ def wait_until(predicate, timeout=10, interval=0.02, message=None):
     """
     return pgserver.poll(predicate, timeout, interval,
                          message or getattr(predicate, "__name__", repr(predicate)), WaitTimeout)
+
+
+@contextlib.contextmanager
+def server_factory(make):
+    """For a fixture that hands out several servers: yields new(*args, **kw),
+    which returns make(n, *args, **kw) (n: how many came before) and keeps
+    it; when the block ends, every one kept is stopped (.stop()), first
+    made first."""
+    made = []
+
+    def new(*args, **kw):
+        server = make(len(made), *args, **kw)
+        made.append(server)
+        return server
+    try:
+        yield new
+    finally:
+        for server in made:
+            server.stop()
 
 
 def _as_text(t):
@@ -195,9 +215,16 @@ def http_request(url, method="GET", body=None, headers=None, timeout=10, unix_so
         conn = http.client.HTTPSConnection(u.hostname, u.port, timeout=timeout, context=context)
     else:
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    if isinstance(body, str):
+        body = body.encode()
+    return http_exchange(conn, method, path, body, headers)
+
+
+def http_exchange(conn, method, path, body=None, headers=None):
+    """One request on conn (an unopened http.client connection), path and body
+    sent as given; returns (status, headers lower-cased dict, body bytes) and
+    closes conn."""
     try:
-        if isinstance(body, str):
-            body = body.encode()
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()
         data = r.read()
