@@ -1053,9 +1053,7 @@ TEST(wal_bounded) {
         struct stat st_db, st_wal;
         StoreStats st;
 
-        new_db_path();
-        ASSERT_OK(sd_event_new(&e));
-        b.s = open_store(e, 0, HOUR);
+        b.s = fresh_store(&e, 0);
         for (unsigned i = 0; i < 8; i++)
                 bench_submit_one(&b);
         wait_for(e, &b.completed, b.total);
