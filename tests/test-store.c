@@ -1406,6 +1406,7 @@ TEST(dedup_large_batch) {
         wait_for(e, &again[2999].calls, 1);
         for (unsigned i = 0; i < 3000; i++) {
                 wait_for(e, &first[i].calls, 1);
+                wait_for(e, &again[i].calls, 1);
                 ASSERT_OK(first[i].r);
                 ASSERT_OK(again[i].r);
                 /* one copy is new, the other its duplicate; which is which is
