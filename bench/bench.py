@@ -22,7 +22,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -123,14 +122,6 @@ def webhook_port(url):
     return int(url.rsplit(":", 1)[1].split("/")[0])
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def start_adnanh_webhook(d, hooks, port):
     path = os.path.join(d, "hooks.json")
     with open(path, "w") as f:
@@ -199,26 +190,41 @@ def sqlite_events(d):
     return int(out.strip())
 
 
-def ingest_remedyd(dur, seed, event_id="${sid}"):
-    d = fresh_dir("ingest-remedyd")
+def with_remedyd(name, run, **kw):
+    """run(r) against remedyd (SQLite, fake API with 10 users) in a fresh
+    directory; its result with the events rows counted after the stop
+    (every 2xx must be one)."""
+    d = fresh_dir(name)
     fake = harness.FakeOnePassword(d, users=10)
     try:
-        r = start_remedyd(d, fake, event_id=event_id)
+        r = start_remedyd(d, fake, **kw)
         try:
-            port = webhook_port(r.webhook_url)
-            res = loadgen(port, ["--conns", 64, "--duration", dur, "--count", int(dur * 100000),
-                                 "--seed", seed])
-            pid = r.pid
-            with open("/proc/%d/status" % pid) as f:
-                hwm = int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
-            res["rss_hwm_kib"] = hwm
+            res = run(r)
         finally:
             r.stop()
-        # every 202 must be in the database
         res["events_in_db"] = sqlite_events(d)
     finally:
         fake.stop()
     return res
+
+
+def with_tool(argv, run):
+    """run(port, pid) against a bench tool that prints "port N" when it listens."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        return run(int(p.stdout.readline().split()[1]), p.pid)
+    finally:
+        stop_proc(p)
+
+
+def ingest_remedyd(dur, seed, event_id="${sid}"):
+    def run(r):
+        res = loadgen(webhook_port(r.webhook_url), ["--conns", 64, "--duration", dur, "--count", int(dur * 100000),
+                                                    "--seed", seed])
+        with open("/proc/%d/status" % r.pid) as f:
+            res["rss_hwm_kib"] = int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+        return res
+    return with_remedyd("ingest-remedyd", run, event_id=event_id)
 
 
 def ingest_remedyd_sha256(dur, seed):
@@ -226,37 +232,35 @@ def ingest_remedyd_sha256(dur, seed):
 
 
 def ingest_mhd(dur, seed):
-    p = subprocess.Popen([os.path.join(ARGS.tools, "mhd-baseline")], stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(p.stdout.readline().split()[1])
-        return loadgen(port, ["--conns", 64, "--duration", dur, "--count", 1000000, "--seed", seed])
-    finally:
-        stop_proc(p)
+    return with_tool([os.path.join(ARGS.tools, "mhd-baseline")],
+                     lambda port, pid: loadgen(port, ["--conns", 64, "--duration", dur, "--count", 1000000,
+                                                      "--seed", seed]))
 
 
 def ingest_mhd_durable(dur, seed):
-    d = fresh_dir("ingest-mhd-durable")
-    p = subprocess.Popen([os.path.join(ARGS.tools, "mhd-durable"), os.path.join(d, "bodies.log")],
-                         stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(p.stdout.readline().split()[1])
-        return loadgen(port, ["--conns", 64, "--duration", dur, "--count", int(dur * 100000), "--seed", seed])
-    finally:
-        stop_proc(p)
+    return with_tool([os.path.join(ARGS.tools, "mhd-durable"), os.path.join(fresh_dir("ingest-mhd-durable"), "bodies.log")],
+                     lambda port, pid: loadgen(port, ["--conns", 64, "--duration", dur,
+                                                      "--count", int(dur * 100000), "--seed", seed]))
 
 
-def ingest_webhook(dur, seed):
-    d = fresh_dir("ingest-webhook")
-    port = free_port()
+def with_adnanh_webhook(name, run):
+    """run(port) against adnanh/webhook with one hook: the HMAC trigger,
+    then /bin/true (answered 202 before the command runs)."""
+    d = fresh_dir(name)
+    port = harness.free_port()
     hooks = [{"id": "bench", "execute-command": "/bin/true", "command-working-directory": d,
               "success-http-response-code": 202, "response-message": "accepted",
               "trigger-rule": hmac_trigger()}]
     p = start_adnanh_webhook(d, hooks, port)
     try:
-        return loadgen(port, ["--conns", 64, "--duration", dur, "--count", int(dur * 20000),
-                              "--seed", seed])
+        return run(port)
     finally:
         stop_proc(p)
+
+
+def ingest_webhook(dur, seed):
+    return with_adnanh_webhook("ingest-webhook", lambda port: loadgen(
+        port, ["--conns", 64, "--duration", dur, "--count", int(dur * 20000), "--seed", seed]))
 
 
 def bench_ingest():
@@ -398,6 +402,19 @@ def bench_ttc():
     ttc_naive(ttc_remedyd("sqlite"))
 
 
+def send_alerts(fake, port, rate, dur, users, sendlog, n, timeout, interval, what):
+    """Matching alerts at rate/s for dur s (logged to sendlog), then waits
+    until the fake has seen n suspends (or timeout s: logged, not fatal)."""
+    res = loadgen(port, ["--conns", 8, "--rate", rate, "--duration", dur, "--match",
+                         "--users", users - 1, "--log", sendlog, "--seed", int(time.time())])
+    try:
+        harness.wait_until(lambda: len([q for q in fake.requests() if q["path"].endswith("suspend")]) >= n,
+                           timeout=timeout, interval=interval, message="all suspends")
+    except harness.WaitTimeout as e:
+        log("%s: %s" % (what, e))
+    return res
+
+
 def ttc_remedyd(backend):
     users, rate, dur = 10000, ARGS.ttc_rate, ARGS.ttc_duration
     n = int(rate * dur)
@@ -414,15 +431,7 @@ def ttc_remedyd(backend):
             log("ttc: daemon ready and directory synced (%d users) in %.2f s" % (users, time.monotonic() - t0))
             port = webhook_port(r.webhook_url)
             sendlog = os.path.join(d, "send.log")
-            res = loadgen(port, ["--conns", 8, "--rate", rate, "--duration", dur, "--match",
-                                 "--users", users - 1, "--log", sendlog, "--seed", int(time.time())])
-
-            def all_done():
-                return len([q for q in fake.requests() if q["path"].endswith("suspend")]) >= n
-            try:
-                harness.wait_until(all_done, timeout=60, interval=0.5, message="all suspends")
-            except harness.WaitTimeout as e:
-                log("ttc: %s" % e)
+            res = send_alerts(fake, port, rate, dur, users, sendlog, n, timeout=60, interval=0.5, what="ttc")
             metrics = harness.http_request(r.status_url + "/metrics")[2].decode()
         finally:
             r.stop()
@@ -454,7 +463,7 @@ def ttc_naive(pc):
     d = fresh_dir("ttc-naive")
     fake = harness.FakeOnePassword(d, users=users)
     try:
-        port = free_port()
+        port = harness.free_port()
         script = os.path.join(HERE, "naive-playbook.sh")
         hooks = [{"id": "bench", "execute-command": script, "command-working-directory": d,
                   "success-http-response-code": 202, "response-message": "accepted",
@@ -471,15 +480,7 @@ def ttc_naive(pc):
         p = start_adnanh_webhook(d, hooks, port)
         try:
             sendlog = os.path.join(d, "send.log")
-            loadgen(port, ["--conns", 8, "--rate", nrate, "--duration", ndur, "--match",
-                           "--users", users - 1, "--log", sendlog, "--seed", int(time.time())])
-
-            def all_done():
-                return len([q for q in fake.requests() if q["path"].endswith("suspend")]) >= nn
-            try:
-                harness.wait_until(all_done, timeout=300, interval=1, message="naive suspends")
-            except harness.WaitTimeout as e:
-                log("ttc: naive: %s" % e)
+            send_alerts(fake, port, nrate, ndur, users, sendlog, nn, timeout=300, interval=1, what="ttc: naive")
         finally:
             stop_proc(p)
         nlat, napi, nsus = contain_times(fake, sendlog, users - 1)
@@ -539,18 +540,9 @@ def metric_sum(nodes, name):
 
 
 def wrk_remedyd_sqlite(dur, bodies):
-    d = fresh_dir("wrk-remedyd-sqlite")
-    fake = harness.FakeOnePassword(d, users=10)
-    try:
-        r = start_remedyd(d, fake, backend="sqlite")
-        try:
-            res = wrk_result(wrk_start(webhook_port(r.webhook_url), 2, 64, dur, bodies))
-        finally:
-            r.stop()
-        res["events_in_db"] = sqlite_events(d)
-    finally:
-        fake.stop()
-    return res
+    return with_remedyd("wrk-remedyd-sqlite",
+                        lambda r: wrk_result(wrk_start(webhook_port(r.webhook_url), 2, 64, dur, bodies)),
+                        backend="sqlite")
 
 
 def start_pg_pair(nodes, d, fake, db, prefix, **kw):
@@ -629,24 +621,10 @@ def bench_wrk_ingest():
     rounds = []
 
     def tool(name, argv):
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-        try:
-            port = int(p.stdout.readline().split()[1])
-            return wrk_result(wrk_start(port, 2, 64, dur, bodies))
-        finally:
-            stop_proc(p)
+        return with_tool(argv, lambda port, pid: wrk_result(wrk_start(port, 2, 64, dur, bodies)))
 
     def webhook():
-        d = fresh_dir("wrk-webhook")
-        port = free_port()
-        hooks = [{"id": "bench", "execute-command": "/bin/true", "command-working-directory": d,
-                  "success-http-response-code": 202, "response-message": "accepted",
-                  "trigger-rule": hmac_trigger()}]
-        p = start_adnanh_webhook(d, hooks, port)
-        try:
-            return wrk_result(wrk_start(port, 2, 64, dur, bodies))
-        finally:
-            stop_proc(p)
+        return with_adnanh_webhook("wrk-webhook", lambda port: wrk_result(wrk_start(port, 2, 64, dur, bodies)))
 
     for k in range(ARGS.ingest_rounds):
         row = {"mhd": tool("mhd", [os.path.join(ARGS.tools, "mhd-baseline")]),
@@ -751,30 +729,17 @@ def bench_clients():
     rounds = []
 
     def remedyd(client):
-        d = fresh_dir("clients-remedyd")
-        fake = harness.FakeOnePassword(d, users=10)
-        try:
-            r = start_remedyd(d, fake, backend="sqlite")
-            try:
-                metrics = lambda: harness.http_request(r.status_url + "/metrics")[2].decode()  # noqa: E731
-                c0 = harness.metric_value(metrics(), "remedyd_store_commits_total") or 0
-                res = client_run(client, webhook_port(r.webhook_url), dur, bodies, r.pid)
-                commits = (harness.metric_value(metrics(), "remedyd_store_commits_total") or 0) - c0
-                res["per_commit"] = res["ok"] / max(commits, 1)
-            finally:
-                r.stop()
-            res["events_in_db"] = sqlite_events(d)
-        finally:
-            fake.stop()
-        return res
+        def run(r):
+            metrics = lambda: harness.http_request(r.status_url + "/metrics")[2].decode()  # noqa: E731
+            c0 = harness.metric_value(metrics(), "remedyd_store_commits_total") or 0
+            res = client_run(client, webhook_port(r.webhook_url), dur, bodies, r.pid)
+            commits = (harness.metric_value(metrics(), "remedyd_store_commits_total") or 0) - c0
+            res["per_commit"] = res["ok"] / max(commits, 1)
+            return res
+        return with_remedyd("clients-remedyd", run, backend="sqlite")
 
     def tool(argv, client):
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-        try:
-            port = int(p.stdout.readline().split()[1])
-            return client_run(client, port, dur, bodies, p.pid)
-        finally:
-            stop_proc(p)
+        return with_tool(argv, lambda port, pid: client_run(client, port, dur, bodies, pid))
 
     servers = (("remedyd", remedyd),
                ("mhd", lambda c: tool([os.path.join(ARGS.tools, "mhd-baseline")], c)),
@@ -818,14 +783,9 @@ def bench_mhd_modes():
     for k in range(ARGS.ingest_rounds):
         row = {}
         for mode in ("epoll", "pool", "threads"):
-            p = subprocess.Popen([os.path.join(ARGS.tools, "mhd-durable"),
-                                  os.path.join(fresh_dir("mhd-modes"), "bodies.log"), mode],
-                                 stdout=subprocess.PIPE, text=True)
-            try:
-                port = int(p.stdout.readline().split()[1])
-                res = row[mode] = client_run("wrk", port, dur, bodies, p.pid)
-            finally:
-                stop_proc(p)
+            res = row[mode] = with_tool([os.path.join(ARGS.tools, "mhd-durable"),
+                                         os.path.join(fresh_dir("mhd-modes"), "bodies.log"), mode],
+                                        lambda port, pid: client_run("wrk", port, dur, bodies, pid))
             log("mhd-modes: round %d %-7s %8.0f accepted/s p50 %.2f p99 %.2f ms; server %.1f us/request, "
                 "%.2f context switches, %.2f syscalls per request; wrk %.1f us/request  [load %s]"
                 % (k + 1, mode, res["rate"], res["lat_p50_us"] / 1000, res["lat_p99_us"] / 1000,

@@ -86,6 +86,16 @@ class WaitTimeout(AssertionError):
     pass
 
 
+def free_port():
+    """A loopback TCP port the OS just handed out (for servers that take a
+    port number and cannot be given a socket)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def wait_until(predicate, timeout=10, interval=0.02, message=None):
     """Polls predicate() until it returns a true value, which is returned.
 

@@ -86,19 +86,11 @@ def test_notify_protocol(remedyd_factory, fake1p, notify):
     assert len(fake1p.requests(op="revoke")) == 1
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_socket_activation(remedyd_factory, fake1p, tmp_path):
     activate = shutil.which("systemd-socket-activate")
     if not activate:
         pytest.skip("systemd-socket-activate not installed")
-    port = free_port()
+    port = harness.free_port()
     d = remedyd_factory(config(listen={"webhook": "systemd:webhook"}), fake=fake1p,
                         secrets={"splunk.hmac": SECRET}, start=False)
     d.binary_argv_prefix = None
