@@ -669,7 +669,7 @@ def task_stats(pid):
                 st = f.read()
             with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
                 status = f.read()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # a thread that ended
             continue
         comm = st[st.index("(") + 1:st.rindex(")")]
         fields = st[st.rindex(")") + 2:].split()
@@ -683,15 +683,22 @@ def task_stats(pid):
     return out
 
 
+def process_cpu(pid):
+    """CPU seconds of pid, its ended threads included."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def client_run(name, port, dur, bodies, pid):
     """One client against pid's listener on port, 64 connections; what the
     daemon's threads spent (CPU, context switches, syscalls by perf stat)
     and what the client process spent (CPU, from its rusage)."""
-    events = ["raw_syscalls:sys_enter"] + ["syscalls:sys_enter_" + c for c in SYSCALLS]
+    events = ["context-switches", "raw_syscalls:sys_enter"] + ["syscalls:sys_enter_" + c for c in SYSCALLS]
     perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", ",".join(events), "-p", str(pid)],
                             stderr=subprocess.PIPE, text=True)
     time.sleep(0.3)  # perf attached
-    t0 = task_stats(pid)
+    t0, p0 = task_stats(pid), process_cpu(pid)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if name == "wrk":
         res = wrk_result(wrk_start(port, 2, 64, dur, bodies))
@@ -699,18 +706,21 @@ def client_run(name, port, dur, bodies, pid):
         res = loadgen(port, ["--conns", 64, "--duration", dur, "--count", int(dur * 80000), "--bodies", bodies])
         res["requests"] = res["ok"] + res["dup"] + res["other"]
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t1 = task_stats(pid)
+    t1, p1 = task_stats(pid), process_cpu(pid)
     perf.send_signal(signal.SIGINT)
     counts = {}
     for line in perf.communicate()[1].splitlines():
         f = line.split(",")
         if len(f) > 2 and f[0].isdigit():
             counts[f[2].split(":")[-1].replace("sys_enter_", "")] = int(f[0])
+    ctxsw = counts.pop("context-switches", 0)
     n = max(res["requests"], 1)
     threads = {c: [t1[c][i] - t0.get(c, [0, 0, 0])[i] for i in range(3)] for c in t1}
     res["client_cpu_us"] = 1e6 * ((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)) / n
-    res["daemon_cpu_us"] = 1e6 * sum(v[0] for v in threads.values()) / n
-    res["ctxsw"] = sum(v[1] + v[2] for v in threads.values()) / n
+    # the process's own counters: they keep what threads that ended spent
+    # (MHD's thread per connection); perf's counts follow new threads
+    res["daemon_cpu_us"] = 1e6 * (p1 - p0) / n
+    res["ctxsw"] = ctxsw / n
     res["threads"] = {c: {"cpu_us": 1e6 * v[0] / n, "vol": v[1] / n, "invol": v[2] / n} for c, v in threads.items()}
     res["syscalls"] = counts.get("sys_enter", 0) / n
     res["syscalls_by_name"] = {k: v / n for k, v in counts.items() if k != "sys_enter" and v}
