@@ -808,6 +808,41 @@ def bench_mhd_modes():
                statistics.median(r[mode]["daemon_cpu_us"] for r in rounds)))
     record("mhd-modes", duration=dur, conns=64, machine=machine(), rounds=rounds)
 
+def bench_ab():
+    """Two remedyd binaries side by side (--ab-baseline OLD against this
+    build's), alternating, each with a fresh state directory and the same
+    bodies, under loadgen and under wrk -t2 -c64: accepted/s, p99, CPU per
+    request. For a change's before/after in its commit message."""
+    if not ARGS.ab_baseline:
+        raise SystemExit("bench ab: --ab-baseline BIN (the remedyd to compare with) is required")
+    dur = ARGS.duration
+    bodies = wrk_bodies(int(min(dur * 60000, 2000000)), int(time.time()))
+    bins = {"baseline": os.path.abspath(ARGS.ab_baseline), "this": harness.REMEDYD_BIN}
+    rows = []
+    try:
+        for k in range(ARGS.ingest_rounds):
+            for client in ("loadgen", "wrk"):
+                for name, path in bins.items():
+                    harness.REMEDYD_BIN = os.environ["REMEDYD_BIN"] = path
+                    res = with_remedyd("ab", lambda r: client_run(client, webhook_port(r.webhook_url), dur, bodies,
+                                                                  r.pid), backend="sqlite")
+                    rows.append({"round": k + 1, "client": client, "bin": name, **res})
+                    log("ab: round %d %-7s %-8s %8.0f accepted/s p50 %.2f p99 %.2f ms, %.1f us/request, "
+                        "%.2f syscalls/request, db rows %d / 2xx %d  [load %s]"
+                        % (k + 1, client, name, res["rate"], res["lat_p50_us"] / 1000, res["lat_p99_us"] / 1000,
+                           res["daemon_cpu_us"], res["syscalls"], res["events_in_db"], res["ok"], machine()["load"]))
+    finally:
+        harness.REMEDYD_BIN = os.environ["REMEDYD_BIN"] = bins["this"]
+    for client in ("loadgen", "wrk"):
+        for name in bins:
+            xs = [r for r in rows if r["client"] == client and r["bin"] == name]
+            log("ab: median of %d rounds, %-7s %-8s: %.0f accepted/s, p99 %.2f ms, %.1f us/request"
+                % (len(xs), client, name, statistics.median(x["rate"] for x in xs),
+                   statistics.median(x["lat_p99_us"] for x in xs) / 1000,
+                   statistics.median(x["daemon_cpu_us"] for x in xs)))
+    record("ab", duration=dur, conns=64, baseline=bins["baseline"], machine=machine(), rows=rows)
+
+
 def bench_ha_failover():
     """Issue 13: kill -9 of the instance holding running actions while the
     fake API is slow; seconds until the survivor has finished every one."""
@@ -979,7 +1014,7 @@ def bench_startup():
 
 BENCHES = {"fsync": bench_fsync, "ingest": bench_ingest, "ttc": bench_ttc, "memory": bench_memory,
            "rules": bench_rules, "startup": bench_startup, "wrk-ingest": bench_wrk_ingest,
-           "clients": bench_clients, "mhd-modes": bench_mhd_modes,
+           "clients": bench_clients, "mhd-modes": bench_mhd_modes, "ab": bench_ab,
            "ha-ingest": bench_ha_ingest, "ha-ttc": bench_ha_ttc, "ha-failover": bench_ha_failover}
 # what a plain `scripts/bench` runs (the others by --only)
 DEFAULT_BENCHES = ["fsync", "ingest", "ttc", "memory", "rules", "startup"]
@@ -1000,6 +1035,8 @@ def main():
     p.add_argument("--naive-duration", type=float, default=20)
     p.add_argument("--startup-runs", type=int, default=41)
     p.add_argument("--pg-pool", type=int, default=4, help="state.postgresql.pool of the ha-ingest instances")
+    p.add_argument("--ab-baseline", help="ab: the remedyd binary to compare this build's with")
+    p.add_argument("--remedyd", help="run the benchmarks against this remedyd binary instead of the build's")
     p.add_argument("--tools", required=True)
     p.add_argument("--build", required=True)
     ARGS = p.parse_args()
@@ -1007,7 +1044,8 @@ def main():
     os.makedirs(ARGS.workdir, exist_ok=True)
     with open(os.path.join(ARGS.workdir, "hmac.secret"), "w") as f:
         f.write(SECRET + "\n")
-    os.environ["REMEDYD_BIN"] = os.path.join(os.path.abspath(ARGS.build), "src", "remedyd")
+    os.environ["REMEDYD_BIN"] = os.path.abspath(ARGS.remedyd) if ARGS.remedyd else \
+        os.path.join(os.path.abspath(ARGS.build), "src", "remedyd")
     harness.REMEDYD_BIN = os.environ["REMEDYD_BIN"]
     m = machine()
     log("machine: %d cores, kernel %s, load %s; %s" % (m["cores"], m["kernel"], m["load"],
