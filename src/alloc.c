@@ -1,3 +1,5 @@
+/* The allocation wrapper of include/alloc.h (and, with -Dalloc_torture,
+ * its failure injection). Calls libc only. */
 #include <errno.h>
 #include <execinfo.h>
 #include <stdint.h>

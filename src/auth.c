@@ -1,3 +1,6 @@
+/* Webhook source authentication (include/auth.h): the methods' pure
+ * checks and the HMAC over a pre-fetched SHA-256. Calls libcrypto and the
+ * foundation (alloc, util); reads Config's source types, nothing else. */
 #include <ctype.h>
 #include <errno.h>
 #include <pthread.h>

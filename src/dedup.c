@@ -1,3 +1,5 @@
+/* The in-memory dedup index of include/dedup.h, owned by the store's
+ * SQLite writer thread. Calls libc only. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

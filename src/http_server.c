@@ -1,3 +1,7 @@
+/* libmicrohttpd on the sd-event loop (include/http_server.h): requests,
+ * bodies with a limit, suspend/resume, JSON answers, TLS. Calls MHD,
+ * gnutls, json-c, sd-event and the foundation (alloc, log, strbuf, util);
+ * knows no webhook, status or control logic. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>

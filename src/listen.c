@@ -1,3 +1,5 @@
+/* Listener addresses and their sockets (include/listen.h), systemd
+ * socket activation included. Calls libc, sd-daemon and util. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

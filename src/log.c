@@ -1,3 +1,5 @@
+/* Logging to stderr or the journal (include/log.h), every message
+ * sanitised here. Calls sd-journal and alloc. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>

@@ -1,3 +1,5 @@
+/* Counters and histograms and their Prometheus text (include/metrics.h).
+ * Calls alloc only. */
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>

@@ -1,3 +1,5 @@
+/* The per-source token bucket (include/ratelimit.h). Pure arithmetic;
+ * calls util's clock helpers only. */
 #include "ratelimit.h"
 #include "util.h"
 

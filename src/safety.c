@@ -1,3 +1,5 @@
+/* The guardrail chain of include/safety.h, written once for the loop and
+ * the store. Pure: calls util only. */
 #include <ctype.h>
 #include <string.h>
 

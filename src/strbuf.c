@@ -1,3 +1,4 @@
+/* A growable string with a maximum (include/strbuf.h). Calls alloc only. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* UTF-8 validation (include/utf8.h). Calls nothing. */
 #include <stdint.h>
 #include <string.h>
 

@@ -1,3 +1,6 @@
+/* The small shared helpers of include/util.h: durations, bounded file
+ * reads, secrets, time, strings. Calls libc, libcrypto (cleansing) and
+ * the foundation (alloc, log). */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
