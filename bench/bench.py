@@ -62,6 +62,7 @@ def fresh_dir(name):
 
 
 def loadgen(port, extra):
+    os.sync()  # what the previous run left dirty is not written back during this one
     cmd = [os.path.join(ARGS.tools, "loadgen"), "--port", str(port),
            "--secret-file", os.path.join(ARGS.workdir, "hmac.secret")] + [str(x) for x in extra]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -515,6 +516,7 @@ def wrk_bodies(n, seed):
 
 
 def wrk_start(port, threads, conns, dur, bodies, part=0, parts=1):
+    os.sync()  # what the previous run left dirty is not written back during this one
     cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", "%ds" % int(dur), "--latency", "-s", WRK_LUA,
            "http://127.0.0.1:%d" % port, "--", bodies, str(part), str(parts), str(threads)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
