@@ -470,20 +470,12 @@ static Checkpointer *checkpointer_new(const char *path) {
 
         if (!cp)
                 return NULL;
-        cp->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (cp->fd < 0) {
-                mem_free(cp);
-                return NULL;
-        }
         /* A connection learns that the file is in WAL mode on its first
          * read; until then a checkpoint is a no-op that returns OK. */
-        if (db_open(path, SQLITE_OPEN_READWRITE, &cp->db) < 0 ||
-            pragma_text(cp->db, "PRAGMA journal_mode", mode, sizeof(mode)) < 0 || strcmp(mode, "wal") != 0) {
-                sqlite3_close(cp->db);
-                (void) close(cp->fd);
-                mem_free(cp);
-                return NULL;
-        }
+        cp->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (cp->fd < 0 || db_open(path, SQLITE_OPEN_READWRITE, &cp->db) < 0 ||
+            pragma_text(cp->db, "PRAGMA journal_mode", mode, sizeof(mode)) < 0 || strcmp(mode, "wal") != 0)
+                goto fail;
         pthread_mutex_init(&cp->lock, NULL);
         pthread_cond_init(&cp->cond, NULL);
         /* the loop's signals are the loop's */
@@ -491,16 +483,17 @@ static Checkpointer *checkpointer_new(const char *path) {
         pthread_sigmask(SIG_SETMASK, &all, &old);
         r = pthread_create(&cp->thread, NULL, checkpointer_main, cp);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (r != 0) {
-                log_debug("store: no checkpointer thread (%s), the writer checkpoints", strerror(r));
-                pthread_cond_destroy(&cp->cond);
-                pthread_mutex_destroy(&cp->lock);
-                sqlite3_close(cp->db);
+        if (r == 0)
+                return cp;
+        log_debug("store: no checkpointer thread (%s), the writer checkpoints", strerror(r));
+        pthread_cond_destroy(&cp->cond);
+        pthread_mutex_destroy(&cp->lock);
+fail:
+        sqlite3_close(cp->db);
+        if (cp->fd >= 0)
                 (void) close(cp->fd);
-                mem_free(cp);
-                return NULL;
-        }
-        return cp;
+        mem_free(cp);
+        return NULL;
 }
 
 /* After the batch's completions are handed to the loop. */
