@@ -62,6 +62,10 @@ typedef struct HttpServerOptions {
         bool raw_path;
         /* Label for log lines ("webhook", "status", "control"). */
         const char *name;
+        /* Waiting requests (http_server_request_suspend()) always use
+         * MHD_suspend_connection(), never parking (http_server.c): for
+         * tests of both ways. */
+        bool suspend;
 } HttpServerOptions;
 
 /* Starts serving opts->listen_fd on e. On success the server owns the
@@ -117,8 +121,12 @@ bool http_server_request_responded(const HttpServerRequest *req);
 
 /* In on_request only: stop processing the connection until the response
  * is given with one of the http_server_respond*() calls. -EBUSY if already
- * suspended or answered. */
+ * suspended or answered. The connection has no idle timeout meanwhile. With
+ * libmicrohttpd 0.9 the request is "parked" rather than MHD-suspended
+ * (http_server.c: 3 syscalls fewer per request), unless opts->suspend. */
 int http_server_request_suspend(HttpServerRequest *req);
+/* Requests waiting parked right now (0 when they are MHD-suspended). */
+unsigned http_server_parked(const HttpServer *s);
 
 /* --- responses: one per request; a second gives -EALREADY ------------- */
 

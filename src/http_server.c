@@ -23,6 +23,9 @@
 #include "util.h"
 
 #define TLS_FILE_MAX (1024u * 1024u)
+/* While requests are parked, how often MHD runs without an event (see
+ * on_prepare()). */
+#define PARK_POLL_USEC 1000u
 #define TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 static const char oom_body[] =
@@ -46,7 +49,8 @@ struct HttpServerRequest {
         bool too_big;
         bool out_of_memory; /* the body could not be stored: answer 503 at its end */
         size_t discarded;   /* body bytes dropped after too_big or out_of_memory */
-        bool suspended;
+        bool suspended;     /* waiting for its answer (http_server_request_suspend()) */
+        bool parked;        /* ... in MHD's ready list, not MHD-suspended: see park_supported() */
         bool queued;        /* handed to MHD */
 
         struct MHD_Response *response; /* built, waiting to be queued */
@@ -79,6 +83,7 @@ struct HttpServer {
         sd_event_source *io_source;
         sd_event_source *timer_source;
         sd_event_source *defer_source; /* "run MHD now", without a timerfd */
+        sd_event_source *park_source;  /* MHD's run while requests are parked */
         bool kick;
 
         size_t max_body_bytes;
@@ -98,6 +103,8 @@ struct HttpServer {
         struct MHD_Response *too_big_response;
 
         HttpServerRequest *suspended; /* list of suspended requests */
+        bool park;                    /* wait in MHD's ready list (park_supported()) */
+        unsigned n_parked;
 
         /* Connection pressure (nginx-style reuse of idle connections): past
          * 3/4 of the connection limit, connections that carry no request
@@ -132,6 +139,43 @@ static void suspended_remove(HttpServer *s, HttpServerRequest *req) {
         if (req->susp_next)
                 req->susp_next->susp_prev = req->susp_prev;
         req->susp_prev = req->susp_next = NULL;
+}
+
+/* Ends req's wait for its answer; MHD calls access_handler() for it again
+ * at its next MHD_run(). resume: the connection goes on (not when it is
+ * being closed). */
+static void request_unwait(HttpServerRequest *req, bool resume) {
+        HttpServer *s = req->server;
+
+        suspended_remove(s, req);
+        req->suspended = false;
+        if (req->parked) {
+                req->parked = false;
+                s->n_parked--;
+                if (resume)
+                        /* Its timeout again, counted from now (as after a resume). */
+                        (void) MHD_set_connection_option(req->connection, MHD_CONNECTION_OPTION_TIMEOUT,
+                                                         s->conn_timeout_sec);
+        } else if (resume)
+                MHD_resume_connection(req->connection);
+}
+
+/* How a request waits for its answer. MHD_suspend_connection() takes the
+ * connection out of MHD's epoll set and MHD_resume_connection() puts it
+ * back: an epoll_ctl() each, and a recv() that gets EAGAIN after the
+ * resume, because MHD then marks the socket readable (3 of remedyd's 7.7
+ * syscalls per delivery under wrk; the two epoll_ctl() alone 11.6 % of its
+ * CPU). libmicrohttpd 0.9 also lets a request wait without that: an access
+ * handler that queues no answer in its final call is called again at every
+ * MHD_run() ("try again next time", state FULL_REQ_RECEIVED in
+ * connection.c), with the connection left in the epoll set and in MHD's
+ * ready list. Such a request is "parked": access_handler() answers "not
+ * yet" until respond_set() gives it its answer. Later libmicrohttpd
+ * versions rewrote that state machine: they get suspend and resume. */
+static bool park_supported(void) {
+        const char *v = MHD_get_version();
+
+        return v && strncmp(v, "0.9.", 4) == 0;
 }
 
 static void server_kick(HttpServer *s) {
@@ -182,6 +226,10 @@ static int queue_ready_response(HttpServerRequest *req) {
         if (m != MHD_YES)
                 return -EIO;
         req->queued = true;
+        if (req->server->n_parked > 0)
+                /* MHD writes it at its next run; while requests are parked
+                 * on_prepare() cannot tell that from MHD's timeout. */
+                req->server->kick = true;
         return 0;
 }
 
@@ -369,6 +417,10 @@ static enum MHD_Result access_handler(
                 /* Resumed with an answer. */
                 return queue_ready_response(req) < 0 ? MHD_NO : MHD_YES;
 
+        if (req->parked)
+                /* Still waiting: MHD calls again at each MHD_run(). */
+                return MHD_YES;
+
         if (*upload_data_size > 0) {
                 s->uploading = true;
                 if (req->too_big || req->out_of_memory) {
@@ -430,7 +482,7 @@ static void request_completed(
         *con_cls = NULL;
         conn_set_busy(s, connection, false);
         if (req->suspended)
-                suspended_remove(s, req);
+                request_unwait(req, /* resume= */ false);
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
                 log_trace(TRACE_HTTP, "%s: request %s %s ended early (%d)", s->name,
                           req->method, req->path, (int) toe);
@@ -468,6 +520,20 @@ static int on_defer(sd_event_source *source, void *userdata) {
         return server_run(userdata);
 }
 
+static int park_poll_arm(HttpServer *s) {
+        int enabled = SD_EVENT_OFF;
+        uint64_t now;
+
+        /* Armed once per period, not per loop iteration: a timerfd_settime()
+         * per iteration is what the defer source exists to avoid. */
+        if (sd_event_source_get_enabled(s->park_source, &enabled) >= 0 && enabled != SD_EVENT_OFF)
+                return 0;
+        if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0)
+                now = now_usec(CLOCK_MONOTONIC);
+        (void) sd_event_source_set_time(s->park_source, now + PARK_POLL_USEC);
+        return sd_event_source_set_enabled(s->park_source, SD_EVENT_ONESHOT);
+}
+
 static int on_prepare(sd_event_source *source, void *userdata) {
         HttpServer *s = userdata;
         MHD_UNSIGNED_LONG_LONG ms;
@@ -483,6 +549,19 @@ static int on_prepare(sd_event_source *source, void *userdata) {
         if (s->kick)
                 return sd_event_source_set_enabled(s->defer_source, SD_EVENT_ONESHOT);
         have = MHD_get_timeout(s->daemon, &ms) == MHD_YES;
+        if (have && ms == 0 && s->n_parked > 0) {
+                /* A parked request keeps MHD's ready list non-empty, so MHD
+                 * says "0 ms" for as long as it waits: running now would
+                 * spin. Whatever MHD has to do for the others is an answer
+                 * to write (kicked in queue_ready_response()), data on a
+                 * socket (the io source) or a timeout: run on those, and at
+                 * the latest every PARK_POLL_USEC, which also checks the
+                 * connection timeouts that MHD no longer reports. */
+                (void) sd_event_source_set_enabled(s->defer_source, SD_EVENT_OFF);
+                (void) sd_event_source_set_enabled(s->timer_source, SD_EVENT_OFF);
+                return park_poll_arm(s);
+        }
+        (void) sd_event_source_set_enabled(s->park_source, SD_EVENT_OFF);
         if (have && ms == 0)
                 return sd_event_source_set_enabled(s->defer_source, SD_EVENT_ONESHOT);
         (void) sd_event_source_set_enabled(s->defer_source, SD_EVENT_OFF);
@@ -539,13 +618,11 @@ HttpServer *http_server_free(HttpServer *s) {
                 while (s->suspended) {
                         HttpServerRequest *req = s->suspended;
 
-                        suspended_remove(s, req);
-                        req->suspended = false;
+                        request_unwait(req, /* resume= */ true);
                         if (!req->response)
                                 (void) http_server_respond_json_error(req, MHD_HTTP_SERVICE_UNAVAILABLE,
                                                                       "shutting_down",
                                                                       "The server is shutting down.");
-                        MHD_resume_connection(req->connection);
                 }
                 (void) MHD_run(s->daemon);
                 MHD_stop_daemon(s->daemon);
@@ -553,6 +630,7 @@ HttpServer *http_server_free(HttpServer *s) {
         sd_event_source_disable_unref(s->io_source);
         sd_event_source_disable_unref(s->timer_source);
         sd_event_source_disable_unref(s->defer_source);
+        sd_event_source_disable_unref(s->park_source);
         if (s->oom_response)
                 MHD_destroy_response(s->oom_response);
         if (s->too_big_response)
@@ -676,6 +754,13 @@ int http_server_new(sd_event *e, const HttpServerOptions *opts, HttpServer **ret
                 return r;
         (void) sd_event_source_set_enabled(s->defer_source, SD_EVENT_OFF);
         (void) sd_event_source_set_description(s->defer_source, "http-server-run");
+
+        r = sd_event_add_time(e, &s->park_source, CLOCK_MONOTONIC, USEC_INFINITY, 1, on_timer, s);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_enabled(s->park_source, SD_EVENT_OFF);
+        (void) sd_event_source_set_description(s->park_source, "http-server-park");
+        s->park = !opts->suspend && park_supported();
 
         /* From here on the listening socket is MHD's. */
         (void) close(opts->listen_fd);
@@ -811,6 +896,10 @@ out:
         return r;
 }
 
+unsigned http_server_parked(const HttpServer *s) {
+        return s->n_parked;
+}
+
 unsigned http_server_request_status(const HttpServerRequest *req) {
         return req->status;
 }
@@ -822,7 +911,15 @@ bool http_server_request_responded(const HttpServerRequest *req) {
 int http_server_request_suspend(HttpServerRequest *req) {
         if (req->suspended || http_server_request_responded(req))
                 return -EBUSY;
-        MHD_suspend_connection(req->connection);
+        if (req->server->park) {
+                /* No idle timeout while it waits, as MHD gives a suspended
+                 * connection none: the answer may take long (remedyctl
+                 * users list pages through the whole account). */
+                (void) MHD_set_connection_option(req->connection, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+                req->parked = true;
+                req->server->n_parked++;
+        } else
+                MHD_suspend_connection(req->connection);
         req->suspended = true;
         suspended_add(req->server, req);
         return 0;
@@ -859,9 +956,7 @@ static void respond_set(HttpServerRequest *req, unsigned status, struct MHD_Resp
         req->response_shared = shared;
         req->status = status;
         if (req->suspended) {
-                suspended_remove(req->server, req);
-                req->suspended = false;
-                MHD_resume_connection(req->connection);
+                request_unwait(req, /* resume= */ true);
                 server_kick(req->server);
         }
 }
