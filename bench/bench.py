@@ -785,8 +785,9 @@ def bench_clients():
 
 def bench_mhd_modes():
     """Issue 16: MHD's connection handling on 2 cores, with the durable
-    group commit of bench/mhd-durable.c: one epoll thread with
-    suspend/resume (remedyd's), MHD's thread pool (2 epoll threads), a thread
+    group commit of bench/mhd-durable.c: one epoll loop with parked
+    requests (remedyd's), one epoll thread with suspend/resume (remedyd's
+    before), MHD's thread pool (2 epoll threads), a thread
     per connection whose handler blocks until its group is durable; wrk
     -t2 -c64, alternating, rounds."""
     dur = ARGS.duration
@@ -794,7 +795,7 @@ def bench_mhd_modes():
     rounds = []
     for k in range(ARGS.ingest_rounds):
         row = {}
-        for mode in ("epoll", "pool", "threads"):
+        for mode in ("park", "epoll", "pool", "threads"):
             res = row[mode] = with_tool([os.path.join(ARGS.tools, "mhd-durable"),
                                          os.path.join(fresh_dir("mhd-modes"), "bodies.log"), mode],
                                         lambda port, pid: client_run("wrk", port, dur, bodies, pid))
