@@ -19,6 +19,7 @@
 #include "dedup.h"
 #include "log.h"
 #include "remedyd-limits.h"
+#include "sqlite_walbuf.h"
 #include "store-backend.h"
 #include "util.h"
 
@@ -311,7 +312,8 @@ static int db_open(const char *path, int flags, sqlite3 **ret) {
         sqlite3 *db = NULL;
         int rc;
 
-        rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+        /* sqlite_walbuf.c: one write per commit to the WAL, not two per page. */
+        rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, sqlite_walbuf_vfs());
         if (rc != SQLITE_OK) {
                 int r = sqlite_errno(rc), e = db ? sqlite3_system_errno(db) : 0;
                 if (rc == SQLITE_CANTOPEN && e > 0)
