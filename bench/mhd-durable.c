@@ -122,6 +122,15 @@ static void *writer(void *unused) {
         return NULL;
 }
 
+/* Hands r to the writer. */
+static void enqueue(Req *r) {
+        pthread_mutex_lock(&lock);
+        r->next = pending;
+        pending = r;
+        pthread_cond_signal(&cond);
+        pthread_mutex_unlock(&lock);
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                const char *version, const char *upload_data, size_t *upload_data_size,
                                void **con_cls) {
@@ -158,11 +167,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
                 if (!r->queued) {
                         r->queued = true;
                         n_parked++;
-                        pthread_mutex_lock(&lock);
-                        r->next = pending;
-                        pending = r;
-                        pthread_cond_signal(&cond);
-                        pthread_mutex_unlock(&lock);
+                        enqueue(r);
                 }
                 return MHD_YES;
         }
@@ -181,11 +186,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         if (!r->queued) {
                 r->queued = true;
                 MHD_suspend_connection(c);
-                pthread_mutex_lock(&lock);
-                r->next = pending;
-                pending = r;
-                pthread_cond_signal(&cond);
-                pthread_mutex_unlock(&lock);
+                enqueue(r);
         }
         return MHD_YES;
 }
