@@ -15,6 +15,8 @@ Metrics *metrics_free(Metrics *m);
 
 /* remedyd_webhooks_total{source,code} */
 void metrics_webhook(Metrics *m, const char *source, int code);
+/* remedyd_webhook_duration_seconds{source} (histogram): arrival to answer sent */
+void metrics_webhook_duration(Metrics *m, const char *source, double seconds);
 /* remedyd_rule_matches_total{rule} */
 void metrics_rule_match(Metrics *m, const char *rule);
 /* remedyd_actions_total{action,outcome}; outcome is a status name */

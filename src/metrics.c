@@ -48,6 +48,7 @@ enum {
         F_TIME_TO_CONTAIN,
         F_API_RETRIES,
         F_NOTIFICATIONS,
+        F_WEBHOOK_DURATION,
         _F_MAX,
 };
 
@@ -69,6 +70,7 @@ Metrics *metrics_new(void) {
         m->families[F_TIME_TO_CONTAIN] = (Family) { "remedyd_time_to_contain_seconds", "From webhook arrival to 1Password confirming the suspension.", { NULL }, 0, true };
         m->families[F_API_RETRIES] = (Family) { "remedyd_api_retries_total", "1Password API calls retried after a transient failure.", { "operation" }, 1, false };
         m->families[F_NOTIFICATIONS] = (Family) { "remedyd_notifications_total", "Notification delivery attempts, by sink and result (delivered, retry, failed).", { "sink", "result" }, 2, false };
+        m->families[F_WEBHOOK_DURATION] = (Family) { "remedyd_webhook_duration_seconds", "From a webhook request's arrival to its answer sent, by source (includes the wait for the durable commit).", { "source" }, 1, true };
         return m;
 }
 
@@ -191,6 +193,10 @@ void metrics_api_retry(Metrics *m, const char *operation) {
 
 void metrics_notification(Metrics *m, const char *sink, const char *result) {
         count(m, F_NOTIFICATIONS, sink, result);
+}
+
+void metrics_webhook_duration(Metrics *m, const char *source, double seconds) {
+        observe(m, F_WEBHOOK_DURATION, source, seconds);
 }
 
 static uint64_t family_total(Metrics *m, unsigned fam, int label, const char *value) {

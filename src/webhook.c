@@ -857,6 +857,8 @@ static void on_complete(HttpServerRequest *req, void *userdata) {
                 return;
         src = request_source(w, req);
         metrics_webhook(w->deps.metrics, src ? src->name : "unknown", (int) status);
+        metrics_webhook_duration(w->deps.metrics, src ? src->name : "unknown",
+                                 (double) (now_usec(CLOCK_MONOTONIC) - http_server_request_started_mono(req)) / 1e6);
 }
 
 static int limiters_build(Webhook *w, Limiter **ret, size_t *ret_n) {

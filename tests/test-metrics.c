@@ -18,6 +18,11 @@ TEST(counters_and_render) {
                 "remedyd_time_to_contain_seconds_bucket{le=\"0.25\"} 2\n",
                 "remedyd_time_to_contain_seconds_bucket{le=\"+Inf\"} 2\n",
                 "remedyd_time_to_contain_seconds_count 2\n",
+                "# TYPE remedyd_webhook_duration_seconds histogram",
+                "remedyd_webhook_duration_seconds_bucket{source=\"splunk\",le=\"0.001\"} 1\n",
+                "remedyd_webhook_duration_seconds_bucket{source=\"splunk\",le=\"0.01\"} 2\n",
+                "remedyd_webhook_duration_seconds_count{source=\"splunk\"} 2\n",
+                "remedyd_webhook_duration_seconds_count{source=\"okta\"} 1\n",
         };
         Metrics *m = metrics_new();
         StrBuf b;
@@ -33,6 +38,9 @@ TEST(counters_and_render) {
         metrics_token_refresh(m, "success");
         metrics_time_to_contain(m, 0.004);
         metrics_time_to_contain(m, 0.2);
+        metrics_webhook_duration(m, "splunk", 0.0004);
+        metrics_webhook_duration(m, "splunk", 0.007);
+        metrics_webhook_duration(m, "okta", 0.0001);
         ASSERT_EQ(metrics_webhooks_total(m), 3);
         ASSERT_EQ(metrics_actions_total(m, "done"), 1);
         ASSERT_EQ(metrics_actions_total(m, NULL), 2);

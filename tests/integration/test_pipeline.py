@@ -87,6 +87,8 @@ def test_alert_suspends_user(remedyd_factory, fake1p):
     # time-to-contain was measured
     wait_until(lambda: d.metric("remedyd_time_to_contain_seconds_count") == 1)
     assert d.metric("remedyd_webhooks_total", source="splunk", code="202") == 1
+    assert d.metric("remedyd_webhook_duration_seconds_count", source="splunk") == 1
+    assert 0 < d.metric("remedyd_webhook_duration_seconds_sum", source="splunk") < 10
     assert d.metric("remedyd_rule_matches_total", rule="splunk-impossible-travel") == 1
     harness.assert_no_secrets([d.log_text(), json.dumps(d.get_status()), d.metrics_text()],
                               [SECRET, fake1p.client_secret])
