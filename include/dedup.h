@@ -20,8 +20,9 @@
 
 typedef struct DedupIndex DedupIndex;
 
-/* max_keys: live entries kept at most; past it the oldest are dropped (the
- * window shrinks, counted in dedup_index_evicted()). */
+/* max_keys: entries kept at most; past it the oldest (lowest rowids) are
+ * dropped down to 7/8 of it (the window shrinks, counted in
+ * dedup_index_evicted()). */
 int dedup_index_new(size_t max_keys, DedupIndex **ret);
 DedupIndex *dedup_index_free(DedupIndex *d);
 
@@ -32,12 +33,17 @@ uint64_t dedup_index_hash(const DedupIndex *d, const char *source, const char *k
 bool dedup_index_next(const DedupIndex *d, uint64_t hash, uint64_t since_usec, size_t *cursor,
                       int64_t *ret_rowid);
 
-/* Adds an entry. Entries received before since_usec are dropped when the
- * table is rebuilt (it grows by rebuilding). -ENOMEM leaves it as it was. */
+/* Adds an entry. Entries received before since_usec are dropped as the
+ * table is replaced (it grows and shrinks so, a few slots per addition).
+ * -ENOMEM: no room for it (no new table could be allocated); the index
+ * is as it was, less what it dropped. */
 int dedup_index_add(DedupIndex *d, uint64_t hash, int64_t rowid, uint64_t received_usec, uint64_t since_usec);
 
 size_t dedup_index_size(const DedupIndex *d);          /* entries, dead ones included */
 uint64_t dedup_index_evicted(const DedupIndex *d);     /* live entries dropped for max_keys */
+/* Slots the last dedup_index_add() examined to grow, shrink or drop
+ * entries: the table is replaced a few slots per addition, never at once. */
+size_t dedup_index_steps(const DedupIndex *d);
 
 /* SipHash-2-4 (Aumasson and Bernstein): in one call, or fed in pieces. */
 uint64_t siphash24(const uint8_t key[static 16], const void *data, size_t len);

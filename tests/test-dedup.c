@@ -94,25 +94,26 @@ static bool find_key(DedupIndex *d, unsigned i, uint64_t since_usec, int64_t *re
         return dedup_index_next(d, dedup_index_hash(d, "s", key), since_usec, &cursor, ret_rowid);
 }
 
-/* Growth by rebuilds keeps every live entry findable and drops those that
- * left the window. */
+/* Growth keeps every live entry findable, and replacing a full table
+ * drops those that left the window. */
 TEST(growth_and_expiry) {
         DedupIndex *d;
 
         ASSERT_OK(dedup_index_new(1000000, &d));
-        for (unsigned i = 0; i < 100000; i++)
+        for (unsigned i = 0; i < 150000; i++)
                 add_key(d, i, i, i >= 60000 ? i - 60000 : 0); /* time i; the window is the last 60,000 */
-        for (unsigned i = 0; i < 100000; i++) {
+        for (unsigned i = 0; i < 150000; i++) {
                 int64_t rowid = -1;
-                bool found = find_key(d, i, 40000, &rowid);
+                bool found = find_key(d, i, 90000, &rowid);
 
-                ASSERT_EQ(found, i >= 40000);
+                ASSERT_EQ(found, i >= 90000);
                 if (found)
                         ASSERT_EQ(rowid, (int64_t) i);
         }
-        /* rebuilds dropped the expired: at most the window plus the
-         * additions since the last rebuild remain */
-        ASSERT_TRUE(dedup_index_size(d) < 100000);
+        /* the table of 131,072 slots filled at ~98,000 entries and was
+         * replaced without the ~40,000 expired: at most the window plus the
+         * additions since remain */
+        ASSERT_TRUE(dedup_index_size(d) < 110000);
         ASSERT_EQ(dedup_index_evicted(d), 0u);
         dedup_index_free(d);
 }
@@ -137,10 +138,50 @@ TEST(max_keys) {
         dedup_index_free(d);
 }
 
+/* The table grows, drops the expired and keeps max_keys by replacing
+ * itself a few slots per addition: no addition does the whole copy, and
+ * every entry stays findable while a copy is under way. */
+TEST(replaced_in_steps) {
+        size_t max_steps = 0, drains = 0, prev = 0;
+        DedupIndex *d;
+
+        ASSERT_OK(dedup_index_new(200000, &d));
+        for (unsigned i = 1; i <= 1000000; i++) {
+                /* the window: the last 300,000 (more than max_keys fit) */
+                add_key(d, i, i, i > 300000 ? i - 300000 : 0);
+                if (dedup_index_steps(d) > max_steps)
+                        max_steps = dedup_index_steps(d);
+                if (dedup_index_steps(d) && !prev)
+                        drains++;
+                prev = dedup_index_steps(d);
+                ASSERT_TRUE(dedup_index_size(d) <= 200000);
+                if (i % 9973 == 0)
+                        for (unsigned j = i > 1000 ? i - 1000 : 1; j <= i; j++) {
+                                int64_t rowid = -1;
+
+                                ASSERT_TRUE(find_key(d, j, 0, &rowid));
+                                ASSERT_EQ(rowid, (int64_t) j);
+                        }
+        }
+        /* tables of up to 512 Ki slots were replaced, 32 slots at a time
+         * (a few more when max_keys makes it catch up) */
+        ASSERT_TRUE(drains >= 8);
+        ASSERT_TRUE(max_steps <= 512);
+        ASSERT_TRUE(dedup_index_evicted(d) > 0);
+        for (unsigned j = 1000000 - 175000 + 1; j <= 1000000; j++) {
+                int64_t rowid = -1;
+
+                ASSERT_TRUE(find_key(d, j, 0, &rowid));
+                ASSERT_EQ(rowid, (int64_t) j);
+        }
+        dedup_index_free(d);
+}
+
 int main(void) {
         RUN(siphash_vectors);
         RUN(lookup);
         RUN(growth_and_expiry);
         RUN(max_keys);
+        RUN(replaced_in_steps);
         HARNESS_DONE();
 }
