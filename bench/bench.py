@@ -541,10 +541,27 @@ def metric_sum(nodes, name):
                for n in nodes)
 
 
+SERVER_BUCKETS = ("0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1")
+
+
+def server_latency(r):
+    """remedyd's own view of the run's deliveries (remedyd_webhook_duration_seconds:
+    arrival to answer sent): the share answered within each bucket bound,
+    and the smallest bound that holds 99 % of them."""
+    text = r.metrics_text()
+    n = harness.metric_value(text, "remedyd_webhook_duration_seconds_count", source="bench")
+    share = {le: harness.metric_value(text, "remedyd_webhook_duration_seconds_bucket", source="bench", le=le) / max(n, 1)
+             for le in SERVER_BUCKETS}
+    p99 = next((float(le) * 1000 for le in SERVER_BUCKETS if share[le] >= 0.99), None)
+    return {"server_n": int(n), "server_share_within": share, "server_p99_le_ms": p99}
+
+
 def wrk_remedyd_sqlite(dur, bodies):
-    return with_remedyd("wrk-remedyd-sqlite",
-                        lambda r: wrk_result(wrk_start(webhook_port(r.webhook_url), 2, 64, dur, bodies)),
-                        backend="sqlite")
+    def run(r):
+        res = wrk_result(wrk_start(webhook_port(r.webhook_url), 2, 64, dur, bodies))
+        res.update(server_latency(r))
+        return res
+    return with_remedyd("wrk-remedyd-sqlite", run, backend="sqlite")
 
 
 def start_pg_pair(nodes, d, fake, db, prefix, **kw):
@@ -636,10 +653,14 @@ def bench_wrk_ingest():
                "webhook": webhook()}
         for name, res in row.items():
             log("wrk-ingest: round %d %-11s %8.0f accepted/s (2xx %d, non-2xx %d, errors %d, wrapped %d) "
-                "p50 %.2f ms p99 %.2f ms%s  [load %s]"
+                "p50 %.2f ms p99 %.2f ms%s%s  [load %s]"
                 % (k + 1, name, res["rate"], res["ok"], res["non2xx"], res["errors"], res["wrapped"],
                    res["lat_p50_us"] / 1000, res["lat_p99_us"] / 1000,
-                   ", db rows %d" % res["events_in_db"] if "events_in_db" in res else "", machine()["load"]))
+                   ", db rows %d" % res["events_in_db"] if "events_in_db" in res else "",
+                   "; remedyd's own p99 <= %s ms (%.2f %% within 5 ms, %.2f %% within 10 ms)"
+                   % (res["server_p99_le_ms"], 100 * res["server_share_within"]["0.005"],
+                      100 * res["server_share_within"]["0.01"]) if "server_n" in res else "",
+                   machine()["load"]))
         rd = row["remedyd"]["rate"]
         row["ratio_webhook"], row["ratio_mhd"] = rd / row["webhook"]["rate"], rd / row["mhd"]["rate"]
         row["ratio_mhd_durable"] = rd / row["mhd-durable"]["rate"]
