@@ -348,8 +348,13 @@ static int count(DedupIndex *d, size_t n) {
  * raises its floor; else one starts. */
 static int cap(DedupIndex *d) {
         size_t keep = d->max_keys - d->max_keys / 8;
-        int64_t floor_rowid = d->newest_rowid - (int64_t) keep;
+        int64_t floor_rowid;
         int r;
+
+        if (keep > (size_t) INT64_MAX)
+                keep = (size_t) INT64_MAX;
+        /* rowids of INT64_MIN + keep or below: nothing to drop by rowid */
+        floor_rowid = d->newest_rowid < INT64_MIN + (int64_t) keep ? INT64_MIN : d->newest_rowid - (int64_t) keep;
 
         if (d->phase == DRAINING && d->floor_rowid < floor_rowid)
                 d->floor_rowid = floor_rowid;
