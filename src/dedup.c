@@ -391,21 +391,17 @@ int dedup_index_add(DedupIndex *d, uint64_t hash, int64_t rowid, uint64_t receiv
                 d->live = 0;
         }
         if (r >= 0 && (d->cur.used + 1) * 8 > d->cur.n_slots * 7) {
-                /* The safety net: whatever is under way, at once. */
-                if (d->phase == DRAINING)
-                        drain(d, SIZE_MAX);
+                /* The safety net: whatever is under way, at once (a count
+                 * ends by starting a drain). */
                 if (d->phase == COUNTING)
                         r = count(d, SIZE_MAX);
                 if (r >= 0 && d->phase == DRAINING)
                         drain(d, SIZE_MAX);
         }
-        if (r < 0) {
-                /* No new table: add to this one while it has room. */
-                if (d->phase == COUNTING)
-                        d->phase = IDLE;
-                if ((d->cur.used + 1) * 8 > d->cur.n_slots * 7 || entries(d) >= d->max_keys)
-                        return r;
-        }
+        /* No new table (count() and cap() leave the phase IDLE then): add
+         * to this one while it has room. */
+        if (r < 0 && ((d->cur.used + 1) * 8 > d->cur.n_slots * 7 || entries(d) >= d->max_keys))
+                return r;
         slot_put(&d->cur, &e);
         if (d->phase == COUNTING)
                 d->live++;

@@ -851,13 +851,15 @@ static int on_request(HttpServerRequest *req, void *userdata) {
 static void on_complete(HttpServerRequest *req, void *userdata) {
         Webhook *w = userdata;
         const Source *src;
+        const char *name;
         unsigned status = http_server_request_status(req);
 
         if (status == 0 || !w->deps.metrics)
                 return;
         src = request_source(w, req);
-        metrics_webhook(w->deps.metrics, src ? src->name : "unknown", (int) status);
-        metrics_webhook_duration(w->deps.metrics, src ? src->name : "unknown",
+        name = src ? src->name : "unknown";
+        metrics_webhook(w->deps.metrics, name, (int) status);
+        metrics_webhook_duration(w->deps.metrics, name,
                                  (double) (now_usec(CLOCK_MONOTONIC) - http_server_request_started_mono(req)) / 1e6);
 }
 
