@@ -127,6 +127,8 @@ bool http_server_request_responded(const HttpServerRequest *req);
 int http_server_request_suspend(HttpServerRequest *req);
 /* Requests waiting parked right now (0 when they are MHD-suspended). */
 unsigned http_server_parked(const HttpServer *s);
+/* MHD_run() calls so far: how often the loop ran the server. */
+uint64_t http_server_runs(const HttpServer *s);
 
 /* --- responses: one per request; a second gives -EALREADY ------------- */
 

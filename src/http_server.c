@@ -52,6 +52,7 @@ struct HttpServerRequest {
         bool suspended;     /* waiting for its answer (http_server_request_suspend()) */
         bool parked;        /* ... in MHD's ready list, not MHD-suspended: see park_supported() */
         bool queued;        /* handed to MHD */
+        bool receiving;     /* took body data; MHD's final call not made yet */
 
         struct MHD_Response *response; /* built, waiting to be queued */
         bool response_shared;          /* one of the server's static answers */
@@ -116,11 +117,15 @@ struct HttpServer {
         unsigned conn_timeout_sec;
         bool pressure;
 
-        /* A handler took upload data in this MHD_run(): run again at once.
-         * MHD reads at most its buffer per run and, its epoll being
-         * edge-triggered, would otherwise come back for the rest of the
-         * socket's data only at its next timeout (~250 ms per 32 KiB). */
+        /* A handler took upload data in this MHD_run(): run again at once
+         * if a body is still coming in (n_receiving). MHD reads at most its
+         * buffer per run and, its epoll being edge-triggered, would
+         * otherwise come back for the rest of the socket's data only at its
+         * next timeout (~250 ms per 32 KiB). A body that came whole had its
+         * final call in the same run: running again would find nothing. */
         bool uploading;
+        unsigned n_receiving;
+        uint64_t n_runs; /* MHD_run() calls, for tests (http_server_runs()) */
 };
 
 static void suspended_add(HttpServer *s, HttpServerRequest *req) {
@@ -184,9 +189,20 @@ static void server_kick(HttpServer *s) {
                 (void) sd_event_source_set_enabled(s->defer_source, SD_EVENT_ONESHOT);
 }
 
+static void request_receiving(HttpServerRequest *req, bool on) {
+        if (req->receiving == on)
+                return;
+        req->receiving = on;
+        if (on)
+                req->server->n_receiving++;
+        else
+                req->server->n_receiving--;
+}
+
 static void request_free(HttpServerRequest *req) {
         if (!req)
                 return;
+        request_receiving(req, false);
         if (req->free_context)
                 req->free_context(req->context);
         if (req->response && !req->response_shared)
@@ -423,6 +439,7 @@ static enum MHD_Result access_handler(
 
         if (*upload_data_size > 0) {
                 s->uploading = true;
+                request_receiving(req, true);
                 if (req->too_big || req->out_of_memory) {
                         /* MHD takes no answer in the middle of an upload:
                          * drop the rest and answer 413 at its end, unless
@@ -452,6 +469,8 @@ static enum MHD_Result access_handler(
                 return MHD_YES;
         }
 
+        /* The final call: the whole body is in. */
+        request_receiving(req, false);
         if (req->too_big)
                 return queue_static(req, MHD_HTTP_CONTENT_TOO_LARGE, s->too_big_response);
         if (req->out_of_memory)
@@ -501,9 +520,10 @@ static size_t unescape_none(void *cls, struct MHD_Connection *connection, char *
 static int server_run(HttpServer *s) {
         s->kick = false;
         s->uploading = false;
+        s->n_runs++;
         if (MHD_run(s->daemon) != MHD_YES)
                 log_warning("%s: MHD_run() failed, ignoring", s->name);
-        if (s->uploading)
+        if (s->uploading && s->n_receiving > 0)
                 s->kick = true;
         return 0;
 }
@@ -898,6 +918,10 @@ out:
 
 unsigned http_server_parked(const HttpServer *s) {
         return s->n_parked;
+}
+
+uint64_t http_server_runs(const HttpServer *s) {
+        return s->n_runs;
 }
 
 unsigned http_server_request_status(const HttpServerRequest *req) {

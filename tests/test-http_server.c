@@ -9,6 +9,8 @@
  *   /hold     waits until the test says "release" (202, body = the path's
  *             query "id")
  *   /wait     waits for a 2.5 s timer, then 200
+ *
+ * Any method: a POST's body is read and dropped.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -49,6 +51,8 @@ typedef struct Server {
         atomic_uint n_held;      /* waiting right now, either way */
         atomic_uint parked_seen; /* http_server_parked() at the last wait */
         atomic_uint completed;
+        atomic_ullong runs_at_request; /* http_server_runs() in the last on_request() */
+        atomic_ullong runs_at_command; /* ... when the last command was read */
 } Server;
 
 static void held_free(void *p) {
@@ -110,6 +114,7 @@ static int on_request(HttpServerRequest *req, void *userdata) {
                 atomic_fetch_add(&srv->n_held, 1);
         }
         atomic_store(&srv->parked_seen, http_server_parked(srv->http));
+        atomic_store(&srv->runs_at_request, http_server_runs(srv->http));
         return 0;
 }
 
@@ -144,6 +149,7 @@ static int on_command(sd_event_source *s, int fd, uint32_t revents, void *userda
 
         if (read(fd, &c, 1) != 1 || c == 'q')
                 return sd_event_exit(srv->event, 0);
+        atomic_store(&srv->runs_at_command, http_server_runs(srv->http));
         if (c == 'r')
                 release_all(srv);
         (void) write(srv->ack_pipe[1], "k", 1);
@@ -244,6 +250,20 @@ static void client_send(int fd, const char *target) {
 
         n = snprintf(buf, sizeof(buf), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", target);
         ASSERT_EQ(write(fd, buf, (size_t) n), n);
+}
+
+/* A POST with a body of n bytes: headers and, if split, part of the body
+ * in a first write, the rest in a second. */
+static void client_post(int fd, const char *target, size_t n, size_t split) {
+        char buf[1024];
+        int h;
+
+        ASSERT_TRUE(n <= 512 && split <= n);
+        h = snprintf(buf, sizeof(buf), "POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n", target, n);
+        memset(buf + h, 'b', n);
+        ASSERT_EQ(write(fd, buf, (size_t) h + split), (ssize_t) ((size_t) h + split));
+        if (split < n)
+                ASSERT_EQ(write(fd, buf + h + split, n - split), (ssize_t) (n - split));
 }
 
 /* Reads one response on a keep-alive connection: its status and body. */
@@ -426,6 +446,37 @@ static void stop_while_waiting(bool suspend) {
 TEST(stop_while_waiting_parked) { stop_while_waiting(false); }
 TEST(stop_while_waiting_suspended) { stop_while_waiting(true); }
 
+/* A body that came whole costs one MHD_run(): the request's final call
+ * is in the run that read it, and nothing is left on the socket, so the
+ * server does not run MHD again at once for it (it used to, after every
+ * run in which a handler took body data: 0.07 runs and 0.25 epoll_wait()
+ * per delivery under wrk). MHD-suspended, so that no park poll runs MHD
+ * either. A body in two writes still gets its answer. */
+TEST(whole_body_one_run) {
+        Server srv;
+        int a;
+
+        server_start(&srv, /* suspend= */ true, 0);
+        a = client_connect(&srv);
+        for (unsigned i = 0; i < 5; i++) {
+                char target[32], want[32];
+
+                snprintf(target, sizeof(target), "/hold?id=w%u", i);
+                client_post(a, target, 300, 300);
+                WAIT_FOR(atomic_load(&srv.n_held) == 1);
+                server_command(&srv, 'r');
+                ASSERT_EQ(atomic_load(&srv.runs_at_command), atomic_load(&srv.runs_at_request));
+                snprintf(want, sizeof(want), "w%u", i);
+                expect_answer(a, 202, want);
+        }
+        client_post(a, "/hold?id=split", 300, 100);
+        WAIT_FOR(atomic_load(&srv.n_held) == 1);
+        server_command(&srv, 'r');
+        expect_answer(a, 202, "split");
+        close(a);
+        server_stop(&srv);
+}
+
 int main(void) {
         log_set_max_level(getenv("REMEDYD_TEST_DEBUG") ? LOG_DEBUG : LOG_WARNING);
 
@@ -439,5 +490,6 @@ int main(void) {
         RUN(peer_gone_suspended);
         RUN(stop_while_waiting_parked);
         RUN(stop_while_waiting_suspended);
+        RUN(whole_body_one_run);
         HARNESS_DONE();
 }
