@@ -449,7 +449,7 @@ TEST(stop_while_waiting_suspended) { stop_while_waiting(true); }
 /* A body that came whole costs one MHD_run(): the request's final call
  * is in the run that read it, and nothing is left on the socket, so the
  * server does not run MHD again at once for it (it used to, after every
- * run in which a handler took body data: 0.07 runs and 0.25 epoll_wait()
+ * run in which a handler took body data: 0.11 runs and 0.25 epoll_wait()
  * per delivery under wrk). MHD-suspended, so that no park poll runs MHD
  * either. A body in two writes still gets its answer. */
 TEST(whole_body_one_run) {
